@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian package that yolod's build, tests and demo need. Idempotent: when
+# everything is already installed it changes nothing and does not touch the network.
+set -euo pipefail
+
+PACKAGES=(
+  # build tools
+  build-essential cmake ninja-build ccache pkg-config clang-format git
+  # training: LibTorch (CPU), a fast BLAS for it, OpenCV for images, YAML, CLI parsing, logs
+  libtorch-dev libopenblas0-pthread libopencv-dev libyaml-cpp-dev libcli11-dev libspdlog-dev
+  libfmt-dev
+  # control plane: gRPC, protobuf, abseil, Prometheus exposition
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
+  prometheus-cpp-dev
+  # tests and benchmarks
+  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  prometheus python3-grpcio python3-protobuf stress-ng
+  # scripts
+  python3 time
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then
+  SUDO="sudo"
+fi
+echo "setup: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

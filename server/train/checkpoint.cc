@@ -1,0 +1,122 @@
+#include "server/train/checkpoint.h"
+
+#include <torch/serialize/input-archive.h>
+#include <torch/serialize/output-archive.h>
+
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/atomic_file.h"
+
+namespace yolo {
+
+constexpr const char* kFormat = "yolod-checkpoint-1";
+
+absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
+                            DetectionModel& model, DetectionModel* ema,
+                            torch::optim::Optimizer* optimizer) {
+  const std::string temp = TempPathFor(path);
+  try {
+    torch::serialize::OutputArchive archive;
+    archive.write("format", c10::IValue(std::string(kFormat)));
+    archive.write("epoch", c10::IValue(meta.epoch));
+    archive.write("best_fitness", c10::IValue(meta.best_fitness));
+    archive.write("updates", c10::IValue(meta.updates));
+    archive.write("train_args", c10::IValue(meta.train_args));
+    archive.write("train_results", c10::IValue(meta.results_csv));
+    archive.write("names", c10::IValue(meta.names));
+    archive.write("scale", c10::IValue(meta.scale));
+    archive.write("nc", c10::IValue(meta.nc));
+    archive.write("date", c10::IValue(meta.date));
+    torch::serialize::OutputArchive model_archive;
+    model->save(model_archive);
+    archive.write("model", model_archive);
+    if (ema != nullptr) {
+      torch::serialize::OutputArchive ema_archive;
+      (*ema)->save(ema_archive);
+      archive.write("ema", ema_archive);
+    }
+    if (optimizer != nullptr) {
+      torch::serialize::OutputArchive opt_archive;
+      optimizer->save(opt_archive);
+      archive.write("optimizer", opt_archive);
+    }
+    archive.save_to(temp);
+  } catch (const std::exception& e) {
+    std::error_code ec;
+    std::filesystem::remove(temp, ec);
+    return absl::InternalError(absl::StrCat("cannot write checkpoint ", path, ": ", e.what()));
+  }
+  return CommitTempFile(temp, path);
+}
+
+absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    return absl::NotFoundError(absl::StrCat("checkpoint '", path, "' does not exist"));
+  }
+  LoadedCheckpoint out;
+  out.path = path;
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    c10::IValue v;
+    if (!archive.try_read("format", v) || v.toStringRef() != kFormat) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("'", path, "' is not a yolod checkpoint (Ultralytics .pt files are Python "
+                                  "pickles and cannot be read here)"));
+    }
+    archive.read("epoch", v);
+    out.meta.epoch = v.toInt();
+    archive.read("best_fitness", v);
+    out.meta.best_fitness = v.toDouble();
+    archive.read("updates", v);
+    out.meta.updates = v.toInt();
+    archive.read("train_args", v);
+    out.meta.train_args = v.toStringRef();
+    archive.read("train_results", v);
+    out.meta.results_csv = v.toStringRef();
+    archive.read("names", v);
+    out.meta.names = v.toStringRef();
+    archive.read("scale", v);
+    out.meta.scale = v.toStringRef();
+    archive.read("nc", v);
+    out.meta.nc = v.toInt();
+    archive.read("date", v);
+    out.meta.date = v.toStringRef();
+    auto scale = ScaleFromName(out.meta.scale);
+    if (!scale.ok()) return scale.status();
+    out.raw = DetectionModel(*scale, static_cast<int>(out.meta.nc));
+    torch::serialize::InputArchive model_archive;
+    archive.read("model", model_archive);
+    out.raw->load(model_archive);
+    torch::serialize::InputArchive ema_archive;
+    if (archive.try_read("ema", ema_archive)) {
+      out.model = DetectionModel(*scale, static_cast<int>(out.meta.nc));
+      out.model->load(ema_archive);
+    } else {
+      out.model = out.raw;
+    }
+    torch::serialize::InputArchive opt_archive;
+    out.has_optimizer = archive.try_read("optimizer", opt_archive);
+  } catch (const std::exception& e) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint '", path, "' is unreadable or truncated: ", e.what()));
+  }
+  return out;
+}
+
+absl::Status LoadOptimizerState(const std::string& path, torch::optim::Optimizer& optimizer) {
+  try {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    torch::serialize::InputArchive opt_archive;
+    archive.read("optimizer", opt_archive);
+    optimizer.load(opt_archive);
+  } catch (const std::exception& e) {
+    return absl::DataLossError(
+        absl::StrCat("cannot restore the optimizer from '", path, "': ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace yolo

@@ -1,0 +1,380 @@
+#include "server/train/dataset.h"
+
+#include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <opencv2/imgcodecs.hpp>
+#include <set>
+#include <sstream>
+#include <thread>
+#include <tuple>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/atomic_file.h"
+
+namespace yolo {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kMinImageSide = 10;
+
+std::string Lower(std::string s) { return absl::AsciiStrToLower(s); }
+
+absl::StatusOr<std::vector<std::string>> SourcesOf(const YAML::Node& node, const std::string& key,
+                                                   const std::string& root,
+                                                   const std::string& yaml_path) {
+  std::vector<std::string> out;
+  if (!node || node.IsNull()) return out;
+  auto resolve = [&](const std::string& p) {
+    fs::path path(p);
+    return path.is_absolute() ? path.lexically_normal().string()
+                              : (fs::path(root) / path).lexically_normal().string();
+  };
+  try {
+    if (node.IsSequence()) {
+      for (const auto& item : node) out.push_back(resolve(item.as<std::string>()));
+    } else {
+      out.push_back(resolve(node.as<std::string>()));
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(yaml_path, ": field '", key, "' must be a path or a list of paths"));
+  }
+  return out;
+}
+
+}  // namespace
+
+bool IsImageFile(const std::string& path) {
+  static const std::set<std::string> kSuffixes = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo",
+                                                  ".png", ".tif", ".tiff", ".webp", ".pfm"};
+  return kSuffixes.count(Lower(fs::path(path).extension().string())) > 0;
+}
+
+std::string LabelPathForImage(const std::string& image_path) {
+  std::string path = image_path;
+  const std::string images = "/images/";
+  size_t at = path.rfind(images);
+  if (at != std::string::npos) path.replace(at, images.size(), "/labels/");
+  return fs::path(path).replace_extension(".txt").string();
+}
+
+absl::StatusOr<LabelParseResult> ParseLabels(const std::string& text, const std::string& path,
+                                             int nc) {
+  LabelParseResult result;
+  std::set<std::tuple<int, float, float, float, float>> seen;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    ++line_no;
+    line = absl::StripAsciiWhitespace(line);
+    if (line.empty()) continue;
+    auto skip = [&](const std::string& why) {
+      result.warnings.push_back(absl::StrCat(path, ":", line_no, ": ", why, ", line skipped"));
+      ++result.skipped_lines;
+    };
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(line, absl::ByAnyChar(" \t\r"), absl::SkipEmpty());
+    std::vector<double> v;
+    bool numeric = true;
+    for (absl::string_view f : fields) {
+      double d = 0;
+      if (!absl::SimpleAtod(f, &d) || !std::isfinite(d)) {
+        numeric = false;
+        break;
+      }
+      v.push_back(d);
+    }
+    if (!numeric) {
+      skip("not all values are numbers");
+      continue;
+    }
+    const bool polygon = v.size() >= 7 && v.size() % 2 == 1;
+    if (v.size() != 5 && !polygon) {
+      skip(absl::StrCat("expected 5 values (class cx cy w h), got ", v.size()));
+      continue;
+    }
+    if (v[0] != std::floor(v[0])) {
+      skip("class id is not an integer");
+      continue;
+    }
+    const int cls = static_cast<int>(v[0]);
+    if (cls < 0 || cls >= nc) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": class id ", cls,
+                                                     " is out of range for nc=", nc,
+                                                     " (valid ids are 0..", nc - 1, ")"));
+    }
+    BoxLabel box;
+    box.cls = cls;
+    bool in_range = true;
+    for (size_t i = 1; i < v.size(); ++i) in_range = in_range && v[i] >= 0.0 && v[i] <= 1.0;
+    if (!in_range) {
+      skip("coordinates must be normalised to [0, 1]");
+      continue;
+    }
+    if (polygon) {
+      double x1 = 1, y1 = 1, x2 = 0, y2 = 0;
+      for (size_t i = 1; i + 1 < v.size(); i += 2) {
+        x1 = std::min(x1, v[i]);
+        x2 = std::max(x2, v[i]);
+        y1 = std::min(y1, v[i + 1]);
+        y2 = std::max(y2, v[i + 1]);
+      }
+      box.cx = static_cast<float>((x1 + x2) / 2);
+      box.cy = static_cast<float>((y1 + y2) / 2);
+      box.w = static_cast<float>(x2 - x1);
+      box.h = static_cast<float>(y2 - y1);
+    } else {
+      box.cx = static_cast<float>(v[1]);
+      box.cy = static_cast<float>(v[2]);
+      box.w = static_cast<float>(v[3]);
+      box.h = static_cast<float>(v[4]);
+    }
+    if (box.w <= 0 || box.h <= 0) {
+      skip("box has zero width or height");
+      continue;
+    }
+    if (!seen.insert({box.cls, box.cx, box.cy, box.w, box.h}).second) {
+      ++result.duplicates;
+      continue;
+    }
+    result.boxes.push_back(box);
+  }
+  if (result.duplicates > 0) {
+    result.warnings.push_back(
+        absl::StrCat(path, ": ", result.duplicates, " duplicate label rows removed"));
+  }
+  return result;
+}
+
+absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path) {
+  if (!fs::exists(yaml_path)) {
+    return absl::NotFoundError(absl::StrCat("data: file '", yaml_path, "' does not exist"));
+  }
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(yaml_path);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": not valid YAML: ", e.what()));
+  }
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": expected a mapping of fields"));
+  }
+  DataConfig config;
+  config.yaml_path = yaml_path;
+  const fs::path yaml_dir = fs::absolute(yaml_path).parent_path();
+  fs::path base = yaml_dir;
+  if (root["path"] && !root["path"].IsNull()) {
+    fs::path p(root["path"].as<std::string>());
+    if (p.is_absolute()) {
+      base = p;
+    } else if (fs::exists(yaml_dir / p)) {
+      base = yaml_dir / p;
+    } else {
+      base = fs::absolute(p);
+    }
+  }
+  config.root = base.lexically_normal().string();
+
+  YAML::Node val = root["val"] ? root["val"] : root["validation"];
+  if (!root["train"] || root["train"].IsNull()) {
+    return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": field 'train' is missing"));
+  }
+  if (!val || val.IsNull()) {
+    return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": field 'val' is missing"));
+  }
+  auto train = SourcesOf(root["train"], "train", config.root, yaml_path);
+  if (!train.ok()) return train.status();
+  auto vals = SourcesOf(val, "val", config.root, yaml_path);
+  if (!vals.ok()) return vals.status();
+  auto test = SourcesOf(root["test"], "test", config.root, yaml_path);
+  if (!test.ok()) return test.status();
+  config.train = *train;
+  config.val = *vals;
+  config.test = *test;
+
+  const YAML::Node names = root["names"];
+  try {
+    if (names && names.IsSequence()) {
+      for (const auto& n : names) config.names.push_back(n.as<std::string>());
+    } else if (names && names.IsMap()) {
+      std::map<int, std::string> by_id;
+      for (const auto& item : names) by_id[item.first.as<int>()] = item.second.as<std::string>();
+      int expect = 0;
+      for (const auto& [id, name] : by_id) {
+        if (id != expect) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              yaml_path, ": field 'names': class ids must run 0..nc-1, missing ", expect));
+        }
+        config.names.push_back(name);
+        ++expect;
+      }
+    } else if (names && !names.IsNull()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(yaml_path, ": field 'names' must be a list or a map of id: name"));
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(yaml_path, ": field 'names' is malformed: ", e.what()));
+  }
+  if (root["nc"] && !root["nc"].IsNull()) {
+    int nc = 0;
+    try {
+      nc = root["nc"].as<int>();
+    } catch (const YAML::Exception&) {
+      return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": field 'nc' must be an integer"));
+    }
+    if (nc < 1) {
+      return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": field 'nc' must be >= 1"));
+    }
+    if (config.names.empty()) {
+      for (int i = 0; i < nc; ++i) config.names.push_back(absl::StrCat("class_", i));
+    } else if (static_cast<int>(config.names.size()) != nc) {
+      return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": 'nc' is ", nc, " but 'names' has ",
+                                                     config.names.size(), " entries"));
+    }
+  }
+  if (config.names.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(yaml_path, ": give the classes in field 'names' (or 'nc')"));
+  }
+  return config;
+}
+
+absl::StatusOr<std::vector<std::string>> ListImages(const std::vector<std::string>& sources) {
+  std::vector<std::string> images;
+  for (const std::string& source : sources) {
+    std::vector<std::string> found;
+    std::error_code ec;
+    if (fs::is_directory(source, ec)) {
+      for (auto it = fs::recursive_directory_iterator(source, ec);
+           !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+        if (it->is_regular_file() && IsImageFile(it->path().string())) {
+          found.push_back(it->path().string());
+        }
+      }
+      if (ec) return absl::InternalError(absl::StrCat("cannot list ", source, ": ", ec.message()));
+      std::sort(found.begin(), found.end());
+    } else if (fs::is_regular_file(source, ec) && Lower(fs::path(source).extension()) == ".txt") {
+      std::string text;
+      absl::Status status = ReadFile(source, &text);
+      if (!status.ok()) return status;
+      const fs::path parent = fs::path(source).parent_path();
+      for (absl::string_view line : absl::StrSplit(text, '\n')) {
+        line = absl::StripAsciiWhitespace(line);
+        if (line.empty()) continue;
+        fs::path p{std::string(line)};
+        if (p.is_relative()) p = parent / p;
+        if (IsImageFile(p.string())) found.push_back(p.lexically_normal().string());
+      }
+    } else if (fs::is_regular_file(source, ec) && IsImageFile(source)) {
+      found.push_back(source);
+    } else {
+      return absl::NotFoundError(absl::StrCat("dataset source '", source,
+                                              "' does not exist (expected a folder of images, "
+                                              "a .txt list or an image)"));
+    }
+    images.insert(images.end(), found.begin(), found.end());
+  }
+  return images;
+}
+
+std::string DatasetScan::Summary() const {
+  return absl::StrCat(images.size(), " images, ", instances, " instances, ", backgrounds,
+                      " backgrounds, ", corrupt_images, " corrupt images, ", skipped_lines,
+                      " bad label lines, ", duplicates, " duplicate labels");
+}
+
+absl::StatusOr<DatasetScan> ScanDataset(const std::vector<std::string>& sources, int nc,
+                                        bool single_cls, int threads) {
+  auto listed = ListImages(sources);
+  if (!listed.ok()) return listed.status();
+  const std::vector<std::string>& paths = *listed;
+
+  struct Slot {
+    bool ok = false;
+    ImageRecord record;
+    LabelParseResult labels;
+    std::string warning;
+    absl::Status error;
+  };
+  std::vector<Slot> slots(paths.size());
+  std::atomic<size_t> next{0};
+  auto work = [&]() {
+    for (size_t i = next++; i < paths.size(); i = next++) {
+      Slot& slot = slots[i];
+      slot.record.path = paths[i];
+      cv::Mat image = cv::imread(paths[i], cv::IMREAD_COLOR);
+      if (image.empty()) {
+        slot.warning = absl::StrCat(paths[i], ": cannot be decoded as an image, skipped");
+        continue;
+      }
+      if (image.cols < kMinImageSide || image.rows < kMinImageSide) {
+        slot.warning = absl::StrCat(paths[i], ": image is ", image.cols, "x", image.rows,
+                                    ", smaller than 10 px, skipped");
+        continue;
+      }
+      slot.record.width = image.cols;
+      slot.record.height = image.rows;
+      const std::string label_path = LabelPathForImage(paths[i]);
+      std::string text;
+      if (fs::exists(label_path)) {
+        absl::Status read = ReadFile(label_path, &text);
+        if (!read.ok()) {
+          slot.error = read;
+          continue;
+        }
+      }
+      auto parsed = ParseLabels(text, label_path, nc);
+      if (!parsed.ok()) {
+        slot.error = parsed.status();
+        continue;
+      }
+      slot.labels = std::move(*parsed);
+      slot.record.labels = slot.labels.boxes;
+      if (single_cls) {
+        for (BoxLabel& b : slot.record.labels) b.cls = 0;
+      }
+      slot.ok = true;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::max(threads, 1); ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+
+  DatasetScan scan;
+  scan.found = static_cast<int>(paths.size());
+  for (Slot& slot : slots) {
+    if (!slot.error.ok()) return slot.error;
+    for (const std::string& w : slot.labels.warnings) spdlog::warn("{}", w);
+    scan.skipped_lines += slot.labels.skipped_lines;
+    scan.duplicates += slot.labels.duplicates;
+    if (!slot.ok) {
+      spdlog::warn("{}", slot.warning);
+      ++scan.corrupt_images;
+      continue;
+    }
+    if (slot.record.labels.empty()) ++scan.backgrounds;
+    scan.instances += static_cast<int>(slot.record.labels.size());
+    scan.images.push_back(std::move(slot.record));
+  }
+  if (scan.images.empty()) {
+    std::string where;
+    for (const auto& s : sources) where += (where.empty() ? "" : ", ") + s;
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no usable images in ", where, " (", scan.found, " found, ", scan.corrupt_images,
+        " corrupt)"));
+  }
+  return scan;
+}
+
+}  // namespace yolo

@@ -1,0 +1,112 @@
+// Batches for training and validation, assembled on `workers` threads and handed to the one
+// training thread through a bounded queue of at most `prefetch` ready batches, so that memory
+// stays bounded whatever the dataset's size. Each sample's randomness comes from
+// (seed, epoch, index) alone: results do not depend on thread timing.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "server/train/augment.h"
+#include "server/train/dataset.h"
+#include "server/train/loss.h"
+
+namespace yolo {
+
+enum class CacheMode { kNone, kRam, kDisk };
+
+struct LoaderOptions {
+  int imgsz = 640;
+  int batch = 16;
+  int workers = 2;
+  int prefetch = 0;  // ready batches at most; 0: 2 per worker (at least 2)
+  bool augment = false;  // training augmentation; off: letterbox only
+  bool rect = false;     // rectangular batches sorted by aspect ratio (validation)
+  bool shuffle = false;
+  double rect_pad = 0.5;  // in strides, for rect batch shapes
+  AugmentParams hyp;
+  CacheMode cache = CacheMode::kNone;
+  uint64_t seed = 0;
+};
+
+// Where a batch image came from, to map predictions back to the original pixels.
+struct BatchImageInfo {
+  int index = 0;
+  int width = 0, height = 0;  // original size
+  LetterboxInfo to_batch;     // original pixels -> batch pixels: x * gain + pad
+};
+
+struct Batch {
+  at::Tensor images;  // (B, 3, H, W) float32 RGB in [0, 1]
+  DetectionTargets targets;
+  std::vector<BatchImageInfo> info;
+  int instances = 0;
+};
+
+class BatchLoader {
+ public:
+  BatchLoader(std::vector<ImageRecord> records, LoaderOptions options);
+  ~BatchLoader();
+  BatchLoader(const BatchLoader&) = delete;
+  BatchLoader& operator=(const BatchLoader&) = delete;
+
+  // Fills the image cache when options.cache asks for one. With too little RAM (or disk) for
+  // it, the cache is turned off with a warning, as Ultralytics does.
+  absl::Status PrepareCache();
+  // Drops the RAM cache (memory pressure).
+  void DropCache();
+
+  // Starts an epoch; any batches of the previous one still queued are discarded.
+  void StartEpoch(int epoch, bool mosaic);
+  // The next batch of the epoch, in order; nullopt at its end. Training thread only.
+  std::optional<Batch> Next();
+
+  int BatchesPerEpoch() const;
+  int size() const { return static_cast<int>(records_.size()); }
+  const std::vector<ImageRecord>& records() const { return records_; }
+
+  // One training sample (exposed for tests and the demo): augmented as the epoch would.
+  Sample TrainSample(int index, int epoch, bool mosaic) const;
+
+ private:
+  struct BatchPlan {
+    std::vector<int> indices;
+    int height = 0, width = 0;  // batch image size
+  };
+  cv::Mat LoadImage(int index) const;  // decoded at original size (or from the cache)
+  Sample LoadResized(int index, double* gain) const;
+  Batch Build(const BatchPlan& plan, int epoch, bool mosaic) const;
+  void WorkerLoop();
+
+  std::vector<ImageRecord> records_;
+  LoaderOptions options_;
+  std::vector<cv::Mat> ram_cache_;  // resized images, when cache=ram
+  bool disk_cache_ = false;
+  std::vector<BatchPlan> rect_plans_;  // fixed batches when rect
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<BatchPlan> plan_;
+  int epoch_ = 0;
+  bool mosaic_ = false;
+  uint64_t generation_ = 0;
+  size_t next_to_build_ = 0;
+  size_t next_to_hand_ = 0;
+  std::map<size_t, Batch> ready_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+// Writes / reads a uint8 image as a .npy array (H, W, 3), the disk cache format.
+absl::Status WriteNpy(const std::string& path, const cv::Mat& image);
+cv::Mat ReadNpy(const std::string& path);
+
+}  // namespace yolo

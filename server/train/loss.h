@@ -1,0 +1,71 @@
+// The YOLOv8 detection loss: task-aligned assignment, BCE classification, CIoU and DFL box
+// terms, with Ultralytics' gains and normalisation.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <vector>
+
+namespace yolo {
+
+struct Assignment {
+  at::Tensor target_labels;  // (B, A) int64
+  at::Tensor target_boxes;   // (B, A, 4) xyxy, in the units of the GT boxes given
+  at::Tensor target_scores;  // (B, A, C) soft, 0 for background
+  at::Tensor fg_mask;        // (B, A) bool
+};
+
+struct AssignerOptions {
+  int topk = 10;
+  int nc = 80;
+  double alpha = 0.5;
+  double beta = 6.0;
+  double eps = 1e-9;
+};
+
+// Task-aligned assignment (no gradient). pd_scores (B, A, C) probabilities, pd_boxes (B, A, 4)
+// xyxy pixels, anchors (A, 2) pixels, gt_labels (B, M, 1), gt_boxes (B, M, 4) xyxy pixels,
+// mask_gt (B, M, 1) true for real (non-padding) GTs.
+Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_boxes,
+                             const at::Tensor& anchors, const at::Tensor& gt_labels,
+                             const at::Tensor& gt_boxes, const at::Tensor& mask_gt,
+                             const AssignerOptions& options);
+
+// DFL per anchor: pred (n, reg_max) logits, target (n) distances in [0, reg_max - 1.01];
+// returns (n) the interpolated cross-entropy of the two neighbouring bins.
+at::Tensor DistributionFocalLoss(const at::Tensor& pred, const at::Tensor& target);
+
+// Decodes (B, A, 4 * reg_max) bin logits into distances (B, A, 4) by softmax expectation.
+at::Tensor DecodeDistances(const at::Tensor& pred_dist, int reg_max);
+
+struct LossGains {
+  double box = 7.5, cls = 0.5, dfl = 1.5;
+};
+
+struct LossOutput {
+  at::Tensor total;  // scalar: (gain-weighted sum) x batch size, for backward
+  at::Tensor items;  // (3) box, cls, dfl: gain-weighted, detached, without the batch factor
+};
+
+// Targets as collated: batch_idx (N), cls (N), boxes (N, 4) normalised centre-xywh.
+struct DetectionTargets {
+  at::Tensor batch_idx;
+  at::Tensor cls;
+  at::Tensor boxes;
+};
+
+class DetectionLoss {
+ public:
+  DetectionLoss(int nc, std::vector<double> strides, LossGains gains, int reg_max = 16);
+  // `raw`: the Detect head's per-level outputs (B, 4 * reg_max + nc, H, W).
+  LossOutput operator()(const std::vector<at::Tensor>& raw, const DetectionTargets& targets) const;
+
+ private:
+  int nc_;
+  std::vector<double> strides_;
+  LossGains gains_;
+  int reg_max_;
+  AssignerOptions assigner_;
+};
+
+}  // namespace yolo

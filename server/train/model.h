@@ -1,0 +1,148 @@
+// YOLOv8 detection model (Conv-BN-SiLU, C2f, SPPF, PAN neck, Detect head with DFL) for scales
+// n/s/m/l/x and any number of classes, with Ultralytics' parameter names ("model.0.conv.weight")
+// and counts.
+#pragma once
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/pooling.h>
+#include <torch/nn/pimpl.h>
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace yolo {
+
+struct ModelScale {
+  char letter = 'n';
+  double depth = 0.33;
+  double width = 0.25;
+  int max_channels = 1024;
+};
+
+// "yolov8n", "yolov8n.yaml", "yolov8n.pt" and "n" all name scale n.
+absl::StatusOr<ModelScale> ScaleFromName(const std::string& name);
+
+// Conv2d (no bias) -> BatchNorm2d -> SiLU.
+class ConvImpl : public torch::nn::Module {
+ public:
+  ConvImpl(int c1, int c2, int k = 1, int s = 1);
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Conv2d conv{nullptr};
+  torch::nn::BatchNorm2d bn{nullptr};
+};
+TORCH_MODULE(Conv);
+
+class BottleneckImpl : public torch::nn::Module {
+ public:
+  BottleneckImpl(int c1, int c2, bool shortcut);
+  torch::Tensor forward(const torch::Tensor& x);
+  Conv cv1{nullptr}, cv2{nullptr};
+  bool add = false;
+};
+TORCH_MODULE(Bottleneck);
+
+class C2fImpl : public torch::nn::Module {
+ public:
+  C2fImpl(int c1, int c2, int n, bool shortcut);
+  torch::Tensor forward(const torch::Tensor& x);
+  Conv cv1{nullptr}, cv2{nullptr};
+  torch::nn::ModuleList m{nullptr};
+  std::vector<Bottleneck> blocks;
+  int hidden = 0;
+};
+TORCH_MODULE(C2f);
+
+class SPPFImpl : public torch::nn::Module {
+ public:
+  SPPFImpl(int c1, int c2, int k = 5);
+  torch::Tensor forward(const torch::Tensor& x);
+  Conv cv1{nullptr}, cv2{nullptr};
+  torch::nn::MaxPool2d m{nullptr};
+};
+TORCH_MODULE(SPPF);
+
+// Parameter-free layers, modules only so that layer indices and counts match Ultralytics'.
+class UpsampleImpl : public torch::nn::Module {
+ public:
+  torch::Tensor forward(const torch::Tensor& x);
+};
+TORCH_MODULE(Upsample);
+class ConcatImpl : public torch::nn::Module {};
+TORCH_MODULE(Concat);
+
+// Conv -> Conv -> 1x1 Conv2d with bias: one head branch of one level.
+class HeadBranchImpl : public torch::nn::Module {
+ public:
+  HeadBranchImpl(int c_in, int c_mid, int c_out);
+  torch::Tensor forward(const torch::Tensor& x);
+  Conv conv0{nullptr}, conv1{nullptr};
+  torch::nn::Conv2d out{nullptr};
+};
+TORCH_MODULE(HeadBranch);
+
+// Softmax over 16 bins and their expectation: a frozen 1x1 conv with weights 0..15.
+class DFLImpl : public torch::nn::Module {
+ public:
+  explicit DFLImpl(int reg_max = 16);
+  // (B, 4*reg_max, A) -> (B, 4, A)
+  torch::Tensor forward(const torch::Tensor& x);
+  torch::nn::Conv2d conv{nullptr};
+  int reg_max;
+};
+TORCH_MODULE(DFL);
+
+class DetectImpl : public torch::nn::Module {
+ public:
+  DetectImpl(int nc, const std::vector<int>& channels);
+  // Raw outputs per level: (B, 4*reg_max + nc, H_i, W_i).
+  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& feats);
+  // Decoded predictions (B, 4 + nc, A): centre-xywh boxes in input pixels, class probabilities.
+  torch::Tensor Decode(const std::vector<torch::Tensor>& raw);
+  void InitBiases();
+
+  int nc;
+  int reg_max = 16;
+  std::vector<double> strides = {8, 16, 32};
+  torch::nn::ModuleList cv2{nullptr}, cv3{nullptr};
+  std::vector<HeadBranch> box_branches, cls_branches;
+  DFL dfl{nullptr};
+};
+TORCH_MODULE(Detect);
+
+class DetectionModelImpl : public torch::nn::Module {
+ public:
+  DetectionModelImpl(const ModelScale& scale, int nc);
+  std::vector<torch::Tensor> forward(const torch::Tensor& x);
+
+  ModelScale scale;
+  int nc;
+  Detect detect{nullptr};
+
+  // Ultralytics' summary figures: modules counted as nn.Module objects, GFLOPs as thop counts
+  // them (conv multiply-adds and biases, BatchNorm) x2, at a square input of `imgsz`.
+  int LayerCount();
+  int64_t ParameterCount();
+  int64_t GradientCount();
+  double Gflops(int imgsz);
+
+ private:
+  torch::nn::ModuleList model{nullptr};
+  std::vector<Conv> convs_;  // indexed by layer number where that layer is a Conv
+  std::vector<C2f> c2fs_;
+  SPPF sppf_{nullptr};
+};
+TORCH_MODULE(DetectionModel);
+
+// Anchor centres (A, 2) in grid units (+0.5) and their strides (A, 1), levels in order.
+void MakeAnchors(const std::vector<torch::Tensor>& feats, const std::vector<double>& strides,
+                 torch::Tensor* points, torch::Tensor* stride_tensor);
+
+// Copies every floating parameter and buffer of `src` into `dst` (same architecture).
+void CopyModelState(torch::nn::Module& src, torch::nn::Module& dst);
+
+}  // namespace yolo

@@ -1,0 +1,670 @@
+#include "server/train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <torch/cuda.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/atomic_file.h"
+#include "common/cpu_budget.h"
+#include "common/status_macros.h"
+#include "server/train/checkpoint.h"
+#include "server/train/optim.h"
+
+namespace yolo {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+const char* const kResultsHeader =
+    "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),"
+    "metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,"
+    "val/dfl_loss,lr/pg0,lr/pg1,lr/pg2\n";
+
+std::string NowIso() {
+  std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", std::localtime(&t));
+  return buf;
+}
+
+absl::StatusOr<c10::Device> ResolveDevice(const std::string& device) {
+  if (device == "cpu") return c10::Device(c10::kCPU);
+  const bool cuda = torch::cuda::is_available();
+  if (device.empty()) return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
+  const std::string index = absl::StartsWith(device, "cuda:") ? device.substr(5) : device;
+  int i = 0;
+  absl::SimpleAtoi(index, &i);
+  if (!cuda) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "argument 'device': '", device, "' asks for a GPU but CUDA is not available in this "
+        "build or machine; use device=cpu"));
+  }
+  if (i >= static_cast<int>(torch::cuda::device_count())) {
+    return absl::InvalidArgumentError(absl::StrCat("argument 'device': GPU ", i, " does not exist (",
+                                                   torch::cuda::device_count(), " found)"));
+  }
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i));
+}
+
+// runs/detect/train, train2, ...: an existing folder is reused only with exist_ok.
+std::string NewRunDir(const TrainArgs& args) {
+  const std::string project = args.IsNull("project") ? "runs/detect" : args.GetString("project");
+  const std::string name = args.IsNull("name") ? "train" : args.GetString("name");
+  fs::path dir = fs::path(project) / name;
+  if (args.GetBool("exist_ok") || !fs::exists(dir)) return dir.string();
+  for (int n = 2;; ++n) {
+    fs::path candidate = fs::path(project) / absl::StrCat(name, n);
+    if (!fs::exists(candidate)) return candidate.string();
+  }
+}
+
+// The newest weights/last.pt under `root`.
+std::optional<std::string> NewestLastPt(const std::string& root) {
+  std::optional<std::string> best;
+  fs::file_time_type best_time;
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(root, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().filename() == "last.pt" && it->path().parent_path().filename() == "weights") {
+      auto t = fs::last_write_time(it->path(), ec);
+      if (!best || t > best_time) best = it->path().string(), best_time = t;
+    }
+  }
+  return best;
+}
+
+LoaderOptions BaseLoaderOptions(const TrainArgs& a, int imgsz) {
+  LoaderOptions o;
+  o.imgsz = imgsz;
+  o.workers = static_cast<int>(a.GetInt("workers"));
+  o.seed = static_cast<uint64_t>(a.GetInt("seed"));
+  const std::string cache = a.GetString("cache");
+  o.cache = cache == "ram" ? CacheMode::kRam : cache == "disk" ? CacheMode::kDisk : CacheMode::kNone;
+  o.hyp.hsv_h = a.GetFloat("hsv_h"), o.hyp.hsv_s = a.GetFloat("hsv_s");
+  o.hyp.hsv_v = a.GetFloat("hsv_v"), o.hyp.degrees = a.GetFloat("degrees");
+  o.hyp.translate = a.GetFloat("translate"), o.hyp.scale = a.GetFloat("scale");
+  o.hyp.shear = a.GetFloat("shear"), o.hyp.perspective = a.GetFloat("perspective");
+  o.hyp.flipud = a.GetFloat("flipud"), o.hyp.fliplr = a.GetFloat("fliplr");
+  o.hyp.mosaic = a.GetFloat("mosaic"), o.hyp.mixup = a.GetFloat("mixup");
+  return o;
+}
+
+int CheckImgsz(const TrainArgs& a) {
+  const int64_t requested = a.GetInt("imgsz");
+  const int imgsz = static_cast<int>(std::max<int64_t>(32, (requested + 31) / 32 * 32));
+  if (imgsz != requested) {
+    spdlog::warn("imgsz={} must be a multiple of max stride 32, updating to {}", requested, imgsz);
+  }
+  return imgsz;
+}
+
+std::string ResultsRow(int epoch, double time, const std::array<double, 3>& tloss,
+                       const MetricsSummary& m, const std::array<double, 3>& vloss,
+                       const std::array<double, 3>& lr) {
+  std::vector<double> values = {static_cast<double>(epoch), time, tloss[0], tloss[1], tloss[2],
+                                m.precision, m.recall, m.map50, m.map, vloss[0], vloss[1],
+                                vloss[2], lr[0], lr[1], lr[2]};
+  std::vector<std::string> cells;
+  for (double v : values) cells.push_back(absl::StrFormat("%.6g", v));
+  return absl::StrJoin(cells, ",") + "\n";
+}
+
+// The `time` value of the last row of a results.csv text (0 if none).
+double LastResultsTime(const std::string& csv) {
+  std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
+  if (lines.size() < 2) return 0;
+  std::vector<std::string> cells = absl::StrSplit(lines.back(), ',');
+  double t = 0;
+  if (cells.size() > 1) absl::SimpleAtod(cells[1], &t);
+  return t;
+}
+
+std::string ModelSummary(DetectionModel& m, int imgsz) {
+  return absl::StrFormat("YOLOv8%c summary: %d layers, %s parameters, %s gradients, %.1f GFLOPs",
+                         m->scale.letter, m->LayerCount(),
+                         absl::StrCat(m->ParameterCount()), absl::StrCat(m->GradientCount()),
+                         m->Gflops(imgsz));
+}
+
+// Copies into `dst` every parameter and buffer of `src` whose name and shape match.
+int TransferWeights(DetectionModel& src, DetectionModel& dst) {
+  at::NoGradGuard no_grad;
+  int copied = 0;
+  auto sp = src->named_parameters();
+  for (auto& item : dst->named_parameters()) {
+    const at::Tensor* s = sp.find(item.key());
+    if (s != nullptr && s->sizes() == item.value().sizes()) item.value().copy_(*s), ++copied;
+  }
+  auto sb = src->named_buffers();
+  for (auto& item : dst->named_buffers()) {
+    const at::Tensor* s = sb.find(item.key());
+    if (s != nullptr && s->sizes() == item.value().sizes()) item.value().copy_(*s), ++copied;
+  }
+  return copied;
+}
+
+class TrainRun {
+ public:
+  TrainRun(TrainArgs args, const TrainHooks& hooks) : args_(std::move(args)), hooks_(hooks) {}
+  absl::StatusOr<TrainOutcome> Run();
+
+ private:
+  absl::Status PrepareResume();
+  absl::Status Setup();
+  absl::Status SaveEpoch(int epoch, bool is_best);
+  absl::Status Finish();
+  bool StopRequested() const {
+    return hooks_.stop_requested != nullptr && hooks_.stop_requested->load();
+  }
+
+  TrainArgs args_;
+  TrainHooks hooks_;
+  std::optional<LoadedCheckpoint> resume_from_;
+  std::string run_dir_, weights_dir_;
+  c10::Device device_{c10::kCPU};
+  bool amp_ = false;
+  int imgsz_ = 640, batch_ = 16, epochs_ = 100;
+  DataConfig data_;
+  std::unique_ptr<BatchLoader> train_loader_, val_loader_;
+  DetectionModel model_{nullptr};
+  std::unique_ptr<ModelEma> ema_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::vector<double> initial_lr_;
+  OptimizerChoice choice_;
+  std::unique_ptr<DetectionLoss> loss_;
+  int start_epoch_ = 0;
+  double best_fitness_ = -1;
+  bool have_best_ = false;
+  int best_epoch_ = -1;
+  std::string results_csv_ = kResultsHeader;
+  double time_offset_ = 0;
+  double train_seconds_total_ = 0;
+  int64_t train_images_total_ = 0;
+};
+
+absl::Status TrainRun::PrepareResume() {
+  const std::string resume = args_.GetString("resume");
+  if (resume == "false") return absl::OkStatus();
+  std::string path;
+  if (resume != "true") {
+    path = resume;
+  } else if (absl::EndsWith(args_.GetString("model"), ".pt")) {
+    path = args_.GetString("model");
+  } else {
+    const std::string project = args_.IsNull("project") ? "runs/detect" : args_.GetString("project");
+    auto found = NewestLastPt(project);
+    if (!found) {
+      return absl::NotFoundError(absl::StrCat("resume=True: no weights/last.pt under '", project,
+                                              "'; pass model=path/to/last.pt"));
+    }
+    path = *found;
+  }
+  ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(path));
+  if (ckpt.meta.epoch < 0 || !ckpt.has_optimizer) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "'", path, "' is from a finished training run and cannot be resumed; start a new run "
+        "with model=", path, " to fine-tune from it"));
+  }
+  ASSIGN_OR_RETURN(TrainArgs saved, TrainArgs::FromYaml(ckpt.meta.train_args));
+  // Only these may change on resume, as in Ultralytics.
+  for (const char* key : {"imgsz", "batch", "device", "close_mosaic", "workers", "threads"}) {
+    if (args_.WasSet(key)) RETURN_IF_ERROR(saved.Set(key, args_.GetString(key)));
+  }
+  RETURN_IF_ERROR(saved.Set("resume", path));
+  args_ = saved;
+  run_dir_ = fs::path(path).parent_path().parent_path().string();
+  resume_from_ = std::move(ckpt);
+  return absl::OkStatus();
+}
+
+absl::Status TrainRun::Setup() {
+  RETURN_IF_ERROR(PrepareResume());
+  if (args_.IsNull("data")) return absl::InvalidArgumentError("argument 'data' is required");
+  ASSIGN_OR_RETURN(device_, ResolveDevice(args_.GetString("device")));
+  amp_ = device_.is_cuda() && args_.GetBool("amp");
+  const int threads = ConfigureThreads(static_cast<int>(args_.GetInt("threads")));
+  imgsz_ = CheckImgsz(args_);
+  epochs_ = static_cast<int>(args_.GetInt("epochs"));
+  batch_ = static_cast<int>(args_.GetInt("batch"));
+  if (args_.GetFloat("batch") < 1) {
+    spdlog::warn("AutoBatch (batch={}) sizes batches for GPU memory; on {} using batch=16",
+                 args_.GetString("batch"), device_.str());
+    batch_ = 16;
+  }
+  torch::manual_seed(static_cast<uint64_t>(args_.GetInt("seed")));
+
+  ASSIGN_OR_RETURN(data_, LoadDataConfig(args_.GetString("data")));
+  const bool single_cls = args_.GetBool("single_cls");
+  if (single_cls) data_.names = {"item"};
+  const int nc = data_.nc();
+  const int scan_threads = std::max(threads, static_cast<int>(args_.GetInt("workers")));
+  ASSIGN_OR_RETURN(DatasetScan train_scan,
+                   ScanDataset(data_.train, single_cls ? 1 << 30 : nc, single_cls, scan_threads));
+  ASSIGN_OR_RETURN(DatasetScan val_scan,
+                   ScanDataset(data_.val, single_cls ? 1 << 30 : nc, single_cls, scan_threads));
+  spdlog::info("train: {}", train_scan.Summary());
+  spdlog::info("val: {}", val_scan.Summary());
+  const double fraction = args_.GetFloat("fraction");
+  if (fraction < 1.0) {
+    const size_t keep = std::max<size_t>(1, std::lround(train_scan.images.size() * fraction));
+    train_scan.images.resize(std::min(keep, train_scan.images.size()));
+  }
+
+  // Model: a fresh scale, a checkpoint to fine-tune from, or the run being resumed.
+  const std::string model_arg = args_.IsNull("model") ? "yolov8n.yaml" : args_.GetString("model");
+  if (resume_from_) {
+    ASSIGN_OR_RETURN(ModelScale scale, ScaleFromName(resume_from_->meta.scale));
+    model_ = DetectionModel(scale, nc);
+    TransferWeights(resume_from_->raw, model_);
+  } else if (absl::EndsWith(model_arg, ".pt")) {
+    if (!fs::exists(model_arg)) {
+      return absl::NotFoundError(absl::StrCat(
+          "argument 'model': '", model_arg, "' does not exist (pretrained Ultralytics weights "
+          "cannot be downloaded here; use a scale such as model=yolov8n to train from scratch, "
+          "or one of our checkpoints)"));
+    }
+    ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(model_arg));
+    ASSIGN_OR_RETURN(ModelScale scale, ScaleFromName(ckpt.meta.scale));
+    model_ = DetectionModel(scale, nc);
+    const int copied = TransferWeights(ckpt.model, model_);
+    spdlog::info("Transferred {}/{} items from {}", copied,
+                 model_->named_parameters().size() + model_->named_buffers().size(), model_arg);
+  } else {
+    ASSIGN_OR_RETURN(ModelScale scale, ScaleFromName(model_arg));
+    model_ = DetectionModel(scale, nc);
+  }
+  spdlog::info("{}", ModelSummary(model_, imgsz_));
+  model_->to(device_);
+  model_->train();
+
+  if (run_dir_.empty()) run_dir_ = NewRunDir(args_);
+  weights_dir_ = (fs::path(run_dir_) / "weights").string();
+  std::error_code ec;
+  fs::create_directories(weights_dir_, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", weights_dir_, ": ", ec.message()));
+  if (!resume_from_) {
+    RETURN_IF_ERROR(args_.Set("name", fs::path(run_dir_).filename().string()));
+    RETURN_IF_ERROR(args_.Set("project", fs::path(run_dir_).parent_path().string()));
+    RETURN_IF_ERROR(args_.Set("model", model_arg));
+  }
+  RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "args.yaml").string(), args_.ToYaml()));
+
+  // Loaders.
+  LoaderOptions train_opts = BaseLoaderOptions(args_, imgsz_);
+  train_opts.batch = batch_;
+  train_opts.augment = true;
+  train_opts.rect = args_.GetBool("rect");
+  train_opts.rect_pad = 0.0;
+  train_opts.shuffle = !train_opts.rect;
+  train_loader_ = std::make_unique<BatchLoader>(std::move(train_scan.images), train_opts);
+  RETURN_IF_ERROR(train_loader_->PrepareCache());
+  LoaderOptions val_opts = BaseLoaderOptions(args_, imgsz_);
+  val_opts.batch = batch_ * 2;
+  val_opts.rect = true;
+  val_opts.cache = CacheMode::kNone;
+  val_loader_ = std::make_unique<BatchLoader>(std::move(val_scan.images), val_opts);
+  batch_ = std::min(batch_, train_loader_->size());
+
+  // Optimizer.
+  const int nbs = static_cast<int>(args_.GetInt("nbs"));
+  const int accumulate = std::max(static_cast<int>(std::lround(static_cast<double>(nbs) / batch_)), 1);
+  const double weight_decay = args_.GetFloat("weight_decay") * batch_ * accumulate / nbs;
+  const int64_t iterations =
+      static_cast<int64_t>(std::ceil(static_cast<double>(train_loader_->size()) / std::max(batch_, nbs))) *
+      epochs_;
+  choice_ = ChooseOptimizer(args_.GetString("optimizer"), args_.GetFloat("lr0"),
+                            args_.GetFloat("momentum"), args_.GetFloat("warmup_bias_lr"),
+                            iterations, nc);
+  ParamGroups groups = SplitParameters(*model_);
+  optimizer_ = MakeOptimizer(choice_, groups, weight_decay);
+  spdlog::info(
+      "optimizer: {}(lr={}, momentum={}) with parameter groups {} weight(decay=0.0), {} "
+      "weight(decay={}), {} bias(decay=0.0)",
+      choice_.name, choice_.lr, choice_.momentum, groups.norm.size(), groups.weights.size(),
+      weight_decay, groups.bias.size());
+  for (size_t g = 0; g < optimizer_->param_groups().size(); ++g) {
+    initial_lr_.push_back(GroupLr(*optimizer_, g));
+  }
+  LossGains gains{args_.GetFloat("box"), args_.GetFloat("cls"), args_.GetFloat("dfl")};
+  loss_ = std::make_unique<DetectionLoss>(nc, model_->detect->strides, gains);
+
+  if (resume_from_) {
+    RETURN_IF_ERROR(LoadOptimizerState(resume_from_->path, *optimizer_));
+    ema_ = std::make_unique<ModelEma>(resume_from_->model, resume_from_->meta.updates);
+    ema_->model()->to(device_);
+    start_epoch_ = static_cast<int>(resume_from_->meta.epoch) + 1;
+    best_fitness_ = resume_from_->meta.best_fitness;
+    have_best_ = true;
+    results_csv_ = resume_from_->meta.results_csv;
+    if (results_csv_.empty()) results_csv_ = kResultsHeader;
+    time_offset_ = LastResultsTime(results_csv_);
+    // The folder may hold a results.csv written after the checkpoint: the checkpoint wins.
+    RETURN_IF_ERROR(
+        WriteFileAtomic((fs::path(run_dir_) / "results.csv").string(), results_csv_));
+    for (const auto& entry : fs::directory_iterator(weights_dir_, ec)) {
+      if (absl::StrContains(entry.path().filename().string(), ".tmp.")) fs::remove(entry.path(), ec);
+    }
+    if (start_epoch_ >= epochs_) {
+      spdlog::info("{} was trained for {} epochs already; fine-tuning {} more", resume_from_->path,
+                   start_epoch_, epochs_);
+      epochs_ += start_epoch_;
+    }
+    spdlog::info("Resuming training {} from epoch {} to {} total epochs", resume_from_->path,
+                 start_epoch_ + 1, epochs_);
+  } else {
+    ema_ = std::make_unique<ModelEma>(model_);
+  }
+  spdlog::info("Image sizes {} train, {} val; using {} dataloader workers, {} torch threads",
+               imgsz_, imgsz_, args_.GetInt("workers"), at::get_num_threads());
+  spdlog::info("Logging results to {}", run_dir_);
+  return absl::OkStatus();
+}
+
+absl::Status TrainRun::SaveEpoch(int epoch, bool is_best) {
+  CheckpointMeta meta;
+  meta.epoch = epoch;
+  meta.best_fitness = best_fitness_;
+  meta.updates = ema_->updates();
+  meta.train_args = args_.ToYaml();
+  meta.results_csv = results_csv_;
+  meta.names = absl::StrJoin(data_.names, "\n");
+  meta.scale = std::string(1, model_->scale.letter);
+  meta.nc = model_->nc;
+  meta.date = NowIso();
+  // results.csv first: if killed between the two writes, resume rewrites it from last.pt.
+  RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "results.csv").string(), results_csv_));
+  const std::string last = (fs::path(weights_dir_) / "last.pt").string();
+  RETURN_IF_ERROR(SaveCheckpoint(last, meta, model_, &ema_->model(), optimizer_.get()));
+  if (is_best) {
+    RETURN_IF_ERROR(SaveCheckpoint((fs::path(weights_dir_) / "best.pt").string(), meta, model_,
+                                   &ema_->model(), optimizer_.get()));
+  }
+  const int64_t period = args_.GetInt("save_period");
+  if (period > 0 && (epoch + 1) % period == 0) {
+    RETURN_IF_ERROR(SaveCheckpoint(
+        (fs::path(weights_dir_) / absl::StrCat("epoch", epoch + 1, ".pt")).string(), meta, model_,
+        &ema_->model(), optimizer_.get()));
+  }
+  return absl::OkStatus();
+}
+
+// Rewrites last.pt and best.pt without optimizer state: the EMA weights become the model.
+absl::Status TrainRun::Finish() {
+  for (const char* name : {"last.pt", "best.pt"}) {
+    const std::string path = (fs::path(weights_dir_) / name).string();
+    if (!fs::exists(path)) continue;
+    ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(path));
+    ckpt.meta.epoch = -1;
+    ckpt.meta.updates = 0;
+    RETURN_IF_ERROR(SaveCheckpoint(path, ckpt.meta, ckpt.model, nullptr, nullptr));
+    spdlog::info("Optimizer stripped from {}, {:.1f}MB", path, fs::file_size(path) / 1e6);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TrainOutcome> TrainRun::Run() {
+  RETURN_IF_ERROR(Setup());
+  TrainOutcome outcome;
+  outcome.run_dir = run_dir_;
+  const int nb = train_loader_->BatchesPerEpoch();
+  const double warmup_epochs = args_.GetFloat("warmup_epochs");
+  const int nw = warmup_epochs > 0
+                     ? std::max(static_cast<int>(std::lround(warmup_epochs * nb)), 100)
+                     : -1;
+  const int nbs = static_cast<int>(args_.GetInt("nbs"));
+  const int close_mosaic = static_cast<int>(args_.GetInt("close_mosaic"));
+  const double lrf = args_.GetFloat("lrf");
+  const bool cos_lr = args_.GetBool("cos_lr");
+  const int patience = static_cast<int>(args_.GetInt("patience"));
+  const double momentum = args_.GetFloat("momentum");
+  const double warmup_momentum = args_.GetFloat("warmup_momentum");
+  NmsOptions nms;
+  nms.conf = args_.IsNull("conf") ? 0.001 : args_.GetFloat("conf");
+  nms.iou = args_.GetFloat("iou");
+  nms.max_det = static_cast<int>(args_.GetInt("max_det"));
+  nms.agnostic = args_.GetBool("single_cls");
+  int accumulate = std::max(static_cast<int>(std::lround(static_cast<double>(nbs) / batch_)), 1);
+  int64_t last_opt_step = -1;
+  const auto run_start = Clock::now();
+
+  spdlog::info("Starting training for {} epochs...", epochs_);
+  int epoch = start_epoch_;
+  for (; epoch < epochs_; ++epoch) {
+    const double lf = LrFactor(epoch, epochs_, lrf, cos_lr);
+    for (size_t g = 0; g < initial_lr_.size(); ++g) SetGroupLr(*optimizer_, g, initial_lr_[g] * lf);
+    const bool mosaic = epoch < epochs_ - close_mosaic;
+    if (epoch == epochs_ - close_mosaic) spdlog::info("Closing dataloader mosaic");
+    train_loader_->StartEpoch(epoch, mosaic);
+    model_->train();
+    optimizer_->zero_grad();
+    std::array<double, 3> tloss{0, 0, 0};
+    int images = 0;
+    const auto epoch_start = Clock::now();
+    auto last_log = epoch_start;
+    std::printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "GPU_mem", "box_loss", "cls_loss",
+                "dfl_loss", "Instances", "Size");
+    int i = 0;
+    int last_instances = 0;
+    while (auto batch = train_loader_->Next()) {
+      if (StopRequested()) break;
+      const int64_t ni = i + static_cast<int64_t>(nb) * epoch;
+      if (ni <= nw) {
+        accumulate = std::max(
+            1, static_cast<int>(std::lround(Interp(ni, 0, nw, 1, static_cast<double>(nbs) / batch_))));
+        for (size_t g = 0; g < initial_lr_.size(); ++g) {
+          const double from = g == 0 ? choice_.warmup_bias_lr : 0.0;
+          SetGroupLr(*optimizer_, g, Interp(ni, 0, nw, from, initial_lr_[g] * lf));
+          SetGroupMomentum(*optimizer_, g, Interp(ni, 0, nw, warmup_momentum, momentum));
+        }
+      }
+      at::Tensor input = batch->images.to(device_, /*non_blocking=*/true);
+      LossOutput out;
+      {
+#ifdef YOLO_WITH_CUDA
+        at::autocast::set_enabled(amp_);
+#endif
+        std::vector<at::Tensor> raw = model_->forward(input);
+        out = (*loss_)(raw, batch->targets);
+#ifdef YOLO_WITH_CUDA
+        at::autocast::set_enabled(false);
+        at::autocast::clear_cache();
+#endif
+      }
+      out.total.backward();
+      at::Tensor items = out.items.to(at::kCPU, at::kDouble);
+      for (int k = 0; k < 3; ++k) tloss[k] = (tloss[k] * i + items[k].item<double>()) / (i + 1);
+      if (ni - last_opt_step >= accumulate) {
+        torch::nn::utils::clip_grad_norm_(model_->parameters(), 10.0);
+        optimizer_->step();
+        optimizer_->zero_grad();
+        ema_->Update(model_);
+        last_opt_step = ni;
+      }
+      images += static_cast<int>(batch->info.size());
+      last_instances = batch->instances;
+      ++i;
+      if (Since(last_log) > 10 && i < nb) {
+        std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d\n",
+                    absl::StrCat(epoch + 1, "/", epochs_).c_str(), "0G", tloss[0], tloss[1],
+                    tloss[2], last_instances, imgsz_, i, nb);
+        std::fflush(stdout);
+        last_log = Clock::now();
+      }
+    }
+    if (StopRequested()) {
+      spdlog::warn("stop requested: ending in epoch {}; {} holds epoch {}", epoch + 1,
+                   (fs::path(weights_dir_) / "last.pt").string(), epoch);
+      outcome.stopped = true;
+      break;
+    }
+    const double train_s = Since(epoch_start);
+    train_seconds_total_ += train_s;
+    train_images_total_ += images;
+    std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d %.1fs %.1f img/s\n",
+                absl::StrCat(epoch + 1, "/", epochs_).c_str(), "0G", tloss[0], tloss[1], tloss[2],
+                last_instances, imgsz_, i, nb, train_s, images / train_s);
+    std::fflush(stdout);
+    std::array<double, 3> lr{};
+    for (size_t g = 0; g < 3 && g < initial_lr_.size(); ++g) lr[g] = GroupLr(*optimizer_, g);
+
+    const bool final_epoch = epoch + 1 == epochs_;
+    ValidationResult val;
+    if (args_.GetBool("val") || final_epoch) {
+      val = Validate(ema_->model(), *val_loader_, loss_.get(), nms, device_);
+      std::printf("%s", FormatValidationTable(val.metrics, data_.names, false).c_str());
+      std::fflush(stdout);
+    }
+    const double fitness = val.metrics.Fitness();
+    const bool is_best = !have_best_ || fitness >= best_fitness_;
+    if (is_best) {
+      best_fitness_ = fitness;
+      have_best_ = true;
+      best_epoch_ = epoch;
+    }
+    results_csv_ += ResultsRow(epoch + 1, time_offset_ + Since(run_start), tloss, val.metrics,
+                               val.loss, lr);
+    if (args_.GetBool("save")) RETURN_IF_ERROR(SaveEpoch(epoch, is_best));
+    outcome.epochs_completed = epoch + 1 - start_epoch_;
+    if (hooks_.on_epoch_end) {
+      EpochReport report;
+      report.epoch = epoch + 1;
+      report.epochs = epochs_;
+      report.box_loss = tloss[0], report.cls_loss = tloss[1], report.dfl_loss = tloss[2];
+      report.metrics = val.metrics;
+      report.train_seconds = train_s;
+      report.images_per_second = images / train_s;
+      report.fitness = fitness;
+      hooks_.on_epoch_end(report);
+    }
+    if (best_epoch_ >= 0 && epoch - best_epoch_ >= patience) {
+      spdlog::info("Stopping training early as no improvement observed in last {} epochs. Best "
+                   "results observed at epoch {}",
+                   patience, best_epoch_ + 1);
+      ++epoch;
+      break;
+    }
+  }
+  if (train_seconds_total_ > 0) {
+    outcome.train_images_per_second = train_images_total_ / train_seconds_total_;
+  }
+  if (outcome.stopped) {
+    outcome.peak_rss_bytes = PeakRssBytes();
+    return outcome;
+  }
+  spdlog::info("{} epochs completed in {:.3f} hours.", epoch - start_epoch_,
+               Since(run_start) / 3600);
+  if (args_.GetBool("save")) {
+    RETURN_IF_ERROR(Finish());
+    const std::string best = (fs::path(weights_dir_) / "best.pt").string();
+    ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(best));
+    spdlog::info("Validating {}...", best);
+    ckpt.model->to(device_);
+    NmsOptions final_nms = nms;
+    ValidationResult val = Validate(ckpt.model, *val_loader_, nullptr, final_nms, device_);
+    std::printf("%s", FormatValidationTable(val.metrics, data_.names, args_.GetBool("verbose")).c_str());
+    std::printf("Speed: %.1fms inference, %.1fms postprocess per image\n",
+                val.inference_ms_per_image, val.postprocess_ms_per_image);
+    outcome.best = val.metrics;
+  }
+  outcome.peak_rss_bytes = PeakRssBytes();
+  std::printf("Results saved to %s\n", run_dir_.c_str());
+  std::fflush(stdout);
+  return outcome;
+}
+
+}  // namespace
+
+int ConfigureThreads(int threads) {
+  const int n = threads > 0 ? threads : UsableCpus();
+  at::set_num_threads(n);
+  return n;
+}
+
+long PeakRssBytes() {
+  struct rusage usage {};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_maxrss * 1024L;
+}
+
+absl::StatusOr<TrainOutcome> Train(const TrainArgs& args, const TrainHooks& hooks) {
+  TrainRun run(args, hooks);
+  try {
+    return run.Run();
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+  } catch (const cv::Exception& e) {
+    return absl::InternalError(absl::StrCat("OpenCV: ", e.what()));
+  }
+}
+
+absl::StatusOr<ValOutcome> Val(const TrainArgs& args) {
+  if (args.IsNull("model") || !absl::EndsWith(args.GetString("model"), ".pt")) {
+    return absl::InvalidArgumentError("argument 'model': val needs a checkpoint (weights/best.pt)");
+  }
+  ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(args.GetString("model")));
+  ASSIGN_OR_RETURN(TrainArgs saved, TrainArgs::FromYaml(ckpt.meta.train_args));
+  const std::string data_path = args.IsNull("data") ? saved.GetString("data") : args.GetString("data");
+  ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(data_path));
+  if (data.nc() != ckpt.meta.nc && !saved.GetBool("single_cls")) {
+    return absl::InvalidArgumentError(absl::StrCat("data '", data_path, "' has ", data.nc(),
+                                                   " classes but the model was trained for ",
+                                                   ckpt.meta.nc));
+  }
+  ASSIGN_OR_RETURN(c10::Device device, ResolveDevice(args.GetString("device")));
+  const int threads = ConfigureThreads(static_cast<int>(args.GetInt("threads")));
+  const std::string split = args.GetString("split");
+  const std::vector<std::string>& sources =
+      split == "train" ? data.train : split == "test" ? data.test : data.val;
+  if (sources.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("data '", data_path, "' has no '", split, "' split"));
+  }
+  const bool single_cls = saved.GetBool("single_cls");
+  ASSIGN_OR_RETURN(DatasetScan scan,
+                   ScanDataset(sources, single_cls ? 1 << 30 : data.nc(), single_cls,
+                               std::max(threads, static_cast<int>(args.GetInt("workers")))));
+  spdlog::info("{}: {}", split, scan.Summary());
+  const int imgsz = CheckImgsz(args.WasSet("imgsz") ? args : saved);
+  LoaderOptions opts = BaseLoaderOptions(args, imgsz);
+  opts.batch = static_cast<int>(args.WasSet("batch") ? args.GetInt("batch") : saved.GetInt("batch"));
+  opts.batch = std::max(opts.batch, 1);
+  opts.rect = true;
+  opts.cache = CacheMode::kNone;
+  BatchLoader loader(std::move(scan.images), opts);
+  NmsOptions nms;
+  nms.conf = args.IsNull("conf") ? 0.001 : args.GetFloat("conf");
+  nms.iou = args.GetFloat("iou");
+  nms.max_det = static_cast<int>(args.GetInt("max_det"));
+  nms.agnostic = single_cls;
+  ckpt.model->to(device);
+  ValOutcome out;
+  try {
+    out.result = Validate(ckpt.model, loader, nullptr, nms, device);
+  } catch (const c10::Error& e) {
+    return absl::InternalError(absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+  }
+  out.names = absl::StrSplit(ckpt.meta.names, '\n');
+  return out;
+}
+
+}  // namespace yolo

@@ -1,0 +1,193 @@
+// yolo-worker: the training process. Usable on its own with Ultralytics-style arguments:
+//   yolo-worker train data=coco.yaml model=yolov8n epochs=100 imgsz=640
+//   yolo-worker val model=runs/detect/train/weights/best.pt [data=...] [format=json]
+//   yolo-worker info model=yolov8n nc=80 imgsz=640
+//   yolo-worker make-dataset shapes out=DIR train=256 val=64 imgsz=320 seed=0
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/train_args.h"
+#include "server/train/checkpoint.h"
+#include "server/train/model.h"
+#include "server/train/shapes_dataset.h"
+#include "server/train/trainer.h"
+
+namespace {
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitStopped = 3;
+
+std::atomic<bool> g_stop{false};
+
+void OnSignal(int) { g_stop = true; }
+
+void PrintUsage() {
+  std::printf(
+      "usage: yolo-worker <command> [key=value ...]\n\n"
+      "commands:\n"
+      "  train         train a detector: data=data.yaml model=yolov8n epochs=100 imgsz=640 ...\n"
+      "  val           validate a checkpoint: model=.../best.pt [data=...] [format=json]\n"
+      "  info          model summary: model=yolov8n nc=80 imgsz=640\n"
+      "  make-dataset  make-dataset shapes out=DIR train=256 val=64 imgsz=320 seed=0\n"
+      "  args          list every argument with its default\n\n"
+      "Arguments use Ultralytics' names and defaults (default.yaml).\n");
+}
+
+int Fail(const absl::Status& status) {
+  std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
+  return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitError;
+}
+
+std::string JsonString(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (static_cast<unsigned char>(c) < 0x20) {
+      out += absl::StrFormat("\\u%04x", c);
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
+
+int RunMakeDataset(const std::vector<std::string>& tokens) {
+  if (tokens.empty() || tokens[0] != "shapes") {
+    std::fprintf(stderr, "error: make-dataset: the only generated dataset is 'shapes'\n");
+    return kExitUsage;
+  }
+  yolo::ShapesOptions o;
+  for (size_t i = 1; i < tokens.size(); ++i) {
+    const std::string& t = tokens[i];
+    const size_t eq = t.find('=');
+    const std::string key = t.substr(0, eq), value = eq == std::string::npos ? "" : t.substr(eq + 1);
+    int n = 0;
+    uint64_t seed = 0;
+    bool ok = true;
+    if (key == "out" && !value.empty()) {
+      o.out_dir = value;
+    } else if (key == "train" || key == "val" || key == "imgsz") {
+      ok = absl::SimpleAtoi(value, &n);
+      (key == "train" ? o.train : key == "val" ? o.val : o.imgsz) = n;
+    } else if (key == "seed") {
+      ok = absl::SimpleAtoi(value, &seed);
+      o.seed = seed;
+    } else {
+      std::fprintf(stderr, "error: make-dataset: unknown argument '%s' (out, train, val, imgsz, seed)\n",
+                   t.c_str());
+      return kExitUsage;
+    }
+    if (!ok) {
+      std::fprintf(stderr, "error: make-dataset: argument '%s': '%s' is not an integer\n",
+                   key.c_str(), value.c_str());
+      return kExitUsage;
+    }
+  }
+  absl::Status s = yolo::MakeShapesDataset(o);
+  if (!s.ok()) return Fail(s);
+  std::printf("%s/data.yaml\n", o.out_dir.c_str());
+  return 0;
+}
+
+int RunInfo(const yolo::TrainArgs& args) {
+  const std::string model = args.IsNull("model") ? "yolov8n" : args.GetString("model");
+  const int imgsz = static_cast<int>(args.GetInt("imgsz"));
+  yolo::DetectionModel m{nullptr};
+  if (model.size() > 3 && model.substr(model.size() - 3) == ".pt") {
+    auto ckpt = yolo::LoadCheckpoint(model);
+    if (!ckpt.ok()) return Fail(ckpt.status());
+    m = ckpt->model;
+  } else {
+    auto scale = yolo::ScaleFromName(model);
+    if (!scale.ok()) return Fail(scale.status());
+    m = yolo::DetectionModel(*scale, static_cast<int>(args.GetInt("nc")));
+  }
+  std::printf("YOLOv8%c summary: %d layers, %s parameters, %s gradients, %.1f GFLOPs\n",
+              m->scale.letter, m->LayerCount(), absl::StrCat(m->ParameterCount()).c_str(),
+              absl::StrCat(m->GradientCount()).c_str(), m->Gflops(imgsz));
+  return 0;
+}
+
+int RunVal(const yolo::TrainArgs& args) {
+  auto out = yolo::Val(args);
+  if (!out.ok()) return Fail(out.status());
+  const yolo::MetricsSummary& m = out->result.metrics;
+  if (args.GetString("format") == "json") {
+    std::string per_class;
+    for (const auto& c : m.per_class) {
+      const std::string name = c.cls < static_cast<int>(out->names.size()) ? out->names[c.cls] : "";
+      absl::StrAppend(&per_class, per_class.empty() ? "" : ",",
+                      absl::StrFormat("{\"class\":%d,\"name\":%s,\"instances\":%d,\"precision\":%.6g,"
+                                      "\"recall\":%.6g,\"mAP50\":%.6g,\"mAP50-95\":%.6g}",
+                                      c.cls, JsonString(name), c.labels, c.precision, c.recall,
+                                      c.ap50, c.ap));
+    }
+    std::printf(
+        "{\"metrics/precision(B)\":%.6g,\"metrics/recall(B)\":%.6g,\"metrics/mAP50(B)\":%.6g,"
+        "\"metrics/mAP50-95(B)\":%.6g,\"fitness\":%.6g,\"images\":%d,\"instances\":%d,"
+        "\"speed\":{\"inference_ms\":%.3f,\"postprocess_ms\":%.3f},\"per_class\":[%s]}\n",
+        m.precision, m.recall, m.map50, m.map, m.Fitness(), m.images, m.instances,
+        out->result.inference_ms_per_image, out->result.postprocess_ms_per_image,
+        per_class.c_str());
+  } else {
+    std::printf("%s", yolo::FormatValidationTable(m, out->names, args.GetBool("verbose")).c_str());
+    std::printf("Speed: %.1fms inference, %.1fms postprocess per image\n",
+                out->result.inference_ms_per_image, out->result.postprocess_ms_per_image);
+  }
+  return 0;
+}
+
+int RunTrain(const yolo::TrainArgs& args) {
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  yolo::TrainHooks hooks;
+  hooks.stop_requested = &g_stop;
+  auto out = yolo::Train(args, hooks);
+  if (!out.ok()) return Fail(out.status());
+  std::printf("training: %.2f images/s (validation excluded), peak RSS %.0f MB\n",
+              out->train_images_per_second, out->peak_rss_bytes / 1e6);
+  return out->stopped ? kExitStopped : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> tokens(argv + 1, argv + argc);
+  if (!tokens.empty() && tokens[0] == "detect") tokens.erase(tokens.begin());
+  if (tokens.empty() || tokens[0] == "help" || tokens[0] == "--help" || tokens[0] == "-h") {
+    PrintUsage();
+    return tokens.empty() ? kExitUsage : 0;
+  }
+  spdlog::set_pattern("%^%l%$: %v");
+  const std::string command = tokens[0];
+  tokens.erase(tokens.begin());
+  if (command == "make-dataset") return RunMakeDataset(tokens);
+  if (command == "args") {
+    for (const auto& spec : yolo::AllArgSpecs()) {
+      std::printf("%-16s %-10s %s\n", spec.key, spec.default_value[0] ? spec.default_value : "null",
+                  spec.help);
+    }
+    return 0;
+  }
+  if (command != "train" && command != "val" && command != "info") {
+    std::fprintf(stderr, "error: unknown command '%s'\n", command.c_str());
+    PrintUsage();
+    return kExitUsage;
+  }
+  yolo::TrainArgs args;
+  absl::Status parsed = args.ParseTokens(tokens);
+  if (parsed.ok()) parsed = args.Set("mode", command == "info" ? "train" : command);
+  if (!parsed.ok()) return Fail(parsed);
+  if (command == "info") return RunInfo(args);
+  if (command == "val") return RunVal(args);
+  return RunTrain(args);
+}

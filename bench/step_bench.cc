@@ -85,7 +85,9 @@ int main(int argc, char** argv) {
     std::printf("%-14s %10.1f %10.1f %10.1f %10.1f %10.1f %10.0f\n",
                 channels_last ? "channels_last" : "nchw", f / iters, l / iters, b / iters,
                 s / iters, batch * 1000.0 / total, yolo::PeakRssBytes() / 1e6);
-    std::printf("  allocator: peak live %.0f MB, cached %.0f MB\n", yolo::GetCpuAllocatorStats().peak_allocated_bytes / 1e6, yolo::GetCpuAllocatorStats().cached_bytes / 1e6);
+    std::printf("  allocator: peak live %.0f MB, cached %.0f MB\n",
+                yolo::GetCpuAllocatorStats().peak_allocated_bytes / 1e6,
+                yolo::GetCpuAllocatorStats().cached_bytes / 1e6);
   }
   return 0;
 }

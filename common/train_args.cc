@@ -35,12 +35,32 @@ absl::Status CheckRange(const std::string& key, const std::string& value) {
   if (it != kChoices.end() && it->second.count(value) == 0) {
     return BadValue(key, value, absl::StrCat("one of ", absl::StrJoin(it->second, ", ")));
   }
-  static const std::set<std::string> kNonNegative = {
-      "epochs", "patience", "workers", "close_mosaic", "seed", "lr0", "lrf", "momentum",
-      "weight_decay", "warmup_epochs", "warmup_momentum", "warmup_bias_lr", "box", "cls", "dfl",
-      "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective",
-      "threads", "max_det"};
-  static const std::set<std::string> kProbability = {"flipud", "fliplr", "mosaic", "mixup",
+  static const std::set<std::string> kNonNegative = {"epochs",
+                                                     "patience",
+                                                     "workers",
+                                                     "close_mosaic",
+                                                     "seed",
+                                                     "lr0",
+                                                     "lrf",
+                                                     "momentum",
+                                                     "weight_decay",
+                                                     "warmup_epochs",
+                                                     "warmup_momentum",
+                                                     "warmup_bias_lr",
+                                                     "box",
+                                                     "cls",
+                                                     "dfl",
+                                                     "hsv_h",
+                                                     "hsv_s",
+                                                     "hsv_v",
+                                                     "degrees",
+                                                     "translate",
+                                                     "scale",
+                                                     "shear",
+                                                     "perspective",
+                                                     "threads",
+                                                     "max_det"};
+  static const std::set<std::string> kProbability = {"flipud",     "fliplr",   "mosaic", "mixup",
                                                      "copy_paste", "fraction", "iou"};
   double v = 0;
   if (kNonNegative.count(key) && absl::SimpleAtod(value, &v) && v < 0) {
@@ -50,12 +70,12 @@ absl::Status CheckRange(const std::string& key, const std::string& value) {
     return BadValue(key, value, "a number in [0, 1]");
   }
   if (key == "fraction" && v == 0) return BadValue(key, value, "a number in (0, 1]");
-  if ((key == "imgsz" || key == "nbs" || key == "epochs") && absl::SimpleAtod(value, &v) &&
-      v < 1) {
+  if ((key == "imgsz" || key == "nbs" || key == "epochs") && absl::SimpleAtod(value, &v) && v < 1) {
     return BadValue(key, value, "an integer >= 1");
   }
   if (key == "batch" && absl::SimpleAtod(value, &v) && !(v >= 1 || v == -1 || (v > 0 && v < 1))) {
-    return BadValue(key, value, "an integer >= 1, -1 for AutoBatch, or a memory fraction in (0, 1)");
+    return BadValue(key, value,
+                    "an integer >= 1, -1 for AutoBatch, or a memory fraction in (0, 1)");
   }
   if (key == "conf" && !value.empty() && absl::SimpleAtod(value, &v) && (v < 0 || v > 1)) {
     return BadValue(key, value, "a number in [0, 1]");
@@ -204,7 +224,10 @@ const std::vector<ArgSpec>& AllArgSpecs() {
 }
 
 TrainArgs::TrainArgs() {
-  for (const ArgSpec& spec : AllArgSpecs()) values_[spec.key] = spec.default_value;
+  for (const ArgSpec& spec : AllArgSpecs()) {
+    absl::StatusOr<std::string> value = Canonical(spec, spec.default_value);
+    values_[spec.key] = value.ok() ? *value : spec.default_value;
+  }
 }
 
 absl::Status TrainArgs::Set(const std::string& key, const std::string& value) {

@@ -35,8 +35,8 @@ std::vector<PixelBox> ToPixelBoxes(const std::vector<BoxLabel>& labels, int widt
 
 cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, LetterboxInfo* info,
                   std::vector<PixelBox>* boxes) {
-  double r = std::min(static_cast<double>(out_h) / image.rows,
-                      static_cast<double>(out_w) / image.cols);
+  double r =
+      std::min(static_cast<double>(out_h) / image.rows, static_cast<double>(out_w) / image.cols);
   if (!scaleup) r = std::min(r, 1.0);
   const int new_w = static_cast<int>(std::lround(image.cols * r));
   const int new_h = static_cast<int>(std::lround(image.rows * r));

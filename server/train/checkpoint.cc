@@ -62,8 +62,9 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path) {
     c10::IValue v;
     if (!archive.try_read("format", v) || v.toStringRef() != kFormat) {
       return absl::InvalidArgumentError(
-          absl::StrCat("'", path, "' is not a yolod checkpoint (Ultralytics .pt files are Python "
-                                  "pickles and cannot be read here)"));
+          absl::StrCat("'", path,
+                       "' is not a yolod checkpoint (Ultralytics .pt files are Python "
+                       "pickles and cannot be read here)"));
     }
     archive.read("epoch", v);
     out.meta.epoch = v.toInt();

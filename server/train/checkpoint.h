@@ -15,11 +15,11 @@ namespace yolo {
 struct CheckpointMeta {
   int64_t epoch = -1;  // 0-based last finished epoch; -1 for a finished (stripped) run
   double best_fitness = 0;
-  int64_t updates = 0;     // EMA updates
-  std::string train_args;  // args.yaml text
-  std::string results_csv; // results.csv text up to this epoch
-  std::string names;       // class names, one per line
-  std::string scale;       // "n", "s", ...
+  int64_t updates = 0;      // EMA updates
+  std::string train_args;   // args.yaml text
+  std::string results_csv;  // results.csv text up to this epoch
+  std::string names;        // class names, one per line
+  std::string scale;        // "n", "s", ...
   int64_t nc = 0;
   std::string date;
 };

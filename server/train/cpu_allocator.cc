@@ -96,7 +96,8 @@ class CachingCpuAllocator final : public c10::Allocator {
         stats_.peak_allocated_bytes = stats_.allocated_bytes;
       }
     } else {
-      const size_t size = std::max<size_t>((n + kAlignment - 1) / kAlignment * kAlignment, kAlignment);
+      const size_t size =
+          std::max<size_t>((n + kAlignment - 1) / kAlignment * kAlignment, kAlignment);
       p = std::aligned_alloc(kAlignment, size);
       if (p == nullptr) throw std::bad_alloc();
     }

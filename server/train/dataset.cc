@@ -55,7 +55,7 @@ absl::StatusOr<std::vector<std::string>> SourcesOf(const YAML::Node& node, const
 }  // namespace
 
 bool IsImageFile(const std::string& path) {
-  static const std::set<std::string> kSuffixes = {".bmp", ".dng", ".jpeg", ".jpg", ".mpo",
+  static const std::set<std::string> kSuffixes = {".bmp", ".dng", ".jpeg", ".jpg",  ".mpo",
                                                   ".png", ".tif", ".tiff", ".webp", ".pfm"};
   return kSuffixes.count(Lower(fs::path(path).extension().string())) > 0;
 }
@@ -238,8 +238,8 @@ absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path) {
     if (config.names.empty()) {
       for (int i = 0; i < nc; ++i) config.names.push_back(absl::StrCat("class_", i));
     } else if (static_cast<int>(config.names.size()) != nc) {
-      return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": 'nc' is ", nc, " but 'names' has ",
-                                                     config.names.size(), " entries"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          yaml_path, ": 'nc' is ", nc, " but 'names' has ", config.names.size(), " entries"));
     }
   }
   if (config.names.empty()) {
@@ -370,9 +370,9 @@ absl::StatusOr<DatasetScan> ScanDataset(const std::vector<std::string>& sources,
   if (scan.images.empty()) {
     std::string where;
     for (const auto& s : sources) where += (where.empty() ? "" : ", ") + s;
-    return absl::FailedPreconditionError(absl::StrCat(
-        "no usable images in ", where, " (", scan.found, " found, ", scan.corrupt_images,
-        " corrupt)"));
+    return absl::FailedPreconditionError(absl::StrCat("no usable images in ", where, " (",
+                                                      scan.found, " found, ", scan.corrupt_images,
+                                                      " corrupt)"));
   }
   return scan;
 }

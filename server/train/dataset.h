@@ -65,11 +65,11 @@ struct ImageRecord {
 
 struct DatasetScan {
   std::vector<ImageRecord> images;
-  int found = 0;          // image files listed
+  int found = 0;           // image files listed
   int corrupt_images = 0;  // unreadable or smaller than 10 px: skipped
-  int skipped_lines = 0;  // bad label lines: skipped
-  int duplicates = 0;     // duplicate label rows: dropped
-  int backgrounds = 0;    // images without labels: kept as negatives
+  int skipped_lines = 0;   // bad label lines: skipped
+  int duplicates = 0;      // duplicate label rows: dropped
+  int backgrounds = 0;     // images without labels: kept as negatives
   int instances = 0;
   std::string Summary() const;
 };

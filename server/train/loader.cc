@@ -47,9 +47,9 @@ std::string NpyPath(const std::string& image_path) {
 }  // namespace
 
 absl::Status WriteNpy(const std::string& path, const cv::Mat& image) {
-  std::string header = absl::StrFormat(
-      "{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d), }", image.rows, image.cols,
-      image.channels());
+  std::string header =
+      absl::StrFormat("{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d), }",
+                      image.rows, image.cols, image.channels());
   // Magic (6) + version (2) + length (2) + header, padded with spaces to 64 bytes, ending '\n'.
   const size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
@@ -59,7 +59,8 @@ absl::Status WriteNpy(const std::string& path, const cv::Mat& image) {
   out.push_back(static_cast<char>(header.size() >> 8));
   out += header;
   cv::Mat contiguous = image.isContinuous() ? image : image.clone();
-  out.append(reinterpret_cast<const char*>(contiguous.data), contiguous.total() * contiguous.elemSize());
+  out.append(reinterpret_cast<const char*>(contiguous.data),
+             contiguous.total() * contiguous.elemSize());
   return WriteFileAtomic(path, out);
 }
 
@@ -96,7 +97,8 @@ BatchLoader::BatchLoader(std::vector<ImageRecord> records, LoaderOptions options
     auto aspect = [&](int i) {
       return static_cast<double>(records_[i].height) / records_[i].width;
     };
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return aspect(a) < aspect(b); });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return aspect(a) < aspect(b); });
     for (size_t start = 0; start < order.size(); start += options_.batch) {
       BatchPlan plan;
       const size_t end = std::min(order.size(), start + options_.batch);
@@ -146,8 +148,8 @@ absl::Status BatchLoader::PrepareCache() {
   if (options_.cache == CacheMode::kRam) {
     const uint64_t available = AvailableMemoryBytes();
     if (available > 0 && need > available) {
-      spdlog::warn("cache=ram needs {:.1f} GB but {:.1f} GB is available: caching off",
-                   need / 1e9, available / 1e9);
+      spdlog::warn("cache=ram needs {:.1f} GB but {:.1f} GB is available: caching off", need / 1e9,
+                   available / 1e9);
       options_.cache = CacheMode::kNone;
       return absl::OkStatus();
     }
@@ -175,8 +177,9 @@ absl::Status BatchLoader::PrepareCache() {
         const std::string npy = NpyPath(records_[i].path);
         if (fs::exists(npy)) continue;
         cv::Mat image = cv::imread(records_[i].path, cv::IMREAD_COLOR);
-        absl::Status s = image.empty() ? absl::DataLossError(absl::StrCat("cannot decode ", records_[i].path))
-                                       : WriteNpy(npy, image);
+        absl::Status s = image.empty()
+                             ? absl::DataLossError(absl::StrCat("cannot decode ", records_[i].path))
+                             : WriteNpy(npy, image);
         if (!s.ok() && !failed.exchange(true)) {
           std::lock_guard<std::mutex> lock(error_mu);
           first_error = std::string(s.message());
@@ -288,20 +291,20 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
   }
   const int64_t b = static_cast<int64_t>(samples.size());
   const int h = samples[0].image.rows, w = samples[0].image.cols;
-  batch.images = at::empty({b, 3, h, w}, at::kFloat);
-  float* dst = batch.images.data_ptr<float>();
+  batch.images = at::empty({b, 3, h, w}, at::kByte);
+  uint8_t* dst = batch.images.data_ptr<uint8_t>();
   std::vector<float> idx, cls, boxes;
   for (int64_t i = 0; i < b; ++i) {
     const cv::Mat& img = samples[i].image;
-    float* plane[3] = {dst + (i * 3 + 0) * h * w, dst + (i * 3 + 1) * h * w,
-                       dst + (i * 3 + 2) * h * w};
+    uint8_t* plane[3] = {dst + (i * 3 + 0) * h * w, dst + (i * 3 + 1) * h * w,
+                         dst + (i * 3 + 2) * h * w};
     for (int y = 0; y < h; ++y) {
       const uint8_t* row = img.ptr<uint8_t>(y);
       for (int x = 0; x < w; ++x) {
-        // BGR -> RGB planes, scaled to [0, 1].
-        plane[0][y * w + x] = row[3 * x + 2] * (1.0f / 255);
-        plane[1][y * w + x] = row[3 * x + 1] * (1.0f / 255);
-        plane[2][y * w + x] = row[3 * x + 0] * (1.0f / 255);
+        // BGR -> RGB planes.
+        plane[0][y * w + x] = row[3 * x + 2];
+        plane[1][y * w + x] = row[3 * x + 1];
+        plane[2][y * w + x] = row[3 * x + 0];
       }
     }
     for (const PixelBox& pb : samples[i].boxes) {
@@ -319,6 +322,10 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
   batch.targets.boxes = at::from_blob(boxes.data(), {n, 4}, at::kFloat).clone();
   batch.instances = static_cast<int>(n);
   return batch;
+}
+
+at::Tensor ModelInput(const Batch& batch, const c10::Device& device) {
+  return batch.images.to(device, /*non_blocking=*/true).to(at::kFloat).div_(255.0);
 }
 
 void BatchLoader::StartEpoch(int epoch, bool mosaic) {

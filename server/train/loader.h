@@ -5,6 +5,7 @@
 #pragma once
 
 #include <ATen/Tensor.h>
+#include <c10/core/Device.h>
 
 #include <condition_variable>
 #include <map>
@@ -27,7 +28,7 @@ struct LoaderOptions {
   int imgsz = 640;
   int batch = 16;
   int workers = 2;
-  int prefetch = 0;  // ready batches at most; 0: 2 per worker (at least 2)
+  int prefetch = 0;      // ready batches at most; 0: 2 per worker (at least 2)
   bool augment = false;  // training augmentation; off: letterbox only
   bool rect = false;     // rectangular batches sorted by aspect ratio (validation)
   bool shuffle = false;
@@ -45,7 +46,7 @@ struct BatchImageInfo {
 };
 
 struct Batch {
-  at::Tensor images;  // (B, 3, H, W) float32 RGB in [0, 1]
+  at::Tensor images;  // (B, 3, H, W) uint8 RGB: a quarter of the float size while queued
   DetectionTargets targets;
   std::vector<BatchImageInfo> info;
   int instances = 0;
@@ -104,6 +105,9 @@ class BatchLoader {
   bool stop_ = false;
   std::vector<std::thread> threads_;
 };
+
+// The model's input for a batch: float32 in [0, 1] on `device`.
+at::Tensor ModelInput(const Batch& batch, const c10::Device& device);
 
 // Writes / reads a uint8 image as a .npy array (H, W, 3), the disk cache format.
 absl::Status WriteNpy(const std::string& path, const cv::Mat& image);

@@ -31,7 +31,8 @@ Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_b
   at::Tensor valid = mask_in.logical_and(mask_gt.to(at::kBool));  // (B, M, A)
 
   at::Tensor labels = gt_labels.to(at::kLong).squeeze(-1).clamp_min(0);  // (B, M)
-  at::Tensor scores = pd_scores.permute({0, 2, 1}).gather(1, labels.unsqueeze(-1).expand({b, m, a}));
+  at::Tensor scores =
+      pd_scores.permute({0, 2, 1}).gather(1, labels.unsqueeze(-1).expand({b, m, a}));
   at::Tensor overlaps =
       BoxIou(gt_boxes.unsqueeze(2), pd_boxes.unsqueeze(1), /*ciou=*/true).squeeze(-1).clamp_min(0);
   at::Tensor validf = valid.to(overlaps.scalar_type());
@@ -52,7 +53,7 @@ Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_b
     at::Tensor best = at::one_hot(overlaps.argmax(1), m).permute({0, 2, 1}).to(at::kBool);
     mask_pos = at::where(multi, best, mask_pos);
   }
-  at::Tensor fg_mask = mask_pos.any(1);  // (B, A)
+  at::Tensor fg_mask = mask_pos.any(1);                   // (B, A)
   at::Tensor gt_idx = mask_pos.to(at::kFloat).argmax(1);  // (B, A)
 
   at::Tensor flat = gt_idx + at::arange(b, gt_idx.options()).unsqueeze(-1) * m;
@@ -63,7 +64,7 @@ Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_b
 
   at::Tensor mask_posf = mask_pos.to(align.scalar_type());
   align = align * mask_posf;
-  at::Tensor pos_align_max = align.amax(-1, /*keepdim=*/true);               // (B, M, 1)
+  at::Tensor pos_align_max = align.amax(-1, /*keepdim=*/true);                  // (B, M, 1)
   at::Tensor pos_overlaps = (overlaps * mask_posf).amax(-1, /*keepdim=*/true);  // (B, M, 1)
   at::Tensor norm = (align * pos_overlaps / (pos_align_max + o.eps)).amax(1).unsqueeze(-1);
   out.target_scores = one_hot * norm;
@@ -156,10 +157,10 @@ LossOutput DetectionLoss::operator()(const std::vector<at::Tensor>& raw,
     at::Tensor iou = BoxIou(pred_boxes.index({fg}), target_boxes.index({fg}), /*ciou=*/true);
     loss_box = ((1.0 - iou) * weight).sum() / tss;
     at::Tensor target_ltrb = BoxToDist(anchors, target_boxes, reg_max_).index({fg});  // (F, 4)
-    at::Tensor dfl = DistributionFocalLoss(pred_dist.index({fg}).view({-1, reg_max_}),
-                                           target_ltrb.reshape({-1}))
-                         .view({-1, 4})
-                         .mean(-1, /*keepdim=*/true);
+    at::Tensor dfl =
+        DistributionFocalLoss(pred_dist.index({fg}).view({-1, reg_max_}), target_ltrb.reshape({-1}))
+            .view({-1, 4})
+            .mean(-1, /*keepdim=*/true);
     loss_dfl = (dfl * weight).sum() / tss;
   }
   loss_box = loss_box * gains_.box;

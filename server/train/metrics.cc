@@ -60,9 +60,8 @@ std::vector<std::array<bool, kIouThresholds>> MatchPredictions(
   for (size_t l = 0; l < labels.size(); ++l) {
     for (size_t p = 0; p < preds.size(); ++p) {
       if (labels[l].cls != preds[p].cls) continue;
-      iou[l * preds.size() + p] =
-          IouXyxy(labels[l].x1, labels[l].y1, labels[l].x2, labels[l].y2, preds[p].x1, preds[p].y1,
-                  preds[p].x2, preds[p].y2);
+      iou[l * preds.size() + p] = IouXyxy(labels[l].x1, labels[l].y1, labels[l].x2, labels[l].y2,
+                                          preds[p].x1, preds[p].y1, preds[p].x2, preds[p].y2);
     }
   }
   for (int t = 0; t < kIouThresholds; ++t) {
@@ -185,7 +184,8 @@ MetricsSummary DetectionMetrics::Compute() const {
     }
   }
   std::vector<double> smooth = Smooth(mean_f1, 0.1);
-  const int best = static_cast<int>(std::max_element(smooth.begin(), smooth.end()) - smooth.begin());
+  const int best =
+      static_cast<int>(std::max_element(smooth.begin(), smooth.end()) - smooth.begin());
   for (size_t k = 0; k < summary.per_class.size(); ++k) {
     ClassMetrics& cm = summary.per_class[k];
     cm.precision = p_curves[k][best];

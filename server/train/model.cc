@@ -1,9 +1,9 @@
 #include "server/train/model.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/upsampling.h>
-#include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
 
@@ -60,9 +60,9 @@ class BatchNormSiluFunction : public torch::autograd::Function<BatchNormSiluFunc
     at::Tensor u = at::addcmul(shift, z, scale);  // the BatchNorm output, recomputed
     at::Tensor gu = at::silu_backward(grads[0].contiguous(z.suggest_memory_format()), u);
     u.reset();
-    auto [gz, ggamma, gbeta] = at::native_batch_norm_backward(
-        gu, z, gamma, /*running_mean=*/{}, /*running_var=*/{}, mean, invstd, /*train=*/true, eps,
-        {true, gamma.requires_grad(), beta.requires_grad()});
+    auto [gz, ggamma, gbeta] =
+        at::native_batch_norm_backward(gu, z, gamma, /*running_mean=*/{}, /*running_var=*/{}, mean,
+                                       invstd, /*train=*/true, eps, {true, true, true});
     return {gz, ggamma, gbeta, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
@@ -83,29 +83,38 @@ absl::StatusOr<ModelScale> ScaleFromName(const std::string& name) {
   const size_t slash = base.rfind('/');
   if (slash != std::string::npos) base = base.substr(slash + 1);
   for (const char* suffix : {".yaml", ".pt"}) {
-    if (absl::EndsWith(base, suffix)) base = base.substr(0, base.size() - std::string(suffix).size());
+    if (absl::EndsWith(base, suffix))
+      base = base.substr(0, base.size() - std::string(suffix).size());
   }
   if (absl::StartsWith(base, "yolov8")) base = base.substr(6);
   if (base.size() == 1) {
     switch (base[0]) {
-      case 'n': return ModelScale{'n', 0.33, 0.25, 1024};
-      case 's': return ModelScale{'s', 0.33, 0.50, 1024};
-      case 'm': return ModelScale{'m', 0.67, 0.75, 768};
-      case 'l': return ModelScale{'l', 1.00, 1.00, 512};
-      case 'x': return ModelScale{'x', 1.00, 1.25, 512};
+      case 'n':
+        return ModelScale{'n', 0.33, 0.25, 1024};
+      case 's':
+        return ModelScale{'s', 0.33, 0.50, 1024};
+      case 'm':
+        return ModelScale{'m', 0.67, 0.75, 768};
+      case 'l':
+        return ModelScale{'l', 1.00, 1.00, 512};
+      case 'x':
+        return ModelScale{'x', 1.00, 1.25, 512};
     }
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "argument 'model': '", name, "' is not a YOLOv8 scale (yolov8n, yolov8s, yolov8m, yolov8l, "
-      "yolov8x, optionally with .yaml) nor an existing checkpoint"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("argument 'model': '", name,
+                   "' is not a YOLOv8 scale (yolov8n, yolov8s, yolov8m, yolov8l, "
+                   "yolov8x, optionally with .yaml) nor an existing checkpoint"));
 }
 
 ConvImpl::ConvImpl(int c1, int c2, int k, int s) {
-  conv = register_module(
-      "conv", torch::nn::Conv2d(
-                  torch::nn::Conv2dOptions(c1, c2, /*kernel_size=*/k).stride(s).padding(k / 2).bias(false)));
-  bn = register_module("bn",
-                       torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(c2).eps(1e-3).momentum(0.03)));
+  conv =
+      register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(c1, c2, /*kernel_size=*/k)
+                                                    .stride(s)
+                                                    .padding(k / 2)
+                                                    .bias(false)));
+  bn = register_module(
+      "bn", torch::nn::BatchNorm2d(torch::nn::BatchNorm2dOptions(c2).eps(1e-3).momentum(0.03)));
 }
 
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
@@ -114,8 +123,8 @@ torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
   if (is_training() && at::GradMode::is_enabled()) {
     const auto& o = bn->options;
     bn->num_batches_tracked += 1;
-    return BatchNormSiluFunction::apply(y, bn->weight, bn->bias, bn->running_mean,
-                                        bn->running_var, o.momentum().value(), o.eps());
+    return BatchNormSiluFunction::apply(y, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                                        o.momentum().value(), o.eps());
   }
   y = bn->forward(y);
   CountBatchNorm(y);
@@ -154,8 +163,8 @@ SPPFImpl::SPPFImpl(int c1, int c2, int k) {
   const int hidden = c1 / 2;
   cv1 = register_module("cv1", Conv(c1, hidden, 1));
   cv2 = register_module("cv2", Conv(hidden * 4, c2, 1));
-  m = register_module("m",
-                      torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(k).stride(1).padding(k / 2)));
+  m = register_module(
+      "m", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(k).stride(1).padding(k / 2)));
 }
 
 torch::Tensor SPPFImpl::forward(const torch::Tensor& x) {
@@ -183,8 +192,8 @@ torch::Tensor HeadBranchImpl::forward(const torch::Tensor& x) {
 }
 
 DFLImpl::DFLImpl(int reg_max) : reg_max(reg_max) {
-  conv = register_module(
-      "conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(reg_max, 1, 1).bias(false)));
+  conv = register_module("conv",
+                         torch::nn::Conv2d(torch::nn::Conv2dOptions(reg_max, 1, 1).bias(false)));
   torch::NoGradGuard no_grad;
   conv->weight.copy_(at::arange(reg_max, at::kFloat).view({1, reg_max, 1, 1}));
   conv->weight.set_requires_grad(false);
@@ -222,8 +231,8 @@ void DetectImpl::InitBiases() {
 std::vector<torch::Tensor> DetectImpl::forward(const std::vector<torch::Tensor>& feats) {
   std::vector<torch::Tensor> out;
   for (size_t i = 0; i < feats.size(); ++i) {
-    out.push_back(at::cat(
-        {box_branches[i]->forward(feats[i]), cls_branches[i]->forward(feats[i])}, 1));
+    out.push_back(
+        at::cat({box_branches[i]->forward(feats[i]), cls_branches[i]->forward(feats[i])}, 1));
   }
   return out;
 }
@@ -237,7 +246,7 @@ torch::Tensor DetectImpl::Decode(const std::vector<torch::Tensor>& raw) {
   torch::Tensor cls = all.narrow(1, 4 * reg_max, nc).sigmoid();
   torch::Tensor points, stride_t;
   MakeAnchors(raw, strides, &points, &stride_t);
-  points = points.transpose(0, 1).unsqueeze(0);  // (1, 2, A)
+  points = points.transpose(0, 1).unsqueeze(0);      // (1, 2, A)
   stride_t = stride_t.transpose(0, 1).unsqueeze(0);  // (1, 1, A)
   torch::Tensor lt = dist.narrow(1, 0, 2), rb = dist.narrow(1, 2, 2);
   torch::Tensor x1y1 = points - lt, x2y2 = points + rb;
@@ -270,18 +279,18 @@ DetectionModelImpl::DetectionModelImpl(const ModelScale& s, int nc) : scale(s), 
   add_c2f(8, c1024, c1024, 3, true);
   sppf_ = SPPF(c1024, c1024, 5);
   model->push_back(sppf_);
-  model->push_back(Upsample());                      // 10
-  model->push_back(Concat());                        // 11
+  model->push_back(Upsample());  // 10
+  model->push_back(Concat());    // 11
   add_c2f(12, c1024 + c512, c512, 3, false);
-  model->push_back(Upsample());                      // 13
-  model->push_back(Concat());                        // 14
-  add_c2f(15, c512 + c256, c256, 3, false);          // P3
+  model->push_back(Upsample());              // 13
+  model->push_back(Concat());                // 14
+  add_c2f(15, c512 + c256, c256, 3, false);  // P3
   add_conv(16, c256, c256, 3, 2);
-  model->push_back(Concat());                        // 17
-  add_c2f(18, c256 + c512, c512, 3, false);          // P4
+  model->push_back(Concat());                // 17
+  add_c2f(18, c256 + c512, c512, 3, false);  // P4
   add_conv(19, c512, c512, 3, 2);
-  model->push_back(Concat());                        // 20
-  add_c2f(21, c512 + c1024, c1024, 3, false);        // P5
+  model->push_back(Concat());                  // 20
+  add_c2f(21, c512 + c1024, c1024, 3, false);  // P5
   detect = Detect(nc, std::vector<int>{c256, c512, c1024});
   model->push_back(detect);
   detect->InitBiases();
@@ -331,7 +340,8 @@ double DetectionModelImpl::Gflops(int imgsz) {
   forward(at::zeros({1, 3, probe, probe}));
   g_flop_counter = nullptr;
   train(was_training);
-  return 2.0 * macs / 1e9 * (static_cast<double>(imgsz) / probe) * (static_cast<double>(imgsz) / probe);
+  return 2.0 * macs / 1e9 * (static_cast<double>(imgsz) / probe) *
+         (static_cast<double>(imgsz) / probe);
 }
 
 void MakeAnchors(const std::vector<torch::Tensor>& feats, const std::vector<double>& strides,

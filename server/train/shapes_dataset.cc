@@ -87,7 +87,8 @@ void DrawImage(int size, std::mt19937_64& rng, cv::Mat* image, std::string* labe
       box = {centre.x - r + 0.0, centre.y - r + 0.0, centre.x + r + 1.0, centre.y + r + 1.0};
     } else if (cls == 1) {
       const cv::Point a(static_cast<int>(std::lround(x1)), static_cast<int>(std::lround(y1)));
-      const cv::Point b(static_cast<int>(std::lround(x1 + w)), static_cast<int>(std::lround(y1 + h)));
+      const cv::Point b(static_cast<int>(std::lround(x1 + w)),
+                        static_cast<int>(std::lround(y1 + h)));
       cv::rectangle(img, a, b, color, cv::FILLED, cv::LINE_AA);
       box = {a.x + 0.0, a.y + 0.0, b.x + 1.0, b.y + 1.0};
     } else {
@@ -113,10 +114,10 @@ void DrawImage(int size, std::mt19937_64& rng, cv::Mat* image, std::string* labe
     box = {std::clamp(box.x1, 0.0, double(size)), std::clamp(box.y1, 0.0, double(size)),
            std::clamp(box.x2, 0.0, double(size)), std::clamp(box.y2, 0.0, double(size))};
     placed.push_back(box);
-    absl::StrAppend(labels, absl::StrFormat("%d %.6f %.6f %.6f %.6f\n", cls,
-                                            (box.x1 + box.x2) / 2 / size,
-                                            (box.y1 + box.y2) / 2 / size,
-                                            (box.x2 - box.x1) / size, (box.y2 - box.y1) / size));
+    absl::StrAppend(labels,
+                    absl::StrFormat("%d %.6f %.6f %.6f %.6f\n", cls, (box.x1 + box.x2) / 2 / size,
+                                    (box.y1 + box.y2) / 2 / size, (box.x2 - box.x1) / size,
+                                    (box.y2 - box.y1) / size));
     ++n;
   }
   // Sensor-like noise over everything.
@@ -135,7 +136,8 @@ absl::Status WriteSplit(const ShapesOptions& o, const std::string& split, int co
   std::error_code ec;
   fs::create_directories(images, ec);
   fs::create_directories(labels, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", images.string(), ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", images.string(), ": ", ec.message()));
   for (int i = 0; i < count; ++i) {
     // Each image has its own generator so that train=N is a prefix of train=N+1.
     std::mt19937_64 rng(o.seed * 1000003ULL + stream * 7919ULL + static_cast<uint64_t>(i));
@@ -165,8 +167,8 @@ absl::Status MakeShapesDataset(const ShapesOptions& o) {
   if (o.imgsz < 32) return absl::InvalidArgumentError("make-dataset: 'imgsz' must be >= 32");
   const std::string yaml = absl::StrCat(
       "# Generated shapes dataset: train=", o.train, " val=", o.val, " imgsz=", o.imgsz,
-      " seed=", o.seed, "\npath: .\ntrain: images/train\nval: images/val\nnames:\n  0: ",
-      kNames[0], "\n  1: ", kNames[1], "\n  2: ", kNames[2], "\n");
+      " seed=", o.seed, "\npath: .\ntrain: images/train\nval: images/val\nnames:\n  0: ", kNames[0],
+      "\n  1: ", kNames[1], "\n  2: ", kNames[2], "\n");
   const fs::path yaml_path = fs::path(o.out_dir) / "data.yaml";
   if (fs::exists(yaml_path)) {
     std::string existing;

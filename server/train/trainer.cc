@@ -56,13 +56,14 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& device) {
   int i = 0;
   absl::SimpleAtoi(index, &i);
   if (!cuda) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "argument 'device': '", device, "' asks for a GPU but CUDA is not available in this "
-        "build or machine; use device=cpu"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("argument 'device': '", device,
+                     "' asks for a GPU but CUDA is not available in this "
+                     "build or machine; use device=cpu"));
   }
   if (i >= static_cast<int>(torch::cuda::device_count())) {
-    return absl::InvalidArgumentError(absl::StrCat("argument 'device': GPU ", i, " does not exist (",
-                                                   torch::cuda::device_count(), " found)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "argument 'device': GPU ", i, " does not exist (", torch::cuda::device_count(), " found)"));
   }
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i));
 }
@@ -100,7 +101,9 @@ LoaderOptions BaseLoaderOptions(const TrainArgs& a, int imgsz) {
   o.workers = static_cast<int>(a.GetInt("workers"));
   o.seed = static_cast<uint64_t>(a.GetInt("seed"));
   const std::string cache = a.GetString("cache");
-  o.cache = cache == "ram" ? CacheMode::kRam : cache == "disk" ? CacheMode::kDisk : CacheMode::kNone;
+  o.cache = cache == "ram"    ? CacheMode::kRam
+            : cache == "disk" ? CacheMode::kDisk
+                              : CacheMode::kNone;
   o.hyp.hsv_h = a.GetFloat("hsv_h"), o.hyp.hsv_s = a.GetFloat("hsv_s");
   o.hyp.hsv_v = a.GetFloat("hsv_v"), o.hyp.degrees = a.GetFloat("degrees");
   o.hyp.translate = a.GetFloat("translate"), o.hyp.scale = a.GetFloat("scale");
@@ -122,9 +125,21 @@ int CheckImgsz(const TrainArgs& a) {
 std::string ResultsRow(int epoch, double time, const std::array<double, 3>& tloss,
                        const MetricsSummary& m, const std::array<double, 3>& vloss,
                        const std::array<double, 3>& lr) {
-  std::vector<double> values = {static_cast<double>(epoch), time, tloss[0], tloss[1], tloss[2],
-                                m.precision, m.recall, m.map50, m.map, vloss[0], vloss[1],
-                                vloss[2], lr[0], lr[1], lr[2]};
+  std::vector<double> values = {static_cast<double>(epoch),
+                                time,
+                                tloss[0],
+                                tloss[1],
+                                tloss[2],
+                                m.precision,
+                                m.recall,
+                                m.map50,
+                                m.map,
+                                vloss[0],
+                                vloss[1],
+                                vloss[2],
+                                lr[0],
+                                lr[1],
+                                lr[2]};
   std::vector<std::string> cells;
   for (double v : values) cells.push_back(absl::StrFormat("%.6g", v));
   return absl::StrJoin(cells, ",") + "\n";
@@ -142,9 +157,8 @@ double LastResultsTime(const std::string& csv) {
 
 std::string ModelSummary(DetectionModel& m, int imgsz) {
   return absl::StrFormat("YOLOv8%c summary: %d layers, %s parameters, %s gradients, %.1f GFLOPs",
-                         m->scale.letter, m->LayerCount(),
-                         absl::StrCat(m->ParameterCount()), absl::StrCat(m->GradientCount()),
-                         m->Gflops(imgsz));
+                         m->scale.letter, m->LayerCount(), absl::StrCat(m->ParameterCount()),
+                         absl::StrCat(m->GradientCount()), m->Gflops(imgsz));
 }
 
 // Copies into `dst` every parameter and buffer of `src` whose name and shape match.
@@ -212,7 +226,8 @@ absl::Status TrainRun::PrepareResume() {
   } else if (absl::EndsWith(args_.GetString("model"), ".pt")) {
     path = args_.GetString("model");
   } else {
-    const std::string project = args_.IsNull("project") ? "runs/detect" : args_.GetString("project");
+    const std::string project =
+        args_.IsNull("project") ? "runs/detect" : args_.GetString("project");
     auto found = NewestLastPt(project);
     if (!found) {
       return absl::NotFoundError(absl::StrCat("resume=True: no weights/last.pt under '", project,
@@ -222,9 +237,11 @@ absl::Status TrainRun::PrepareResume() {
   }
   ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(path));
   if (ckpt.meta.epoch < 0 || !ckpt.has_optimizer) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "'", path, "' is from a finished training run and cannot be resumed; start a new run "
-        "with model=", path, " to fine-tune from it"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("'", path,
+                     "' is from a finished training run and cannot be resumed; start a new run "
+                     "with model=",
+                     path, " to fine-tune from it"));
   }
   ASSIGN_OR_RETURN(TrainArgs saved, TrainArgs::FromYaml(ckpt.meta.train_args));
   // Only these may change on resume, as in Ultralytics.
@@ -280,7 +297,8 @@ absl::Status TrainRun::Setup() {
   } else if (absl::EndsWith(model_arg, ".pt")) {
     if (!fs::exists(model_arg)) {
       return absl::NotFoundError(absl::StrCat(
-          "argument 'model': '", model_arg, "' does not exist (pretrained Ultralytics weights "
+          "argument 'model': '", model_arg,
+          "' does not exist (pretrained Ultralytics weights "
           "cannot be downloaded here; use a scale such as model=yolov8n to train from scratch, "
           "or one of our checkpoints)"));
     }
@@ -302,7 +320,8 @@ absl::Status TrainRun::Setup() {
   weights_dir_ = (fs::path(run_dir_) / "weights").string();
   std::error_code ec;
   fs::create_directories(weights_dir_, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", weights_dir_, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", weights_dir_, ": ", ec.message()));
   if (!resume_from_) {
     RETURN_IF_ERROR(args_.Set("name", fs::path(run_dir_).filename().string()));
     RETURN_IF_ERROR(args_.Set("project", fs::path(run_dir_).parent_path().string()));
@@ -328,14 +347,16 @@ absl::Status TrainRun::Setup() {
 
   // Optimizer.
   const int nbs = static_cast<int>(args_.GetInt("nbs"));
-  const int accumulate = std::max(static_cast<int>(std::lround(static_cast<double>(nbs) / batch_)), 1);
+  const int accumulate =
+      std::max(static_cast<int>(std::lround(static_cast<double>(nbs) / batch_)), 1);
   const double weight_decay = args_.GetFloat("weight_decay") * batch_ * accumulate / nbs;
   const int64_t iterations =
-      static_cast<int64_t>(std::ceil(static_cast<double>(train_loader_->size()) / std::max(batch_, nbs))) *
+      static_cast<int64_t>(
+          std::ceil(static_cast<double>(train_loader_->size()) / std::max(batch_, nbs))) *
       epochs_;
-  choice_ = ChooseOptimizer(args_.GetString("optimizer"), args_.GetFloat("lr0"),
-                            args_.GetFloat("momentum"), args_.GetFloat("warmup_bias_lr"),
-                            iterations, nc);
+  choice_ =
+      ChooseOptimizer(args_.GetString("optimizer"), args_.GetFloat("lr0"),
+                      args_.GetFloat("momentum"), args_.GetFloat("warmup_bias_lr"), iterations, nc);
   ParamGroups groups = SplitParameters(*model_);
   optimizer_ = MakeOptimizer(choice_, groups, weight_decay);
   spdlog::info(
@@ -360,10 +381,10 @@ absl::Status TrainRun::Setup() {
     if (results_csv_.empty()) results_csv_ = kResultsHeader;
     time_offset_ = LastResultsTime(results_csv_);
     // The folder may hold a results.csv written after the checkpoint: the checkpoint wins.
-    RETURN_IF_ERROR(
-        WriteFileAtomic((fs::path(run_dir_) / "results.csv").string(), results_csv_));
+    RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "results.csv").string(), results_csv_));
     for (const auto& entry : fs::directory_iterator(weights_dir_, ec)) {
-      if (absl::StrContains(entry.path().filename().string(), ".tmp.")) fs::remove(entry.path(), ec);
+      if (absl::StrContains(entry.path().filename().string(), ".tmp."))
+        fs::remove(entry.path(), ec);
     }
     if (start_epoch_ >= epochs_) {
       spdlog::info("{} was trained for {} epochs already; fine-tuning {} more", resume_from_->path,
@@ -402,9 +423,9 @@ absl::Status TrainRun::SaveEpoch(int epoch, bool is_best) {
   }
   const int64_t period = args_.GetInt("save_period");
   if (period > 0 && (epoch + 1) % period == 0) {
-    RETURN_IF_ERROR(SaveCheckpoint(
-        (fs::path(weights_dir_) / absl::StrCat("epoch", epoch + 1, ".pt")).string(), meta, model_,
-        &ema_->model(), optimizer_.get()));
+    RETURN_IF_ERROR(
+        SaveCheckpoint((fs::path(weights_dir_) / absl::StrCat("epoch", epoch + 1, ".pt")).string(),
+                       meta, model_, &ema_->model(), optimizer_.get()));
   }
   return absl::OkStatus();
 }
@@ -429,9 +450,8 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   outcome.run_dir = run_dir_;
   const int nb = train_loader_->BatchesPerEpoch();
   const double warmup_epochs = args_.GetFloat("warmup_epochs");
-  const int nw = warmup_epochs > 0
-                     ? std::max(static_cast<int>(std::lround(warmup_epochs * nb)), 100)
-                     : -1;
+  const int nw =
+      warmup_epochs > 0 ? std::max(static_cast<int>(std::lround(warmup_epochs * nb)), 100) : -1;
   const int nbs = static_cast<int>(args_.GetInt("nbs"));
   const int close_mosaic = static_cast<int>(args_.GetInt("close_mosaic"));
   const double lrf = args_.GetFloat("lrf");
@@ -471,14 +491,15 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       const int64_t ni = i + static_cast<int64_t>(nb) * epoch;
       if (ni <= nw) {
         accumulate = std::max(
-            1, static_cast<int>(std::lround(Interp(ni, 0, nw, 1, static_cast<double>(nbs) / batch_))));
+            1,
+            static_cast<int>(std::lround(Interp(ni, 0, nw, 1, static_cast<double>(nbs) / batch_))));
         for (size_t g = 0; g < initial_lr_.size(); ++g) {
           const double from = g == 0 ? choice_.warmup_bias_lr : 0.0;
           SetGroupLr(*optimizer_, g, Interp(ni, 0, nw, from, initial_lr_[g] * lf));
           SetGroupMomentum(*optimizer_, g, Interp(ni, 0, nw, warmup_momentum, momentum));
         }
       }
-      at::Tensor input = batch->images.to(device_, /*non_blocking=*/true);
+      at::Tensor input = ModelInput(*batch, device_);
       LossOutput out;
       {
 #ifdef YOLO_WITH_CUDA
@@ -542,8 +563,8 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       have_best_ = true;
       best_epoch_ = epoch;
     }
-    results_csv_ += ResultsRow(epoch + 1, time_offset_ + Since(run_start), tloss, val.metrics,
-                               val.loss, lr);
+    results_csv_ +=
+        ResultsRow(epoch + 1, time_offset_ + Since(run_start), tloss, val.metrics, val.loss, lr);
     if (args_.GetBool("save")) RETURN_IF_ERROR(SaveEpoch(epoch, is_best));
     outcome.epochs_completed = epoch + 1 - start_epoch_;
     if (hooks_.on_epoch_end) {
@@ -558,9 +579,10 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       hooks_.on_epoch_end(report);
     }
     if (best_epoch_ >= 0 && epoch - best_epoch_ >= patience) {
-      spdlog::info("Stopping training early as no improvement observed in last {} epochs. Best "
-                   "results observed at epoch {}",
-                   patience, best_epoch_ + 1);
+      spdlog::info(
+          "Stopping training early as no improvement observed in last {} epochs. Best "
+          "results observed at epoch {}",
+          patience, best_epoch_ + 1);
       ++epoch;
       break;
     }
@@ -582,7 +604,8 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
     ckpt.model->to(device_);
     NmsOptions final_nms = nms;
     ValidationResult val = Validate(ckpt.model, *val_loader_, nullptr, final_nms, device_);
-    std::printf("%s", FormatValidationTable(val.metrics, data_.names, args_.GetBool("verbose")).c_str());
+    std::printf("%s",
+                FormatValidationTable(val.metrics, data_.names, args_.GetBool("verbose")).c_str());
     std::printf("Speed: %.1fms inference, %.1fms postprocess per image\n",
                 val.inference_ms_per_image, val.postprocess_ms_per_image);
     outcome.best = val.metrics;
@@ -624,7 +647,8 @@ absl::StatusOr<ValOutcome> Val(const TrainArgs& args) {
   }
   ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(args.GetString("model")));
   ASSIGN_OR_RETURN(TrainArgs saved, TrainArgs::FromYaml(ckpt.meta.train_args));
-  const std::string data_path = args.IsNull("data") ? saved.GetString("data") : args.GetString("data");
+  const std::string data_path =
+      args.IsNull("data") ? saved.GetString("data") : args.GetString("data");
   ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(data_path));
   if (data.nc() != ckpt.meta.nc && !saved.GetBool("single_cls")) {
     return absl::InvalidArgumentError(absl::StrCat("data '", data_path, "' has ", data.nc(),
@@ -634,10 +658,12 @@ absl::StatusOr<ValOutcome> Val(const TrainArgs& args) {
   ASSIGN_OR_RETURN(c10::Device device, ResolveDevice(args.GetString("device")));
   const int threads = ConfigureThreads(static_cast<int>(args.GetInt("threads")));
   const std::string split = args.GetString("split");
-  const std::vector<std::string>& sources =
-      split == "train" ? data.train : split == "test" ? data.test : data.val;
+  const std::vector<std::string>& sources = split == "train"  ? data.train
+                                            : split == "test" ? data.test
+                                                              : data.val;
   if (sources.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("data '", data_path, "' has no '", split, "' split"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("data '", data_path, "' has no '", split, "' split"));
   }
   const bool single_cls = saved.GetBool("single_cls");
   ASSIGN_OR_RETURN(DatasetScan scan,
@@ -646,7 +672,8 @@ absl::StatusOr<ValOutcome> Val(const TrainArgs& args) {
   spdlog::info("{}: {}", split, scan.Summary());
   const int imgsz = CheckImgsz(args.WasSet("imgsz") ? args : saved);
   LoaderOptions opts = BaseLoaderOptions(args, imgsz);
-  opts.batch = static_cast<int>(args.WasSet("batch") ? args.GetInt("batch") : saved.GetInt("batch"));
+  opts.batch =
+      static_cast<int>(args.WasSet("batch") ? args.GetInt("batch") : saved.GetInt("batch"));
   opts.batch = std::max(opts.batch, 1);
   opts.rect = true;
   opts.cache = CacheMode::kNone;

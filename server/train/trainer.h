@@ -18,8 +18,8 @@ struct EpochReport {
   int epochs = 0;
   double box_loss = 0, cls_loss = 0, dfl_loss = 0;
   MetricsSummary metrics;
-  double train_seconds = 0;       // training only, validation excluded
-  double images_per_second = 0;   // training only
+  double train_seconds = 0;      // training only, validation excluded
+  double images_per_second = 0;  // training only
   double fitness = 0;
 };
 
@@ -33,8 +33,8 @@ struct TrainHooks {
 struct TrainOutcome {
   std::string run_dir;
   int epochs_completed = 0;
-  bool stopped = false;  // stop_requested was honoured
-  MetricsSummary best;    // best.pt validated at the end
+  bool stopped = false;                // stop_requested was honoured
+  MetricsSummary best;                 // best.pt validated at the end
   double train_images_per_second = 0;  // over the whole run, validation excluded
   long peak_rss_bytes = 0;
 };

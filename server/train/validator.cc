@@ -29,7 +29,7 @@ ValidationResult Validate(DetectionModel& model, BatchLoader& loader, const Dete
   loader.StartEpoch(0, /*mosaic=*/false);
   while (auto batch = loader.Next()) {
     const auto t0 = Clock::now();
-    at::Tensor input = batch->images.to(device);
+    at::Tensor input = ModelInput(*batch, device);
     std::vector<at::Tensor> raw = model->forward(input);
     if (loss != nullptr) {
       loss_sum += (*loss)(raw, batch->targets).items.to(at::kCPU, at::kFloat);
@@ -81,8 +81,9 @@ std::string FormatValidationTable(const MetricsSummary& m, const std::vector<std
                          m.precision, m.recall, m.map50, m.map);
   if (per_class && names.size() > 1) {
     for (const ClassMetrics& c : m.per_class) {
-      const std::string name =
-          c.cls < static_cast<int>(names.size()) ? names[c.cls] : absl::StrFormat("class_%d", c.cls);
+      const std::string name = c.cls < static_cast<int>(names.size())
+                                   ? names[c.cls]
+                                   : absl::StrFormat("class_%d", c.cls);
       out += absl::StrFormat("%22s%11d%11d%11.3g%11.3g%11.3g%11.3g\n", name, m.images, c.labels,
                              c.precision, c.recall, c.ap50, c.ap);
     }

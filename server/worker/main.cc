@@ -3,6 +3,7 @@
 //   yolo-worker val model=runs/detect/train/weights/best.pt [data=...] [format=json]
 //   yolo-worker info model=yolov8n nc=80 imgsz=640
 //   yolo-worker make-dataset shapes out=DIR train=256 val=64 imgsz=320 seed=0
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <atomic>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "common/train_args.h"
 #include "server/train/checkpoint.h"
+#include "server/train/cpu_allocator.h"
 #include "server/train/model.h"
 #include "server/train/shapes_dataset.h"
 #include "server/train/trainer.h"
@@ -69,7 +71,8 @@ int RunMakeDataset(const std::vector<std::string>& tokens) {
   for (size_t i = 1; i < tokens.size(); ++i) {
     const std::string& t = tokens[i];
     const size_t eq = t.find('=');
-    const std::string key = t.substr(0, eq), value = eq == std::string::npos ? "" : t.substr(eq + 1);
+    const std::string key = t.substr(0, eq),
+                      value = eq == std::string::npos ? "" : t.substr(eq + 1);
     int n = 0;
     uint64_t seed = 0;
     bool ok = true;
@@ -82,7 +85,8 @@ int RunMakeDataset(const std::vector<std::string>& tokens) {
       ok = absl::SimpleAtoi(value, &seed);
       o.seed = seed;
     } else {
-      std::fprintf(stderr, "error: make-dataset: unknown argument '%s' (out, train, val, imgsz, seed)\n",
+      std::fprintf(stderr,
+                   "error: make-dataset: unknown argument '%s' (out, train, val, imgsz, seed)\n",
                    t.c_str());
       return kExitUsage;
     }
@@ -125,11 +129,11 @@ int RunVal(const yolo::TrainArgs& args) {
     std::string per_class;
     for (const auto& c : m.per_class) {
       const std::string name = c.cls < static_cast<int>(out->names.size()) ? out->names[c.cls] : "";
-      absl::StrAppend(&per_class, per_class.empty() ? "" : ",",
-                      absl::StrFormat("{\"class\":%d,\"name\":%s,\"instances\":%d,\"precision\":%.6g,"
-                                      "\"recall\":%.6g,\"mAP50\":%.6g,\"mAP50-95\":%.6g}",
-                                      c.cls, JsonString(name), c.labels, c.precision, c.recall,
-                                      c.ap50, c.ap));
+      absl::StrAppend(
+          &per_class, per_class.empty() ? "" : ",",
+          absl::StrFormat("{\"class\":%d,\"name\":%s,\"instances\":%d,\"precision\":%.6g,"
+                          "\"recall\":%.6g,\"mAP50\":%.6g,\"mAP50-95\":%.6g}",
+                          c.cls, JsonString(name), c.labels, c.precision, c.recall, c.ap50, c.ap));
     }
     std::printf(
         "{\"metrics/precision(B)\":%.6g,\"metrics/recall(B)\":%.6g,\"metrics/mAP50(B)\":%.6g,"
@@ -167,6 +171,8 @@ int main(int argc, char** argv) {
     PrintUsage();
     return tokens.empty() ? kExitUsage : 0;
   }
+  // Logs go to stderr so that stdout carries only results (val format=json).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("yolo-worker"));
   spdlog::set_pattern("%^%l%$: %v");
   const std::string command = tokens[0];
   tokens.erase(tokens.begin());
@@ -183,6 +189,7 @@ int main(int argc, char** argv) {
     PrintUsage();
     return kExitUsage;
   }
+  yolo::InstallCachingCpuAllocator();
   yolo::TrainArgs args;
   absl::Status parsed = args.ParseTokens(tokens);
   if (parsed.ok()) parsed = args.Set("mode", command == "info" ? "train" : command);

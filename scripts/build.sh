@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Configures and builds yolod (Release with debug info, Ninja, ccache) into build/.
+# Usage: scripts/build.sh [extra cmake arguments]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD_DIR=${BUILD_DIR:-build}
+JOBS=${JOBS:-$(nproc)}
+export CCACHE_DIR=${CCACHE_DIR:-$HOME/.cache/ccache}
+cmake -S . -B "$BUILD_DIR" -G Ninja -DYOLO_BUILD_TESTS=ON "$@" >/dev/null
+ninja -C "$BUILD_DIR" -j "$JOBS"

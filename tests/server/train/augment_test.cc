@@ -1,0 +1,98 @@
+#include "server/train/augment.h"
+
+#include <gtest/gtest.h>
+
+namespace yolo {
+namespace {
+
+TEST(LetterboxTest, BoxesRoundTripThroughLetterbox) {
+  cv::Mat image(200, 400, CV_8UC3, cv::Scalar::all(0));
+  std::vector<PixelBox> boxes = {{1, 100, 50, 300, 150}};
+  const std::vector<PixelBox> original = boxes;
+  LetterboxInfo info;
+  cv::Mat out = Letterbox(image, 320, 320, /*scaleup=*/true, &info, &boxes);
+  EXPECT_EQ(out.rows, 320);
+  EXPECT_EQ(out.cols, 320);
+  EXPECT_DOUBLE_EQ(info.gain, 0.8);
+  EXPECT_EQ(info.pad_left, 0);
+  EXPECT_EQ(info.pad_top, 80);
+  // Pad is grey 114.
+  EXPECT_EQ(out.at<cv::Vec3b>(0, 0)[0], 114);
+  EXPECT_EQ(out.at<cv::Vec3b>(160, 160)[0], 0);
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    EXPECT_NEAR((boxes[i].x1 - info.pad_left) / info.gain, original[i].x1, 1e-3);
+    EXPECT_NEAR((boxes[i].y1 - info.pad_top) / info.gain, original[i].y1, 1e-3);
+    EXPECT_NEAR((boxes[i].x2 - info.pad_left) / info.gain, original[i].x2, 1e-3);
+    EXPECT_NEAR((boxes[i].y2 - info.pad_top) / info.gain, original[i].y2, 1e-3);
+  }
+}
+
+TEST(LetterboxTest, NoScaleUpWhenNotAllowed) {
+  cv::Mat image(100, 50, CV_8UC3, cv::Scalar::all(0));
+  LetterboxInfo info;
+  cv::Mat out = Letterbox(image, 352, 352, /*scaleup=*/false, &info);
+  EXPECT_DOUBLE_EQ(info.gain, 1.0);
+  EXPECT_EQ(out.rows, 352);
+  EXPECT_EQ(info.pad_left, 151);  // round(151 - 0.1)
+  EXPECT_EQ(info.pad_top, 126);
+}
+
+TEST(AugmentTest, NormalisedLabelsToPixels) {
+  auto px = ToPixelBoxes({{2, 0.5f, 0.5f, 0.5f, 0.25f}}, 200, 100);
+  ASSERT_EQ(px.size(), 1u);
+  EXPECT_FLOAT_EQ(px[0].x1, 50);
+  EXPECT_FLOAT_EQ(px[0].x2, 150);
+  EXPECT_FLOAT_EQ(px[0].y1, 37.5f);
+  EXPECT_FLOAT_EQ(px[0].y2, 62.5f);
+  EXPECT_EQ(px[0].cls, 2);
+}
+
+TEST(AugmentTest, HorizontalFlipMirrorsBoxes) {
+  Sample s;
+  s.image = cv::Mat(10, 100, CV_8UC3, cv::Scalar::all(0));
+  s.image.at<cv::Vec3b>(0, 0) = {255, 255, 255};
+  s.boxes = {{0, 10, 1, 30, 5}};
+  FlipHorizontal(&s);
+  EXPECT_EQ(s.image.at<cv::Vec3b>(0, 99)[0], 255);
+  EXPECT_FLOAT_EQ(s.boxes[0].x1, 70);
+  EXPECT_FLOAT_EQ(s.boxes[0].x2, 90);
+}
+
+TEST(AugmentTest, MosaicAndAffineKeepBoxesInsideTheOutput) {
+  std::mt19937 rng(1);
+  std::vector<Sample> four(4);
+  for (auto& s : four) {
+    s.image = cv::Mat(64, 64, CV_8UC3, cv::Scalar::all(50));
+    s.boxes = {{1, 8, 8, 40, 40}};
+  }
+  AugmentParams p;
+  for (int i = 0; i < 20; ++i) {
+    Sample m = Mosaic4(four, 64, rng);
+    EXPECT_EQ(m.image.rows, 128);
+    RandomAffine(&m, p, 64, 32, rng);
+    EXPECT_EQ(m.image.rows, 64);
+    EXPECT_EQ(m.image.cols, 64);
+    for (const auto& b : m.boxes) {
+      EXPECT_GE(b.x1, 0);
+      EXPECT_LE(b.x2, 64);
+      EXPECT_GT(b.x2 - b.x1, 2);
+      EXPECT_GT(b.y2 - b.y1, 2);
+    }
+  }
+}
+
+TEST(AugmentTest, AffineWithoutChangeIsIdentity) {
+  std::mt19937 rng(3);
+  AugmentParams p;
+  p.translate = 0, p.scale = 0;
+  Sample s;
+  s.image = cv::Mat(32, 32, CV_8UC3, cv::Scalar::all(7));
+  s.boxes = {{0, 4, 4, 20, 20}};
+  RandomAffine(&s, p, 32, 0, rng);
+  ASSERT_EQ(s.boxes.size(), 1u);
+  EXPECT_NEAR(s.boxes[0].x1, 4, 1e-4);
+  EXPECT_NEAR(s.boxes[0].y2, 20, 1e-4);
+}
+
+}  // namespace
+}  // namespace yolo

@@ -1,0 +1,110 @@
+#include "server/train/model.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/nn/functional/batchnorm.h>
+#include <torch/types.h>
+
+#include <cmath>
+
+namespace yolo {
+namespace {
+
+struct ScaleFigures {
+  const char* name;
+  int layers;
+  int64_t params;
+  double gflops;
+};
+
+TEST(ModelTest, AllFiveScalesMatchUltralyticsSummaries) {
+  const ScaleFigures table[] = {{"yolov8n", 225, 3157200, 8.9},
+                                {"yolov8s", 225, 11166560, 28.8},
+                                {"yolov8m", 295, 25902640, 79.3},
+                                {"yolov8l", 365, 43691520, 165.7},
+                                {"yolov8x.yaml", 365, 68229648, 258.5}};
+  for (const auto& row : table) {
+    auto scale = ScaleFromName(row.name);
+    ASSERT_TRUE(scale.ok()) << row.name;
+    DetectionModel m(*scale, 80);
+    EXPECT_EQ(m->ParameterCount(), row.params) << row.name;
+    EXPECT_EQ(m->GradientCount(), row.params - 16) << row.name;
+    EXPECT_EQ(m->LayerCount(), row.layers) << row.name;
+    EXPECT_NEAR(m->Gflops(640), row.gflops, 0.15) << row.name;
+  }
+}
+
+TEST(ModelTest, ThreeClassNanoMatchesTheReference) {
+  DetectionModel m(*ScaleFromName("n"), 3);
+  EXPECT_EQ(m->ParameterCount(), 3011433);
+  EXPECT_NEAR(m->Gflops(320), 2.049, 0.005);
+}
+
+TEST(ModelTest, UnknownScaleIsAnErrorNamingTheArgument) {
+  auto s = ScaleFromName("yolov9q");
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("'model'"), std::string::npos);
+}
+
+TEST(ModelTest, OutputShapesAndDecode) {
+  DetectionModel m(*ScaleFromName("n"), 3);
+  m->eval();
+  at::NoGradGuard no_grad;
+  auto raw = m->forward(at::zeros({2, 3, 64, 96}));
+  ASSERT_EQ(raw.size(), 3u);
+  EXPECT_EQ(raw[0].sizes(), (at::IntArrayRef{2, 67, 8, 12}));
+  EXPECT_EQ(raw[2].sizes(), (at::IntArrayRef{2, 67, 2, 3}));
+  at::Tensor pred = m->detect->Decode(raw);
+  EXPECT_EQ(pred.sizes(), (at::IntArrayRef{2, 7, 8 * 12 + 4 * 6 + 2 * 3}));
+  // Class scores are probabilities; the initial bias makes them small.
+  EXPECT_LT(pred.narrow(1, 4, 3).max().item<float>(), 0.05);
+}
+
+TEST(ModelTest, HeadBiasInitialisation) {
+  DetectionModel m(*ScaleFromName("n"), 80);
+  const auto& det = m->detect;
+  EXPECT_NEAR(det->box_branches[0]->out->bias[0].item<float>(), 1.0, 1e-6);
+  EXPECT_NEAR(det->cls_branches[0]->out->bias[0].item<float>(), -11.54, 0.01);
+  EXPECT_NEAR(det->cls_branches[1]->out->bias[0].item<float>(), -10.16, 0.01);
+  EXPECT_NEAR(det->cls_branches[2]->out->bias[0].item<float>(), -8.77, 0.01);
+  // BatchNorm eps and momentum as Ultralytics sets them.
+  EXPECT_DOUBLE_EQ(det->box_branches[0]->conv0->bn->options.eps(), 1e-3);
+  EXPECT_DOUBLE_EQ(det->box_branches[0]->conv0->bn->options.momentum().value(), 0.03);
+}
+
+TEST(ModelTest, FusedBatchNormSiluMatchesTheUnfusedOps) {
+  torch::manual_seed(1);
+  Conv conv(4, 6, 3);
+  conv->train();
+  {
+    at::NoGradGuard g;
+    conv->bn->weight.uniform_(0.5, 1.5);
+    conv->bn->bias.uniform_(-0.5, 0.5);
+  }
+  at::Tensor x = torch::randn({3, 4, 7, 5}, torch::requires_grad());
+  at::Tensor upstream = at::randn({3, 6, 7, 5});
+  at::Tensor rm = conv->bn->running_mean.clone(), rv = conv->bn->running_var.clone();
+
+  at::Tensor y = conv->forward(x);
+  (y * upstream).sum().backward();
+  at::Tensor gx = x.grad().clone(), gw = conv->conv->weight.grad().clone();
+  at::Tensor gg = conv->bn->weight.grad().clone(), gb = conv->bn->bias.grad().clone();
+
+  x.mutable_grad().zero_();
+  conv->zero_grad();
+  at::Tensor z = conv->conv->forward(x);
+  at::Tensor ref = at::silu(
+      at::batch_norm(z, conv->bn->weight, conv->bn->bias, rm, rv, true, 0.03, 1e-3, false));
+  (ref * upstream).sum().backward();
+  EXPECT_TRUE(at::allclose(y, ref, 1e-5, 1e-5));
+  EXPECT_TRUE(at::allclose(gx, x.grad(), 1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(gw, conv->conv->weight.grad(), 1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(gg, conv->bn->weight.grad(), 1e-4, 1e-5));
+  EXPECT_TRUE(at::allclose(gb, conv->bn->bias.grad(), 1e-4, 1e-5));
+  // Running statistics moved as they would have.
+  EXPECT_TRUE(at::allclose(conv->bn->running_mean, rm, 1e-5, 1e-6));
+  EXPECT_TRUE(at::allclose(conv->bn->running_var, rv, 1e-5, 1e-6));
+}
+
+}  // namespace
+}  // namespace yolo

@@ -13,7 +13,7 @@
 #include "server/train/loss.h"
 #include "server/train/model.h"
 #include "server/train/optim.h"
-#include "server/train/trainer.h"
+#include "server/train/run_support.h"
 
 namespace {
 using Clock = std::chrono::steady_clock;

@@ -106,10 +106,11 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path) {
   return out;
 }
 
-absl::Status LoadOptimizerState(const std::string& path, torch::optim::Optimizer& optimizer) {
+absl::Status LoadOptimizerState(const std::string& path, torch::optim::Optimizer& optimizer,
+                                const c10::Device& device) {
   try {
     torch::serialize::InputArchive archive;
-    archive.load_from(path);
+    archive.load_from(path, device);
     torch::serialize::InputArchive opt_archive;
     archive.read("optimizer", opt_archive);
     optimizer.load(opt_archive);

@@ -2,6 +2,7 @@
 // best fitness, the run's arguments and results.csv, written atomically.
 #pragma once
 
+#include <c10/core/Device.h>
 #include <torch/optim/optimizer.h>
 
 #include <optional>
@@ -41,7 +42,9 @@ struct LoadedCheckpoint {
 // Reads a checkpoint; errors name the file.
 absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path);
 
-// Loads the optimizer state saved in `path` into `optimizer`.
-absl::Status LoadOptimizerState(const std::string& path, torch::optim::Optimizer& optimizer);
+// Loads the optimizer state saved in `path` into `optimizer`, its tensors onto `device` (the
+// parameters' device).
+absl::Status LoadOptimizerState(const std::string& path, torch::optim::Optimizer& optimizer,
+                                const c10::Device& device);
 
 }  // namespace yolo

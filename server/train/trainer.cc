@@ -2,6 +2,11 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <torch/version.h>
+#ifdef YOLO_WITH_CUDA
+#include <ATen/autocast_mode.h>
+#include <c10/cuda/CUDACachingAllocator.h>
+#endif
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <torch/cuda.h>
@@ -24,8 +29,9 @@
 #include "common/cpu_budget.h"
 #include "common/status_macros.h"
 #include "server/train/checkpoint.h"
+#include "server/train/cpu_allocator.h"
 #include "server/train/optim.h"
-
+#include "server/train/run_support.h"
 namespace yolo {
 namespace fs = std::filesystem;
 namespace {
@@ -34,148 +40,6 @@ using Clock = std::chrono::steady_clock;
 
 double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
-}
-
-const char* const kResultsHeader =
-    "epoch,time,train/box_loss,train/cls_loss,train/dfl_loss,metrics/precision(B),"
-    "metrics/recall(B),metrics/mAP50(B),metrics/mAP50-95(B),val/box_loss,val/cls_loss,"
-    "val/dfl_loss,lr/pg0,lr/pg1,lr/pg2\n";
-
-std::string NowIso() {
-  std::time_t t = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", std::localtime(&t));
-  return buf;
-}
-
-absl::StatusOr<c10::Device> ResolveDevice(const std::string& device) {
-  if (device == "cpu") return c10::Device(c10::kCPU);
-  const bool cuda = torch::cuda::is_available();
-  if (device.empty()) return cuda ? c10::Device(c10::kCUDA, 0) : c10::Device(c10::kCPU);
-  const std::string index = absl::StartsWith(device, "cuda:") ? device.substr(5) : device;
-  int i = 0;
-  absl::SimpleAtoi(index, &i);
-  if (!cuda) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("argument 'device': '", device,
-                     "' asks for a GPU but CUDA is not available in this "
-                     "build or machine; use device=cpu"));
-  }
-  if (i >= static_cast<int>(torch::cuda::device_count())) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "argument 'device': GPU ", i, " does not exist (", torch::cuda::device_count(), " found)"));
-  }
-  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(i));
-}
-
-// runs/detect/train, train2, ...: an existing folder is reused only with exist_ok.
-std::string NewRunDir(const TrainArgs& args) {
-  const std::string project = args.IsNull("project") ? "runs/detect" : args.GetString("project");
-  const std::string name = args.IsNull("name") ? "train" : args.GetString("name");
-  fs::path dir = fs::path(project) / name;
-  if (args.GetBool("exist_ok") || !fs::exists(dir)) return dir.string();
-  for (int n = 2;; ++n) {
-    fs::path candidate = fs::path(project) / absl::StrCat(name, n);
-    if (!fs::exists(candidate)) return candidate.string();
-  }
-}
-
-// The newest weights/last.pt under `root`.
-std::optional<std::string> NewestLastPt(const std::string& root) {
-  std::optional<std::string> best;
-  fs::file_time_type best_time;
-  std::error_code ec;
-  for (auto it = fs::recursive_directory_iterator(root, ec);
-       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-    if (it->path().filename() == "last.pt" && it->path().parent_path().filename() == "weights") {
-      auto t = fs::last_write_time(it->path(), ec);
-      if (!best || t > best_time) best = it->path().string(), best_time = t;
-    }
-  }
-  return best;
-}
-
-LoaderOptions BaseLoaderOptions(const TrainArgs& a, int imgsz) {
-  LoaderOptions o;
-  o.imgsz = imgsz;
-  o.workers = static_cast<int>(a.GetInt("workers"));
-  o.seed = static_cast<uint64_t>(a.GetInt("seed"));
-  const std::string cache = a.GetString("cache");
-  o.cache = cache == "ram"    ? CacheMode::kRam
-            : cache == "disk" ? CacheMode::kDisk
-                              : CacheMode::kNone;
-  o.hyp.hsv_h = a.GetFloat("hsv_h"), o.hyp.hsv_s = a.GetFloat("hsv_s");
-  o.hyp.hsv_v = a.GetFloat("hsv_v"), o.hyp.degrees = a.GetFloat("degrees");
-  o.hyp.translate = a.GetFloat("translate"), o.hyp.scale = a.GetFloat("scale");
-  o.hyp.shear = a.GetFloat("shear"), o.hyp.perspective = a.GetFloat("perspective");
-  o.hyp.flipud = a.GetFloat("flipud"), o.hyp.fliplr = a.GetFloat("fliplr");
-  o.hyp.mosaic = a.GetFloat("mosaic"), o.hyp.mixup = a.GetFloat("mixup");
-  return o;
-}
-
-int CheckImgsz(const TrainArgs& a) {
-  const int64_t requested = a.GetInt("imgsz");
-  const int imgsz = static_cast<int>(std::max<int64_t>(32, (requested + 31) / 32 * 32));
-  if (imgsz != requested) {
-    spdlog::warn("imgsz={} must be a multiple of max stride 32, updating to {}", requested, imgsz);
-  }
-  return imgsz;
-}
-
-std::string ResultsRow(int epoch, double time, const std::array<double, 3>& tloss,
-                       const MetricsSummary& m, const std::array<double, 3>& vloss,
-                       const std::array<double, 3>& lr) {
-  std::vector<double> values = {static_cast<double>(epoch),
-                                time,
-                                tloss[0],
-                                tloss[1],
-                                tloss[2],
-                                m.precision,
-                                m.recall,
-                                m.map50,
-                                m.map,
-                                vloss[0],
-                                vloss[1],
-                                vloss[2],
-                                lr[0],
-                                lr[1],
-                                lr[2]};
-  std::vector<std::string> cells;
-  for (double v : values) cells.push_back(absl::StrFormat("%.6g", v));
-  return absl::StrJoin(cells, ",") + "\n";
-}
-
-// The `time` value of the last row of a results.csv text (0 if none).
-double LastResultsTime(const std::string& csv) {
-  std::vector<std::string> lines = absl::StrSplit(csv, '\n', absl::SkipEmpty());
-  if (lines.size() < 2) return 0;
-  std::vector<std::string> cells = absl::StrSplit(lines.back(), ',');
-  double t = 0;
-  if (cells.size() > 1) absl::SimpleAtod(cells[1], &t);
-  return t;
-}
-
-std::string ModelSummary(DetectionModel& m, int imgsz) {
-  return absl::StrFormat("YOLOv8%c summary: %d layers, %s parameters, %s gradients, %.1f GFLOPs",
-                         m->scale.letter, m->LayerCount(), absl::StrCat(m->ParameterCount()),
-                         absl::StrCat(m->GradientCount()), m->Gflops(imgsz));
-}
-
-// Copies into `dst` every parameter and buffer of `src` whose name and shape match.
-int TransferWeights(DetectionModel& src, DetectionModel& dst) {
-  at::NoGradGuard no_grad;
-  int copied = 0;
-  auto sp = src->named_parameters();
-  for (auto& item : dst->named_parameters()) {
-    const at::Tensor* s = sp.find(item.key());
-    if (s != nullptr && s->sizes() == item.value().sizes()) item.value().copy_(*s), ++copied;
-  }
-  auto sb = src->named_buffers();
-  for (auto& item : dst->named_buffers()) {
-    const at::Tensor* s = sb.find(item.key());
-    if (s != nullptr && s->sizes() == item.value().sizes()) item.value().copy_(*s), ++copied;
-  }
-  return copied;
 }
 
 class TrainRun {
@@ -371,7 +235,7 @@ absl::Status TrainRun::Setup() {
   loss_ = std::make_unique<DetectionLoss>(nc, model_->detect->strides, gains);
 
   if (resume_from_) {
-    RETURN_IF_ERROR(LoadOptimizerState(resume_from_->path, *optimizer_));
+    RETURN_IF_ERROR(LoadOptimizerState(resume_from_->path, *optimizer_, device_));
     ema_ = std::make_unique<ModelEma>(resume_from_->model, resume_from_->meta.updates);
     ema_->model()->to(device_);
     start_epoch_ = static_cast<int>(resume_from_->meta.epoch) + 1;
@@ -500,18 +364,14 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
         }
       }
       at::Tensor input = ModelInput(*batch, device_);
-      LossOutput out;
-      {
-#ifdef YOLO_WITH_CUDA
-        at::autocast::set_enabled(amp_);
-#endif
-        std::vector<at::Tensor> raw = model_->forward(input);
-        out = (*loss_)(raw, batch->targets);
-#ifdef YOLO_WITH_CUDA
-        at::autocast::set_enabled(false);
-        at::autocast::clear_cache();
-#endif
+      std::vector<at::Tensor> raw;
+      SetAutocast(amp_);
+      raw = model_->forward(input);
+      SetAutocast(false);
+      if (amp_) {
+        for (auto& r : raw) r = r.to(at::kFloat);  // the loss runs in fp32
       }
+      LossOutput out = (*loss_)(raw, batch->targets);
       out.total.backward();
       at::Tensor items = out.items.to(at::kCPU, at::kDouble);
       for (int k = 0; k < 3; ++k) tloss[k] = (tloss[k] * i + items[k].item<double>()) / (i + 1);
@@ -527,8 +387,8 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       ++i;
       if (Since(last_log) > 10 && i < nb) {
         std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d\n",
-                    absl::StrCat(epoch + 1, "/", epochs_).c_str(), "0G", tloss[0], tloss[1],
-                    tloss[2], last_instances, imgsz_, i, nb);
+                    absl::StrCat(epoch + 1, "/", epochs_).c_str(), GpuMem(device_).c_str(),
+                    tloss[0], tloss[1], tloss[2], last_instances, imgsz_, i, nb);
         std::fflush(stdout);
         last_log = Clock::now();
       }
@@ -543,8 +403,8 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
     train_seconds_total_ += train_s;
     train_images_total_ += images;
     std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d %.1fs %.1f img/s\n",
-                absl::StrCat(epoch + 1, "/", epochs_).c_str(), "0G", tloss[0], tloss[1], tloss[2],
-                last_instances, imgsz_, i, nb, train_s, images / train_s);
+                absl::StrCat(epoch + 1, "/", epochs_).c_str(), GpuMem(device_).c_str(), tloss[0],
+                tloss[1], tloss[2], last_instances, imgsz_, i, nb, train_s, images / train_s);
     std::fflush(stdout);
     std::array<double, 3> lr{};
     for (size_t g = 0; g < 3 && g < initial_lr_.size(); ++g) lr[g] = GroupLr(*optimizer_, g);
@@ -552,7 +412,12 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
     const bool final_epoch = epoch + 1 == epochs_;
     ValidationResult val;
     if (args_.GetBool("val") || final_epoch) {
+      // Validation allocates other shapes than training: give back the cached training blocks
+      // before it and its own after it, so that peak memory is the larger of the two phases
+      // rather than their sum.
+      EmptyCpuCache();
       val = Validate(ema_->model(), *val_loader_, loss_.get(), nms, device_);
+      EmptyCpuCache();
       std::printf("%s", FormatValidationTable(val.metrics, data_.names, false).c_str());
       std::fflush(stdout);
     }
@@ -615,20 +480,7 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   std::fflush(stdout);
   return outcome;
 }
-
 }  // namespace
-
-int ConfigureThreads(int threads) {
-  const int n = threads > 0 ? threads : UsableCpus();
-  at::set_num_threads(n);
-  return n;
-}
-
-long PeakRssBytes() {
-  struct rusage usage {};
-  getrusage(RUSAGE_SELF, &usage);
-  return usage.ru_maxrss * 1024L;
-}
 
 absl::StatusOr<TrainOutcome> Train(const TrainArgs& args, const TrainHooks& hooks) {
   TrainRun run(args, hooks);
@@ -640,58 +492,4 @@ absl::StatusOr<TrainOutcome> Train(const TrainArgs& args, const TrainHooks& hook
     return absl::InternalError(absl::StrCat("OpenCV: ", e.what()));
   }
 }
-
-absl::StatusOr<ValOutcome> Val(const TrainArgs& args) {
-  if (args.IsNull("model") || !absl::EndsWith(args.GetString("model"), ".pt")) {
-    return absl::InvalidArgumentError("argument 'model': val needs a checkpoint (weights/best.pt)");
-  }
-  ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(args.GetString("model")));
-  ASSIGN_OR_RETURN(TrainArgs saved, TrainArgs::FromYaml(ckpt.meta.train_args));
-  const std::string data_path =
-      args.IsNull("data") ? saved.GetString("data") : args.GetString("data");
-  ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(data_path));
-  if (data.nc() != ckpt.meta.nc && !saved.GetBool("single_cls")) {
-    return absl::InvalidArgumentError(absl::StrCat("data '", data_path, "' has ", data.nc(),
-                                                   " classes but the model was trained for ",
-                                                   ckpt.meta.nc));
-  }
-  ASSIGN_OR_RETURN(c10::Device device, ResolveDevice(args.GetString("device")));
-  const int threads = ConfigureThreads(static_cast<int>(args.GetInt("threads")));
-  const std::string split = args.GetString("split");
-  const std::vector<std::string>& sources = split == "train"  ? data.train
-                                            : split == "test" ? data.test
-                                                              : data.val;
-  if (sources.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("data '", data_path, "' has no '", split, "' split"));
-  }
-  const bool single_cls = saved.GetBool("single_cls");
-  ASSIGN_OR_RETURN(DatasetScan scan,
-                   ScanDataset(sources, single_cls ? 1 << 30 : data.nc(), single_cls,
-                               std::max(threads, static_cast<int>(args.GetInt("workers")))));
-  spdlog::info("{}: {}", split, scan.Summary());
-  const int imgsz = CheckImgsz(args.WasSet("imgsz") ? args : saved);
-  LoaderOptions opts = BaseLoaderOptions(args, imgsz);
-  opts.batch =
-      static_cast<int>(args.WasSet("batch") ? args.GetInt("batch") : saved.GetInt("batch"));
-  opts.batch = std::max(opts.batch, 1);
-  opts.rect = true;
-  opts.cache = CacheMode::kNone;
-  BatchLoader loader(std::move(scan.images), opts);
-  NmsOptions nms;
-  nms.conf = args.IsNull("conf") ? 0.001 : args.GetFloat("conf");
-  nms.iou = args.GetFloat("iou");
-  nms.max_det = static_cast<int>(args.GetInt("max_det"));
-  nms.agnostic = single_cls;
-  ckpt.model->to(device);
-  ValOutcome out;
-  try {
-    out.result = Validate(ckpt.model, loader, nullptr, nms, device);
-  } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("LibTorch: ", e.what_without_backtrace()));
-  }
-  out.names = absl::StrSplit(ckpt.meta.names, '\n');
-  return out;
-}
-
 }  // namespace yolo

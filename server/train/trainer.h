@@ -41,18 +41,4 @@ struct TrainOutcome {
 
 absl::StatusOr<TrainOutcome> Train(const TrainArgs& args, const TrainHooks& hooks = {});
 
-struct ValOutcome {
-  ValidationResult result;
-  std::vector<std::string> names;
-};
-
-// `yolo-worker val`: a checkpoint on a data.yaml split.
-absl::StatusOr<ValOutcome> Val(const TrainArgs& args);
-
-// Sets LibTorch's intra-op threads: `threads`, or when 0 the CPUs this process may use.
-int ConfigureThreads(int threads);
-
-// Peak resident memory of this process so far.
-long PeakRssBytes();
-
 }  // namespace yolo

@@ -21,6 +21,7 @@
 #include "server/train/model.h"
 #include "server/train/shapes_dataset.h"
 #include "server/train/trainer.h"
+#include "server/train/val_command.h"
 
 namespace {
 

@@ -1,0 +1,68 @@
+// Pieces that `train` and `val` share: devices and threads, run folders, results.csv rows,
+// loader options from arguments, model summaries and weight transfer.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <array>
+#include <optional>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "common/train_args.h"
+#include "server/train/loader.h"
+#include "server/train/metrics.h"
+#include "server/train/model.h"
+
+namespace yolo {
+
+// results.csv's header (Ultralytics 8.3 columns), with its newline.
+extern const char* const kResultsHeader;
+
+// "" (GPU 0 when CUDA is available, else the CPU), "cpu", "0" or "cuda:0". A GPU asked for
+// where there is none is an error naming the argument.
+absl::StatusOr<c10::Device> ResolveDevice(const std::string& device);
+
+// Sets LibTorch's intra-op threads: `threads`, or when 0 the CPUs this process may use.
+int ConfigureThreads(int threads);
+
+// Peak resident memory of this process so far.
+long PeakRssBytes();
+
+// Mixed precision on CUDA (bf16 autocast, no loss scaling needed); a no-op without CUDA.
+void SetAutocast(bool enabled);
+
+// Ultralytics' GPU_mem column: memory reserved by the CUDA caching allocator ("0G" on CPU).
+std::string GpuMem(const c10::Device& device);
+
+// <project>/<name>, or name2, name3, ... when it exists and exist_ok is false.
+std::string NewRunDir(const TrainArgs& args);
+
+// The most recently written weights/last.pt under `root`.
+std::optional<std::string> NewestLastPt(const std::string& root);
+
+// Loader options (imgsz, workers, seed, cache, augmentation) from the arguments.
+LoaderOptions BaseLoaderOptions(const TrainArgs& args, int imgsz);
+
+// imgsz rounded up to a multiple of 32 (at least 32), with a warning when it changes.
+int CheckImgsz(const TrainArgs& args);
+
+// One results.csv row (values as %.6g), with its newline.
+std::string ResultsRow(int epoch, double time, const std::array<double, 3>& train_loss,
+                       const MetricsSummary& metrics, const std::array<double, 3>& val_loss,
+                       const std::array<double, 3>& lr);
+
+// The `time` value of the last row of a results.csv text (0 if none).
+double LastResultsTime(const std::string& csv);
+
+// "YOLOv8n summary: 225 layers, 3157200 parameters, 3157184 gradients, 8.9 GFLOPs"
+std::string ModelSummary(DetectionModel& model, int imgsz);
+
+// Copies into `dst` every parameter and buffer of `src` with the same name and shape;
+// returns how many.
+int TransferWeights(DetectionModel& src, DetectionModel& dst);
+
+// Local time as ISO 8601.
+std::string NowIso();
+
+}  // namespace yolo

@@ -2,6 +2,9 @@
 
 #include <ATen/ATen.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -21,6 +24,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kStride = 32;
+constexpr int kLoaderNice = 10;
 
 std::mt19937 SampleRng(uint64_t seed, int epoch, int index) {
   std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
@@ -378,6 +382,10 @@ std::optional<Batch> BatchLoader::Next() {
 }
 
 void BatchLoader::WorkerLoop() {
+  // Below the training thread's priority: LibTorch's OpenMP team waits at barriers for its
+  // slowest member, so a loader thread that preempts one of them stalls all of them. The
+  // prefetch queue keeps a lower-priority loader ahead anyway.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kLoaderNice);
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [&] {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, generates the embedded shapes dataset and trains the
 # default model on it with yolo-worker, then validates the best checkpoint.
-# Usage: scripts/demo.sh [extra key=value training arguments, e.g. epochs=30]
+# About 15 minutes on 2 cores. Usage: scripts/demo.sh [key=value arguments, e.g. epochs=5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,7 +10,7 @@ WORKER=build/server/worker/yolo-worker
 
 DATA=datasets/shapes
 "$WORKER" make-dataset shapes out="$DATA" train=256 val=64 imgsz=320 seed=0
-"$WORKER" train data="$DATA/data.yaml" model=yolov8n imgsz=320 batch=16 epochs=10 \
+"$WORKER" train data="$DATA/data.yaml" model=yolov8n imgsz=320 batch=16 epochs=30 \
   project=runs/detect name=demo "$@" | tee /tmp/yolod-demo.log
 run=$(sed -n 's/^Results saved to //p' /tmp/yolod-demo.log | tail -1)
 echo

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -240,8 +241,7 @@ Sample BatchLoader::LoadResized(int index, double* gain) const {
   return s;
 }
 
-Sample BatchLoader::TrainSample(int index, int epoch, bool mosaic) const {
-  std::mt19937 rng = SampleRng(options_.seed, epoch, index);
+Sample BatchLoader::GeometricSample(int index, bool mosaic, std::mt19937& rng) const {
   const AugmentParams& hyp = options_.hyp;
   const int s = options_.imgsz;
   double gain = 1;
@@ -257,6 +257,23 @@ Sample BatchLoader::TrainSample(int index, int epoch, bool mosaic) const {
     sample = LoadResized(index, &gain);
     sample.image = Letterbox(sample.image, s, s, /*scaleup=*/true, nullptr, &sample.boxes);
     RandomAffine(&sample, hyp, s, 0, rng);
+  }
+  return sample;
+}
+
+Sample BatchLoader::TrainSample(int index, int epoch, bool mosaic) const {
+  std::mt19937 rng = SampleRng(options_.seed, epoch, index);
+  const AugmentParams& hyp = options_.hyp;
+  Sample sample = GeometricSample(index, mosaic, rng);
+  // MixUp, while mosaic is on: blend with another sample, ratio ~ Beta(32, 32).
+  if (mosaic && hyp.mixup > 0 && Uniform(rng, 0, 1) < hyp.mixup) {
+    std::uniform_int_distribution<int> pick(0, size() - 1);
+    Sample other = GeometricSample(pick(rng), mosaic, rng);
+    std::gamma_distribution<double> gamma(32.0, 1.0);
+    const double a = gamma(rng), b = gamma(rng);
+    const double r = a / (a + b);
+    cv::addWeighted(sample.image, r, other.image, 1 - r, 0, sample.image);
+    sample.boxes.insert(sample.boxes.end(), other.boxes.begin(), other.boxes.end());
   }
   AugmentHsv(&sample.image, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
   if (Uniform(rng, 0, 1) < hyp.flipud) FlipVertical(&sample);

@@ -84,6 +84,8 @@ class BatchLoader {
   };
   cv::Mat LoadImage(int index) const;  // decoded at original size (or from the cache)
   Sample LoadResized(int index, double* gain) const;
+  // Mosaic (with probability hyp.mosaic when `mosaic`) or letterbox, then the random affine.
+  Sample GeometricSample(int index, bool mosaic, std::mt19937& rng) const;
   Batch Build(const BatchPlan& plan, int epoch, bool mosaic) const;
   void WorkerLoop();
 

@@ -116,7 +116,13 @@ void DetectionMetrics::AddImage(const std::vector<Detection>& preds,
     conf_.push_back(preds[i].conf);
     pred_cls_.push_back(preds[i].cls);
   }
-  for (const auto& l : labels) label_cls_.push_back(l.cls);
+  std::vector<bool> seen(nc_, false);
+  for (const auto& l : labels) {
+    label_cls_.push_back(l.cls);
+    if (l.cls >= 0 && l.cls < nc_) seen[l.cls] = true;
+  }
+  images_with_class_.resize(nc_, 0);
+  for (int c = 0; c < nc_; ++c) images_with_class_[c] += seen[c] ? 1 : 0;
 }
 
 MetricsSummary DetectionMetrics::Compute() const {
@@ -143,6 +149,7 @@ MetricsSummary DetectionMetrics::Compute() const {
     ClassMetrics cm;
     cm.cls = c;
     cm.labels = label_count[c];
+    cm.images = c < static_cast<int>(images_with_class_.size()) ? images_with_class_[c] : 0;
     std::vector<double> neg_conf;
     std::vector<std::vector<double>> rec(kIouThresholds), prec(kIouThresholds);
     std::array<double, kIouThresholds> tpc{}, fpc{};

@@ -37,6 +37,7 @@ double AveragePrecision(const std::vector<double>& recall, const std::vector<dou
 
 struct ClassMetrics {
   int cls = 0;
+  int images = 0;  // images with at least one label of this class
   int labels = 0;
   double precision = 0, recall = 0, ap50 = 0, ap = 0;
 };
@@ -62,6 +63,7 @@ class DetectionMetrics {
   std::vector<float> conf_;
   std::vector<int> pred_cls_;
   std::vector<int> label_cls_;
+  std::vector<int> images_with_class_;
 };
 
 }  // namespace yolo

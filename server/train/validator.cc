@@ -84,7 +84,7 @@ std::string FormatValidationTable(const MetricsSummary& m, const std::vector<std
       const std::string name = c.cls < static_cast<int>(names.size())
                                    ? names[c.cls]
                                    : absl::StrFormat("class_%d", c.cls);
-      out += absl::StrFormat("%22s%11d%11d%11.3g%11.3g%11.3g%11.3g\n", name, m.images, c.labels,
+      out += absl::StrFormat("%22s%11d%11d%11.3g%11.3g%11.3g%11.3g\n", name, c.images, c.labels,
                              c.precision, c.recall, c.ap50, c.ap);
     }
   }

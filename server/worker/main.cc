@@ -132,9 +132,10 @@ int RunVal(const yolo::TrainArgs& args) {
       const std::string name = c.cls < static_cast<int>(out->names.size()) ? out->names[c.cls] : "";
       absl::StrAppend(
           &per_class, per_class.empty() ? "" : ",",
-          absl::StrFormat("{\"class\":%d,\"name\":%s,\"instances\":%d,\"precision\":%.6g,"
-                          "\"recall\":%.6g,\"mAP50\":%.6g,\"mAP50-95\":%.6g}",
-                          c.cls, JsonString(name), c.labels, c.precision, c.recall, c.ap50, c.ap));
+          absl::StrFormat(
+              "{\"class\":%d,\"name\":%s,\"images\":%d,\"instances\":%d,\"precision\":%.6g,"
+              "\"recall\":%.6g,\"mAP50\":%.6g,\"mAP50-95\":%.6g}",
+              c.cls, JsonString(name), c.images, c.labels, c.precision, c.recall, c.ap50, c.ap));
     }
     std::printf(
         "{\"metrics/precision(B)\":%.6g,\"metrics/recall(B)\":%.6g,\"metrics/mAP50(B)\":%.6g,"

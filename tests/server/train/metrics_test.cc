@@ -60,6 +60,8 @@ TEST(DetectionMetricsTest, MissedClassCountsAsZero) {
   MetricsSummary s = m.Compute();
   ASSERT_EQ(s.per_class.size(), 2u);
   EXPECT_NEAR(s.per_class[1].ap, 0.0, 1e-12);
+  EXPECT_EQ(s.per_class[1].images, 1);
+  EXPECT_EQ(s.per_class[1].labels, 1);
   EXPECT_NEAR(s.map50, 0.995 / 2, 1e-9);
 }
 

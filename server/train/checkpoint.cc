@@ -66,24 +66,19 @@ absl::StatusOr<LoadedCheckpoint> LoadCheckpoint(const std::string& path) {
                        "' is not a yolod checkpoint (Ultralytics .pt files are Python "
                        "pickles and cannot be read here)"));
     }
-    archive.read("epoch", v);
-    out.meta.epoch = v.toInt();
-    archive.read("best_fitness", v);
-    out.meta.best_fitness = v.toDouble();
-    archive.read("updates", v);
-    out.meta.updates = v.toInt();
-    archive.read("train_args", v);
-    out.meta.train_args = v.toStringRef();
-    archive.read("train_results", v);
-    out.meta.results_csv = v.toStringRef();
-    archive.read("names", v);
-    out.meta.names = v.toStringRef();
-    archive.read("scale", v);
-    out.meta.scale = v.toStringRef();
-    archive.read("nc", v);
-    out.meta.nc = v.toInt();
-    archive.read("date", v);
-    out.meta.date = v.toStringRef();
+    auto read = [&](const char* key) -> const c10::IValue& {
+      archive.read(key, v);
+      return v;
+    };
+    out.meta.epoch = read("epoch").toInt();
+    out.meta.best_fitness = read("best_fitness").toDouble();
+    out.meta.updates = read("updates").toInt();
+    out.meta.train_args = read("train_args").toStringRef();
+    out.meta.results_csv = read("train_results").toStringRef();
+    out.meta.names = read("names").toStringRef();
+    out.meta.scale = read("scale").toStringRef();
+    out.meta.nc = read("nc").toInt();
+    out.meta.date = read("date").toStringRef();
     auto scale = ScaleFromName(out.meta.scale);
     if (!scale.ok()) return scale.status();
     out.raw = DetectionModel(*scale, static_cast<int>(out.meta.nc));

@@ -1,37 +1,26 @@
 #include "server/train/trainer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
-#include <torch/version.h>
-#ifdef YOLO_WITH_CUDA
-#include <ATen/autocast_mode.h>
-#include <c10/cuda/CUDACachingAllocator.h>
-#endif
 #include <spdlog/spdlog.h>
-#include <sys/resource.h>
-#include <torch/cuda.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/utils.h>
 
 #include <chrono>
 #include <cmath>
-#include <ctime>
+#include <cstdio>
 #include <filesystem>
 #include <optional>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
-#include "common/cpu_budget.h"
 #include "common/status_macros.h"
 #include "server/train/checkpoint.h"
 #include "server/train/cpu_allocator.h"
 #include "server/train/optim.h"
 #include "server/train/run_support.h"
+
 namespace yolo {
 namespace fs = std::filesystem;
 namespace {

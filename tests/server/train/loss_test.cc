@@ -16,6 +16,13 @@ namespace yolo {
 namespace {
 
 // Four anchors of a 2x2 grid at stride 8, in pixels.
+// Each anchor predicts exactly its own 8x8 cell.
+at::Tensor CellBoxes() {
+  return at::tensor(
+             {0.f, 0.f, 8.f, 8.f, 8.f, 0.f, 16.f, 8.f, 0.f, 8.f, 8.f, 16.f, 8.f, 8.f, 16.f, 16.f})
+      .view({1, 4, 4});
+}
+
 at::Tensor Anchors() {
   return at::tensor({4.f, 4.f, 12.f, 4.f, 4.f, 12.f, 12.f, 12.f}).view({4, 2});
 }
@@ -24,9 +31,7 @@ TEST(AssignerTest, AnchorInsideTheBoxGetsItsClassAndBox) {
   AssignerOptions o;
   o.nc = 2;
   at::Tensor scores = at::full({1, 4, 2}, 0.5f);
-  at::Tensor pd = at::tensor({0.f, 0.f, 8.f, 8.f, 8.f, 0.f, 16.f, 8.f, 0.f, 8.f, 8.f, 16.f, 8.f,
-                              8.f, 16.f, 16.f})
-                      .view({1, 4, 4});
+  at::Tensor pd = CellBoxes();
   // One real GT (class 1) and one padding row.
   at::Tensor labels = at::tensor({1.f, 0.f}).view({1, 2, 1});
   at::Tensor gts = at::tensor({0.f, 0.f, 8.f, 8.f, 0.f, 0.f, 0.f, 0.f}).view({1, 2, 4});
@@ -46,9 +51,7 @@ TEST(AssignerTest, SharedAnchorGoesToTheBestOverlappingGt) {
   AssignerOptions o;
   o.nc = 2;
   at::Tensor scores = at::full({1, 4, 2}, 0.5f);
-  at::Tensor pd = at::tensor({0.f, 0.f, 8.f, 8.f, 8.f, 0.f, 16.f, 8.f, 0.f, 8.f, 8.f, 16.f, 8.f,
-                              8.f, 16.f, 16.f})
-                      .view({1, 4, 4});
+  at::Tensor pd = CellBoxes();
   at::Tensor labels = at::tensor({0.f, 1.f}).view({1, 2, 1});
   at::Tensor gts = at::tensor({8.f, 0.f, 16.f, 8.f, 6.f, 0.f, 20.f, 10.f}).view({1, 2, 4});
   at::Tensor mask = at::tensor({1, 1}).to(at::kBool).view({1, 2, 1});

@@ -171,10 +171,22 @@ double LastResultsTime(const std::string& csv) {
   return t;
 }
 
+namespace {
+// 3157200 -> "3,157,200", as Ultralytics prints counts.
+std::string WithThousands(int64_t n) {
+  std::string digits = absl::StrCat(n < 0 ? -n : n), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
+    out += digits[i];
+  }
+  return n < 0 ? "-" + out : out;
+}
+}  // namespace
+
 std::string ModelSummary(DetectionModel& m, int imgsz) {
   return absl::StrFormat("YOLOv8%c summary: %d layers, %s parameters, %s gradients, %.1f GFLOPs",
-                         m->scale.letter, m->LayerCount(), absl::StrCat(m->ParameterCount()),
-                         absl::StrCat(m->GradientCount()), m->Gflops(imgsz));
+                         m->scale.letter, m->LayerCount(), WithThousands(m->ParameterCount()),
+                         WithThousands(m->GradientCount()), m->Gflops(imgsz));
 }
 
 // Copies into `dst` every parameter and buffer of `src` whose name and shape match.

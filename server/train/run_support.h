@@ -55,7 +55,7 @@ std::string ResultsRow(int epoch, double time, const std::array<double, 3>& trai
 // The `time` value of the last row of a results.csv text (0 if none).
 double LastResultsTime(const std::string& csv);
 
-// "YOLOv8n summary: 225 layers, 3157200 parameters, 3157184 gradients, 8.9 GFLOPs"
+// "YOLOv8n summary: 225 layers, 3,157,200 parameters, 3,157,184 gradients, 8.9 GFLOPs"
 std::string ModelSummary(DetectionModel& model, int imgsz);
 
 // Copies into `dst` every parameter and buffer of `src` with the same name and shape;

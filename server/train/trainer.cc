@@ -230,6 +230,7 @@ absl::Status TrainRun::Setup() {
     start_epoch_ = static_cast<int>(resume_from_->meta.epoch) + 1;
     best_fitness_ = resume_from_->meta.best_fitness;
     have_best_ = true;
+    best_epoch_ = start_epoch_ - 1;  // patience counts from the resume at the latest
     results_csv_ = resume_from_->meta.results_csv;
     if (results_csv_.empty()) results_csv_ = kResultsHeader;
     time_offset_ = LastResultsTime(results_csv_);

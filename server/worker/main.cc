@@ -19,6 +19,7 @@
 #include "server/train/checkpoint.h"
 #include "server/train/cpu_allocator.h"
 #include "server/train/model.h"
+#include "server/train/run_support.h"
 #include "server/train/shapes_dataset.h"
 #include "server/train/trainer.h"
 #include "server/train/val_command.h"
@@ -116,9 +117,7 @@ int RunInfo(const yolo::TrainArgs& args) {
     if (!scale.ok()) return Fail(scale.status());
     m = yolo::DetectionModel(*scale, static_cast<int>(args.GetInt("nc")));
   }
-  std::printf("YOLOv8%c summary: %d layers, %s parameters, %s gradients, %.1f GFLOPs\n",
-              m->scale.letter, m->LayerCount(), absl::StrCat(m->ParameterCount()).c_str(),
-              absl::StrCat(m->GradientCount()).c_str(), m->Gflops(imgsz));
+  std::printf("%s\n", yolo::ModelSummary(m, imgsz).c_str());
   return 0;
 }
 

@@ -82,5 +82,5 @@ set -e
 [[ $rc != 0 ]] && grep -q "nope.yaml" "$T/err" || fail "missing data: rc=$rc $(cat "$T/err")"
 
 echo "--- info"
-"$WORKER" info model=yolov8n nc=80 imgsz=640 | grep -q "225 layers, 3157200 parameters" || fail "info"
+"$WORKER" info model=yolov8n nc=80 imgsz=640 | grep -q "225 layers, 3,157,200 parameters" || fail "info"
 echo "worker end to end: 1 passed, 0 failed"

@@ -109,7 +109,7 @@ Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng) {
   return out;
 }
 
-void RandomAffine(Sample* sample, const AugmentParams& p, int out, int border, std::mt19937& rng) {
+void RandomAffine(Sample* sample, const AugmentParams& p, int out, std::mt19937& rng) {
   const int in_h = sample->image.rows, in_w = sample->image.cols;
   // Centre, perspective, rotation+scale, shear, translation; applied right to left.
   cv::Matx33d C = cv::Matx33d::eye();
@@ -131,7 +131,6 @@ void RandomAffine(Sample* sample, const AugmentParams& p, int out, int border, s
   T(0, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out;
   T(1, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out;
   const cv::Matx33d M = T * S * R * P * C;
-  (void)border;  // the output size already accounts for the cut margin
 
   const bool identity = (M == cv::Matx33d::eye()) && in_w == out && in_h == out;
   if (!identity) {

@@ -30,8 +30,7 @@ struct AugmentParams {
   double mosaic = 1.0, mixup = 0;
 };
 
-// Decodes an image and resizes it (bilinear) so that its long side is `imgsz`.
-// Returns an empty Mat if the file cannot be decoded.
+// Resizes an image (bilinear) so that its long side is `imgsz`; an empty image stays empty.
 cv::Mat ResizeLongSide(const cv::Mat& image, int imgsz);
 
 // Boxes of a record in the pixels of an image of `width` x `height`.
@@ -51,10 +50,10 @@ cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, Lett
 // long side s. The first is the sample's own image.
 Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng);
 
-// Random rotation/scale/shear/translation (and perspective), output `out` x `out`. `border` is
-// how much of the input's margin is cut off on each side (s/2 after a mosaic, 0 otherwise).
-// Boxes that shrink away are dropped as Ultralytics does.
-void RandomAffine(Sample* sample, const AugmentParams& p, int out, int border, std::mt19937& rng);
+// Random rotation/scale/shear/translation (and perspective) about the input's centre, output
+// `out` x `out` (a 2s mosaic canvas becomes s x s). Boxes that shrink away are dropped as
+// Ultralytics does.
+void RandomAffine(Sample* sample, const AugmentParams& p, int out, std::mt19937& rng);
 
 // Random hue/saturation/value gains in OpenCV's 8-bit HSV.
 void AugmentHsv(cv::Mat* image, double hgain, double sgain, double vgain, std::mt19937& rng);

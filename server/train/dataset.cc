@@ -5,12 +5,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <filesystem>
-#include <fstream>
-#include <mutex>
+#include <map>
 #include <opencv2/imgcodecs.hpp>
 #include <set>
-#include <sstream>
 #include <thread>
 #include <tuple>
 

@@ -207,13 +207,6 @@ absl::Status BatchLoader::PrepareCache() {
   return absl::OkStatus();
 }
 
-void BatchLoader::DropCache() {
-  std::lock_guard<std::mutex> lock(mu_);
-  ram_cache_.clear();
-  ram_cache_.shrink_to_fit();
-  if (options_.cache == CacheMode::kRam) options_.cache = CacheMode::kNone;
-}
-
 cv::Mat BatchLoader::LoadImage(int index) const {
   if (disk_cache_) {
     cv::Mat image = ReadNpy(NpyPath(records_[index].path));
@@ -252,11 +245,11 @@ Sample BatchLoader::GeometricSample(int index, bool mosaic, std::mt19937& rng) c
     std::uniform_int_distribution<int> pick(0, size() - 1);
     for (int k = 0; k < 3; ++k) four.push_back(LoadResized(pick(rng), &gain));
     sample = Mosaic4(four, s, rng);
-    RandomAffine(&sample, hyp, s, s / 2, rng);
+    RandomAffine(&sample, hyp, s, rng);
   } else {
     sample = LoadResized(index, &gain);
     sample.image = Letterbox(sample.image, s, s, /*scaleup=*/true, nullptr, &sample.boxes);
-    RandomAffine(&sample, hyp, s, 0, rng);
+    RandomAffine(&sample, hyp, s, rng);
   }
   return sample;
 }

@@ -62,8 +62,6 @@ class BatchLoader {
   // Fills the image cache when options.cache asks for one. With too little RAM (or disk) for
   // it, the cache is turned off with a warning, as Ultralytics does.
   absl::Status PrepareCache();
-  // Drops the RAM cache (memory pressure).
-  void DropCache();
 
   // Starts an epoch; any batches of the previous one still queued are discarded.
   void StartEpoch(int epoch, bool mosaic);

@@ -121,7 +121,6 @@ void DetectionMetrics::AddImage(const std::vector<Detection>& preds,
     label_cls_.push_back(l.cls);
     if (l.cls >= 0 && l.cls < nc_) seen[l.cls] = true;
   }
-  images_with_class_.resize(nc_, 0);
   for (int c = 0; c < nc_; ++c) images_with_class_[c] += seen[c] ? 1 : 0;
 }
 
@@ -149,7 +148,7 @@ MetricsSummary DetectionMetrics::Compute() const {
     ClassMetrics cm;
     cm.cls = c;
     cm.labels = label_count[c];
-    cm.images = c < static_cast<int>(images_with_class_.size()) ? images_with_class_[c] : 0;
+    cm.images = images_with_class_[c];
     std::vector<double> neg_conf;
     std::vector<std::vector<double>> rec(kIouThresholds), prec(kIouThresholds);
     std::array<double, kIouThresholds> tpc{}, fpc{};

@@ -52,7 +52,7 @@ struct MetricsSummary {
 // Accumulates images, then computes the summary.
 class DetectionMetrics {
  public:
-  explicit DetectionMetrics(int nc) : nc_(nc) {}
+  explicit DetectionMetrics(int nc) : nc_(nc), images_with_class_(nc, 0) {}
   void AddImage(const std::vector<Detection>& preds, const std::vector<GroundTruth>& labels);
   MetricsSummary Compute() const;
 

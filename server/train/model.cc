@@ -279,10 +279,12 @@ DetectionModelImpl::DetectionModelImpl(const ModelScale& s, int nc) : scale(s), 
   add_c2f(8, c1024, c1024, 3, true);
   sppf_ = SPPF(c1024, c1024, 5);
   model->push_back(sppf_);
-  model->push_back(Upsample());  // 10
-  model->push_back(Concat());    // 11
+  up10_ = Upsample();
+  model->push_back(up10_);     // 10
+  model->push_back(Concat());  // 11
   add_c2f(12, c1024 + c512, c512, 3, false);
-  model->push_back(Upsample());              // 13
+  up13_ = Upsample();
+  model->push_back(up13_);                   // 13
   model->push_back(Concat());                // 14
   add_c2f(15, c512 + c256, c256, 3, false);  // P3
   add_conv(16, c256, c256, 3, 2);
@@ -302,11 +304,8 @@ std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& x) {
   torch::Tensor p3 = c2fs_[4]->forward(convs_[3]->forward(y));
   torch::Tensor p4 = c2fs_[6]->forward(convs_[5]->forward(p3));
   torch::Tensor p5 = sppf_->forward(c2fs_[8]->forward(convs_[7]->forward(p4)));
-  auto up = [](const torch::Tensor& t) {
-    return at::upsample_nearest2d(t, {t.size(2) * 2, t.size(3) * 2});
-  };
-  torch::Tensor h12 = c2fs_[12]->forward(at::cat({up(p5), p4}, 1));
-  torch::Tensor out3 = c2fs_[15]->forward(at::cat({up(h12), p3}, 1));
+  torch::Tensor h12 = c2fs_[12]->forward(at::cat({up10_->forward(p5), p4}, 1));
+  torch::Tensor out3 = c2fs_[15]->forward(at::cat({up13_->forward(h12), p3}, 1));
   torch::Tensor out4 = c2fs_[18]->forward(at::cat({convs_[16]->forward(out3), h12}, 1));
   torch::Tensor out5 = c2fs_[21]->forward(at::cat({convs_[19]->forward(out4), p5}, 1));
   return detect->forward({out3, out4, out5});

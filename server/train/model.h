@@ -135,6 +135,7 @@ class DetectionModelImpl : public torch::nn::Module {
   std::vector<Conv> convs_;  // indexed by layer number where that layer is a Conv
   std::vector<C2f> c2fs_;
   SPPF sppf_{nullptr};
+  Upsample up10_{nullptr}, up13_{nullptr};
 };
 TORCH_MODULE(DetectionModel);
 

@@ -69,7 +69,7 @@ TEST(AugmentTest, MosaicAndAffineKeepBoxesInsideTheOutput) {
   for (int i = 0; i < 20; ++i) {
     Sample m = Mosaic4(four, 64, rng);
     EXPECT_EQ(m.image.rows, 128);
-    RandomAffine(&m, p, 64, 32, rng);
+    RandomAffine(&m, p, 64, rng);
     EXPECT_EQ(m.image.rows, 64);
     EXPECT_EQ(m.image.cols, 64);
     for (const auto& b : m.boxes) {
@@ -88,7 +88,7 @@ TEST(AugmentTest, AffineWithoutChangeIsIdentity) {
   Sample s;
   s.image = cv::Mat(32, 32, CV_8UC3, cv::Scalar::all(7));
   s.boxes = {{0, 4, 4, 20, 20}};
-  RandomAffine(&s, p, 32, 0, rng);
+  RandomAffine(&s, p, 32, rng);
   ASSERT_EQ(s.boxes.size(), 1u);
   EXPECT_NEAR(s.boxes[0].x1, 4, 1e-4);
   EXPECT_NEAR(s.boxes[0].y2, 20, 1e-4);

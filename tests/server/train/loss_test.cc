@@ -27,20 +27,25 @@ at::Tensor Anchors() {
   return at::tensor({4.f, 4.f, 12.f, 4.f, 4.f, 12.f, 12.f, 12.f}).view({4, 2});
 }
 
-TEST(AssignerTest, AnchorInsideTheBoxGetsItsClassAndBox) {
+// Assigns two GTs (labels, xyxy boxes, real-or-padding flags) on the 2x2 grid, every anchor
+// predicting its own cell with probability 0.5 for both classes.
+Assignment AssignTwoGts(std::vector<float> labels, std::vector<float> boxes,
+                        std::vector<int> real) {
   AssignerOptions o;
   o.nc = 2;
-  at::Tensor scores = at::full({1, 4, 2}, 0.5f);
-  at::Tensor pd = CellBoxes();
+  return AssignTaskAligned(at::full({1, 4, 2}, 0.5f), CellBoxes(), Anchors(),
+                           at::tensor(labels).view({1, 2, 1}), at::tensor(boxes).view({1, 2, 4}),
+                           at::tensor(real).to(at::kBool).view({1, 2, 1}), o);
+}
+
+TEST(AssignerTest, AnchorInsideTheBoxGetsItsClassAndBox) {
   // One real GT (class 1) and one padding row.
-  at::Tensor labels = at::tensor({1.f, 0.f}).view({1, 2, 1});
-  at::Tensor gts = at::tensor({0.f, 0.f, 8.f, 8.f, 0.f, 0.f, 0.f, 0.f}).view({1, 2, 4});
-  at::Tensor mask = at::tensor({1, 0}).to(at::kBool).view({1, 2, 1});
-  Assignment a = AssignTaskAligned(scores, pd, Anchors(), labels, gts, mask, o);
+  Assignment a = AssignTwoGts({1, 0}, {0, 0, 8, 8, 0, 0, 0, 0}, {1, 0});
+  at::Tensor gt = at::tensor({0.f, 0.f, 8.f, 8.f});
   EXPECT_TRUE(a.fg_mask[0][0].item<bool>());
   EXPECT_EQ(a.fg_mask.sum().item<int64_t>(), 1);
   EXPECT_EQ(a.target_labels[0][0].item<int64_t>(), 1);
-  EXPECT_TRUE(at::allclose(a.target_boxes[0][0], gts[0][0]));
+  EXPECT_TRUE(at::allclose(a.target_boxes[0][0], gt));
   // Normalised by the GT's best alignment and overlap: exactly its IoU, here 1.
   EXPECT_NEAR(a.target_scores[0][0][1].item<float>(), 1.0, 1e-4);
   EXPECT_NEAR(a.target_scores[0][0][0].item<float>(), 0.0, 1e-7);
@@ -48,18 +53,12 @@ TEST(AssignerTest, AnchorInsideTheBoxGetsItsClassAndBox) {
 }
 
 TEST(AssignerTest, SharedAnchorGoesToTheBestOverlappingGt) {
-  AssignerOptions o;
-  o.nc = 2;
-  at::Tensor scores = at::full({1, 4, 2}, 0.5f);
-  at::Tensor pd = CellBoxes();
-  at::Tensor labels = at::tensor({0.f, 1.f}).view({1, 2, 1});
-  at::Tensor gts = at::tensor({8.f, 0.f, 16.f, 8.f, 6.f, 0.f, 20.f, 10.f}).view({1, 2, 4});
-  at::Tensor mask = at::tensor({1, 1}).to(at::kBool).view({1, 2, 1});
-  Assignment a = AssignTaskAligned(scores, pd, Anchors(), labels, gts, mask, o);
+  Assignment a = AssignTwoGts({0, 1}, {8, 0, 16, 8, 6, 0, 20, 10}, {1, 1});
+  at::Tensor first_gt = at::tensor({8.f, 0.f, 16.f, 8.f});
   EXPECT_EQ(a.fg_mask.sum().item<int64_t>(), 1);
   EXPECT_TRUE(a.fg_mask[0][1].item<bool>());
   EXPECT_EQ(a.target_labels[0][1].item<int64_t>(), 0);
-  EXPECT_TRUE(at::allclose(a.target_boxes[0][1], gts[0][0]));
+  EXPECT_TRUE(at::allclose(a.target_boxes[0][1], first_gt));
 }
 
 TEST(AssignerTest, NoGtMeansAllBackground) {

@@ -57,9 +57,12 @@ class BatchNormSiluFunction : public torch::autograd::Function<BatchNormSiluFunc
     const int64_t c = z.size(1);
     at::Tensor scale = (gamma * invstd).view({1, c, 1, 1});
     at::Tensor shift = (beta - mean * gamma * invstd).view({1, c, 1, 1});
-    at::Tensor u = at::addcmul(shift, z, scale);  // the BatchNorm output, recomputed
-    at::Tensor gu = at::silu_backward(grads[0].contiguous(z.suggest_memory_format()), u);
+    // The BatchNorm output, recomputed; in float when z is bf16 under autocast.
+    at::Tensor u = at::addcmul(shift, z, scale);
+    at::Tensor gu =
+        at::silu_backward(grads[0].to(u.scalar_type()).contiguous(z.suggest_memory_format()), u);
     u.reset();
+    gu = gu.to(z.scalar_type());
     auto [gz, ggamma, gbeta] =
         at::native_batch_norm_backward(gu, z, gamma, /*running_mean=*/{}, /*running_var=*/{}, mean,
                                        invstd, /*train=*/true, eps, {true, true, true});

@@ -316,4 +316,9 @@ absl::StatusOr<TrainArgs> TrainArgs::FromYaml(const std::string& text) {
   return args;
 }
 
+bool IsReservedArg(const std::string& key) {
+  static const std::set<std::string> kReserved = {"project", "name", "exist_ok", "resume", "mode"};
+  return kReserved.count(key) > 0;
+}
+
 }  // namespace yolo

@@ -25,6 +25,9 @@ struct ArgSpec {
 // Every supported argument, in args.yaml order.
 const std::vector<ArgSpec>& AllArgSpecs();
 
+// Arguments yolod sets itself for each experiment (its run folder, resume): a spec may not.
+bool IsReservedArg(const std::string& key);
+
 class TrainArgs {
  public:
   TrainArgs();  // all defaults
@@ -39,6 +42,8 @@ class TrainArgs {
   double GetFloat(const std::string& key) const;
   const std::string& GetString(const std::string& key) const;
   bool IsNull(const std::string& key) const { return GetString(key).empty(); }
+  // The canonical text of any argument, as args.yaml has it.
+  const std::string& Raw(const std::string& key) const;
   // True when the user (or a loaded args.yaml) gave the key, rather than the default.
   bool WasSet(const std::string& key) const { return explicit_.count(key) > 0; }
 
@@ -48,8 +53,6 @@ class TrainArgs {
   static absl::StatusOr<TrainArgs> FromYaml(const std::string& text);
 
  private:
-  const std::string& Raw(const std::string& key) const;
-
   std::map<std::string, std::string> values_;
   std::map<std::string, bool> explicit_;
 };

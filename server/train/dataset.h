@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/data_config.h"
 
 namespace yolo {
 
@@ -35,26 +36,6 @@ absl::StatusOr<LabelParseResult> ParseLabels(const std::string& text, const std:
 // The label file of an image: the last "/images/" component becomes "/labels/" and the
 // extension ".txt".
 std::string LabelPathForImage(const std::string& image_path);
-
-bool IsImageFile(const std::string& path);
-
-struct DataConfig {
-  std::string yaml_path;
-  std::string root;                // resolved `path`
-  std::vector<std::string> train;  // resolved sources: folders or .txt lists
-  std::vector<std::string> val;
-  std::vector<std::string> test;
-  std::vector<std::string> names;  // class names, index = class id
-  int nc() const { return static_cast<int>(names.size()); }
-};
-
-// Reads data.yaml. `names` may be a list or an {id: name} map; `nc` alone gives class_0...;
-// both must agree. Errors name the file and the field.
-absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path);
-
-// Every image of the sources, each a folder (searched recursively) or a .txt list of paths
-// (relative ones resolve against the list's folder), sorted per source.
-absl::StatusOr<std::vector<std::string>> ListImages(const std::vector<std::string>& sources);
 
 struct ImageRecord {
   std::string path;

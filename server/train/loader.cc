@@ -218,9 +218,11 @@ cv::Mat BatchLoader::LoadImage(int index) const {
 Sample BatchLoader::LoadResized(int index, double* gain) const {
   const ImageRecord& r = records_[index];
   Sample s;
-  if (index < static_cast<int>(ram_cache_.size()) && !ram_cache_[index].empty()) {
-    s.image = ram_cache_[index];
-  } else {
+  {
+    std::shared_lock<std::shared_mutex> lock(cache_mu_);
+    if (index < static_cast<int>(ram_cache_.size())) s.image = ram_cache_[index];
+  }
+  if (s.image.empty()) {
     cv::Mat image = LoadImage(index);
     if (image.empty()) {
       // The file changed since the scan: use a grey image without labels rather than crash.
@@ -340,6 +342,17 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
 
 at::Tensor ModelInput(const Batch& batch, const c10::Device& device) {
   return batch.images.to(device, /*non_blocking=*/true).to(at::kFloat).div_(255.0);
+}
+
+int64_t BatchLoader::DropRamCache() {
+  std::vector<cv::Mat> dropped;
+  {
+    std::unique_lock<std::shared_mutex> lock(cache_mu_);
+    dropped.swap(ram_cache_);
+  }
+  int64_t bytes = 0;
+  for (const cv::Mat& m : dropped) bytes += static_cast<int64_t>(m.total() * m.elemSize());
+  return bytes;  // the pixels are freed here, or by the loader thread still holding one
 }
 
 void BatchLoader::StartEpoch(int epoch, bool mosaic) {

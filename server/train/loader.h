@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,6 +69,10 @@ class BatchLoader {
   // The next batch of the epoch, in order; nullopt at its end. Training thread only.
   std::optional<Batch> Next();
 
+  // Frees the RAM image cache (cache=ram); images are read from disk from now on. Any thread.
+  // Returns the bytes of image data dropped.
+  int64_t DropRamCache();
+
   int BatchesPerEpoch() const;
   int size() const { return static_cast<int>(records_.size()); }
   const std::vector<ImageRecord>& records() const { return records_; }
@@ -89,7 +94,8 @@ class BatchLoader {
 
   std::vector<ImageRecord> records_;
   LoaderOptions options_;
-  std::vector<cv::Mat> ram_cache_;  // resized images, when cache=ram
+  mutable std::shared_mutex cache_mu_;  // guards ram_cache_
+  std::vector<cv::Mat> ram_cache_;      // resized images, when cache=ram
   bool disk_cache_ = false;
   std::vector<BatchPlan> rect_plans_;  // fixed batches when rect
 

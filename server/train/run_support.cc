@@ -5,11 +5,14 @@
 #include <sys/resource.h>
 #include <torch/cuda.h>
 #include <torch/version.h>
+#include <unistd.h>
 #ifdef YOLO_WITH_CUDA
 #include <ATen/autocast_mode.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #endif
 
+#include <algorithm>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <vector>
@@ -40,16 +43,28 @@ void SetAutocast(bool enabled) {
 #endif
 }
 
-std::string GpuMem(const c10::Device& device) {
+int64_t GpuReservedBytes(const c10::Device& device) {
 #ifdef YOLO_WITH_CUDA
   if (device.is_cuda()) {
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
-    const double reserved = static_cast<double>(stats.reserved_bytes[0].current);
-    return absl::StrFormat("%.3gG", reserved / 1e9);
+    return stats.reserved_bytes[0].current;
   }
 #endif
   (void)device;
-  return "0G";
+  return 0;
+}
+
+int64_t EmptyDeviceCache(const c10::Device& device) {
+  const int64_t before = GpuReservedBytes(device);
+#ifdef YOLO_WITH_CUDA
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
+#endif
+  return std::max<int64_t>(before - GpuReservedBytes(device), 0);
+}
+
+std::string GpuMem(const c10::Device& device) {
+  if (!device.is_cuda()) return "0G";
+  return absl::StrFormat("%.3gG", static_cast<double>(GpuReservedBytes(device)) / 1e9);
 }
 
 const char* const kResultsHeader =
@@ -210,6 +225,15 @@ int ConfigureThreads(int threads) {
   const int n = threads > 0 ? threads : UsableCpus();
   at::set_num_threads(n);
   return n;
+}
+
+int64_t CurrentRssBytes() {
+  std::FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  long size = 0, resident = 0;
+  const int n = std::fscanf(f, "%ld %ld", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE) : 0;
 }
 
 long PeakRssBytes() {

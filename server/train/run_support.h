@@ -28,6 +28,14 @@ int ConfigureThreads(int threads);
 
 // Peak resident memory of this process so far.
 long PeakRssBytes();
+// Resident memory of this process now (/proc/self/statm).
+int64_t CurrentRssBytes();
+
+// Bytes the CUDA caching allocator holds on `device` (0 on the CPU or without CUDA).
+int64_t GpuReservedBytes(const c10::Device& device);
+// Gives the CUDA caching allocator's unused blocks back to the driver; returns the bytes
+// released (0 on the CPU or without CUDA).
+int64_t EmptyDeviceCache(const c10::Device& device);
 
 // Mixed precision on CUDA (bf16 autocast, no loss scaling needed); a no-op without CUDA.
 void SetAutocast(bool enabled);

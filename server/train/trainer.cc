@@ -1,6 +1,7 @@
 #include "server/train/trainer.h"
 
 #include <ATen/ATen.h>
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/utils.h>
@@ -13,6 +14,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
@@ -44,6 +46,7 @@ class TrainRun {
   bool StopRequested() const {
     return hooks_.stop_requested != nullptr && hooks_.stop_requested->load();
   }
+  void ServeCleanup();  // a cleanup asked for through hooks_.cleanup_requested
 
   TrainArgs args_;
   TrainHooks hooks_;
@@ -284,6 +287,23 @@ absl::Status TrainRun::SaveEpoch(int epoch, bool is_best) {
   return absl::OkStatus();
 }
 
+void TrainRun::ServeCleanup() {
+  if (hooks_.cleanup_requested == nullptr || !hooks_.cleanup_requested->exchange(false)) return;
+  CleanupReport report;
+  report.rss_before_bytes = CurrentRssBytes();
+  const int64_t cpu = EmptyCpuCache();
+  const int64_t cuda = EmptyDeviceCache(device_);
+  int64_t dataset = train_loader_ ? train_loader_->DropRamCache() : 0;
+  if (val_loader_) dataset += val_loader_->DropRamCache();
+  malloc_trim(0);
+  report.rss_after_bytes = CurrentRssBytes();
+  report.detail = absl::StrFormat("cpu cache %.1f MB, cuda cache %.1f MB, dataset cache %.1f MB",
+                                  cpu / 1e6, cuda / 1e6, dataset / 1e6);
+  spdlog::info("cleanup: {}; RSS {:.0f} -> {:.0f} MB", report.detail, report.rss_before_bytes / 1e6,
+               report.rss_after_bytes / 1e6);
+  if (hooks_.on_cleanup) hooks_.on_cleanup(report);
+}
+
 // Rewrites last.pt and best.pt without optimizer state: the EMA weights become the model.
 absl::Status TrainRun::Finish() {
   for (const char* name : {"last.pt", "best.pt"}) {
@@ -375,6 +395,15 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       images += static_cast<int>(batch->info.size());
       last_instances = batch->instances;
       ++i;
+      if (hooks_.on_batch) {
+        BatchReport report;
+        report.epoch = epoch + 1, report.epochs = epochs_, report.batch = i, report.batches = nb;
+        report.box_loss = tloss[0], report.cls_loss = tloss[1], report.dfl_loss = tloss[2];
+        report.images_per_second = images / std::max(Since(epoch_start), 1e-9);
+        report.gpu_reserved_bytes = GpuReservedBytes(device_);
+        hooks_.on_batch(report);
+      }
+      ServeCleanup();
       if (Since(last_log) > 10 && i < nb) {
         std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d\n",
                     absl::StrCat(epoch + 1, "/", epochs_).c_str(), GpuMem(device_).c_str(),
@@ -433,6 +462,7 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       report.fitness = fitness;
       hooks_.on_epoch_end(report);
     }
+    ServeCleanup();
     if (best_epoch_ >= 0 && epoch - best_epoch_ >= patience) {
       spdlog::info(
           "Stopping training early as no improvement observed in last {} epochs. Best "
@@ -477,9 +507,17 @@ absl::StatusOr<TrainOutcome> Train(const TrainArgs& args, const TrainHooks& hook
   try {
     return run.Run();
   } catch (const c10::Error& e) {
-    return absl::InternalError(absl::StrCat("LibTorch: ", e.what_without_backtrace()));
+    const std::string what = e.what_without_backtrace();
+    // CUDA's "CUDA out of memory" and the CPU allocator's "DefaultCPUAllocator: not enough
+    // memory" are both c10 errors; they get their own code so that the exit says so.
+    if (absl::StrContains(what, "out of memory") || absl::StrContains(what, "not enough memory")) {
+      return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", what));
+    }
+    return absl::InternalError(absl::StrCat("LibTorch: ", what));
   } catch (const cv::Exception& e) {
     return absl::InternalError(absl::StrCat("OpenCV: ", e.what()));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory: an allocation failed (std::bad_alloc)");
   }
 }
 }  // namespace yolo

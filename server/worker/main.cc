@@ -5,10 +5,14 @@
 //   yolo-worker make-dataset shapes out=DIR train=256 val=64 imgsz=320 seed=0
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -23,14 +27,17 @@
 #include "server/train/shapes_dataset.h"
 #include "server/train/trainer.h"
 #include "server/train/val_command.h"
+#include "server/worker/reporter.h"
 
 namespace {
 
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitStopped = 3;
+constexpr int kExitOutOfMemory = 4;
 
 std::atomic<bool> g_stop{false};
+std::atomic<bool> g_cleanup{false};
 
 void OnSignal(int) { g_stop = true; }
 
@@ -156,8 +163,35 @@ int RunTrain(const yolo::TrainArgs& args) {
   std::signal(SIGTERM, OnSignal);
   yolo::TrainHooks hooks;
   hooks.stop_requested = &g_stop;
+  // Started by yolod: stop (with a checkpoint) if yolod goes away, report to it and obey its
+  // commands.
+  if (const char* parent = std::getenv("YOLOD_PID")) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (std::to_string(getppid()) != parent) g_stop = true;  // yolod died before prctl
+  }
+  std::unique_ptr<yolo::WorkerReporter> reporter;
+  const char* socket = std::getenv("YOLOD_WORKER_SOCKET");
+  const char* experiment = std::getenv("YOLOD_EXPERIMENT_ID");
+  if (socket != nullptr && experiment != nullptr) {
+    auto connected = yolo::WorkerReporter::Connect(absl::StrCat("unix:", socket), experiment,
+                                                   &g_stop, &g_cleanup);
+    if (!connected.ok()) return Fail(connected.status());
+    reporter = std::move(*connected);
+    yolo::WorkerReporter* r = reporter.get();
+    hooks.cleanup_requested = &g_cleanup;
+    hooks.on_batch = [r](const yolo::BatchReport& b) { r->OnBatch(b); };
+    hooks.on_epoch_end = [r](const yolo::EpochReport& e) { r->OnEpoch(e); };
+    hooks.on_cleanup = [r](const yolo::CleanupReport& c) { r->OnCleanup(c); };
+  }
   auto out = yolo::Train(args, hooks);
-  if (!out.ok()) return Fail(out.status());
+  reporter.reset();
+  if (!out.ok()) {
+    if (out.status().code() == absl::StatusCode::kResourceExhausted) {
+      std::fprintf(stderr, "error: %s\n", std::string(out.status().message()).c_str());
+      return kExitOutOfMemory;
+    }
+    return Fail(out.status());
+  }
   std::printf("training: %.2f images/s (validation excluded), peak RSS %.0f MB\n",
               out->train_images_per_second, out->peak_rss_bytes / 1e6);
   return out->stopped ? kExitStopped : 0;

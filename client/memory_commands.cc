@@ -1,0 +1,229 @@
+// yoloctl: memory and config verbs, and the experiments file.
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "client/commands.h"
+#include "common/atomic_file.h"
+
+namespace yolo {
+namespace fs = std::filesystem;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+std::string Json(const google::protobuf::Message& m, bool pretty = true) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = pretty;
+  opts.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  return out;
+}
+
+void PrintReport(const v1::MemoryReport& r) {
+  const auto& h = r.host();
+  std::printf("host     total %s  available %s  used %.1f%%\n", HumanBytes(h.total_bytes()).c_str(),
+              HumanBytes(h.available_bytes()).c_str(), h.used_ratio() * 100);
+  std::printf("%-24s %8s %12s %12s %12s %12s\n", "COMPONENT", "PID", "RSS", "PEAK RSS", "CPU CACHE",
+              "GPU RESERVED");
+  std::printf("%-24s %8d %12s %12s %12s %12s\n", "yolod", r.daemon().pid(),
+              HumanBytes(r.daemon().rss_bytes()).c_str(),
+              HumanBytes(r.daemon().peak_rss_bytes()).c_str(), "-", "-");
+  for (const auto& w : r.workers()) {
+    std::printf("%-24s %8d %12s %12s %12s %12s\n", ("worker/" + w.experiment_id()).c_str(),
+                w.process().pid(), HumanBytes(w.process().rss_bytes()).c_str(),
+                HumanBytes(w.process().peak_rss_bytes()).c_str(),
+                HumanBytes(w.cpu_cached_bytes()).c_str(),
+                HumanBytes(w.gpu_reserved_bytes()).c_str());
+  }
+}
+
+}  // namespace
+
+int Client::MemoryReport() {
+  v1::MemoryReport report;
+  grpc::Status s = memory_->GetMemoryReport(Context().get(), {}, &report);
+  if (!s.ok()) return Fail(s);
+  if (options_.output == "json") {
+    std::printf("%s\n", Json(report).c_str());
+  } else {
+    PrintReport(report);
+  }
+  return kExitOk;
+}
+
+int Client::MemoryCleanup(double timeout_seconds) {
+  v1::ForceCleanupRequest request;
+  request.set_timeout_seconds(timeout_seconds);
+  v1::ForceCleanupResponse response;
+  auto ctx = Context();
+  ctx->set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::milliseconds(static_cast<int64_t>((timeout_seconds + 30) * 1000)));
+  grpc::Status s = memory_->ForceCleanup(ctx.get(), request, &response);
+  if (!s.ok()) return Fail(s);
+  if (options_.output == "json") {
+    std::printf("%s\n", Json(response).c_str());
+    return kExitOk;
+  }
+  std::printf("%-24s %8s %12s %12s %12s  %s\n", "COMPONENT", "PID", "RSS BEFORE", "RSS AFTER",
+              "FREED", "DETAIL");
+  for (const auto& r : response.results()) {
+    std::printf("%-24s %8d %12s %12s %12s  %s\n", r.component().c_str(), r.pid(),
+                HumanBytes(r.rss_before_bytes()).c_str(), HumanBytes(r.rss_after_bytes()).c_str(),
+                r.answered() ? HumanBytes(r.freed_bytes()).c_str() : "no answer",
+                r.detail().c_str());
+  }
+  std::printf("total freed: %s\n", HumanBytes(response.total_freed_bytes()).c_str());
+  return kExitOk;
+}
+
+int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
+                          const std::string& out_dir) {
+  v1::WatchMemoryRequest request;
+  request.set_duration_seconds(duration_seconds);
+  request.set_interval_seconds(interval_seconds);
+  auto ctx = Context(/*stream=*/true);
+  auto reader = memory_->WatchMemory(ctx.get(), request);
+  std::time_t now = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", std::localtime(&now));
+  const std::string path =
+      (fs::path(out_dir) / absl::StrCat("memory_log_", stamp, ".json")).string();
+  std::string samples;
+  v1::MemoryReport report;
+  int n = 0;
+  if (options_.output != "json") {
+    std::printf("%-20s %10s %12s %12s %12s %8s\n", "TIME", "HOST USED", "AVAILABLE", "YOLOD RSS",
+                "WORKERS RSS", "WORKERS");
+  }
+  while (reader->Read(&report)) {
+    int64_t workers = 0;
+    for (const auto& w : report.workers()) workers += w.process().rss_bytes();
+    absl::StrAppend(&samples, n++ ? ",\n    " : "\n    ", Json(report, false));
+    if (options_.output == "json") {
+      std::printf("%s\n", Json(report, false).c_str());
+    } else {
+      std::printf("%-20s %9.1f%% %12s %12s %12s %8d\n",
+                  TimeUtil::ToString(report.time()).substr(0, 19).c_str(),
+                  report.host().used_ratio() * 100,
+                  HumanBytes(report.host().available_bytes()).c_str(),
+                  HumanBytes(report.daemon().rss_bytes()).c_str(), HumanBytes(workers).c_str(),
+                  report.workers_size());
+    }
+    std::fflush(stdout);
+  }
+  grpc::Status s = reader->Finish();
+  const std::string json = absl::StrFormat(
+      "{\n  \"server\": \"%s\",\n  \"interval_seconds\": %g,\n  \"duration_seconds\": %g,\n"
+      "  \"samples\": [%s\n  ]\n}\n",
+      options_.server, interval_seconds, duration_seconds, samples);
+  if (n > 0) {
+    absl::Status w = WriteFileAtomic(path, json);
+    if (!w.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(w.message()).c_str());
+      return kExitUsage;
+    }
+    std::fprintf(stderr, "%d samples saved to %s\n", n, path.c_str());
+  }
+  return s.ok() || s.error_code() == grpc::StatusCode::CANCELLED ? kExitOk : Fail(s);
+}
+
+int Client::ConfigGet() {
+  v1::TrainingConfig config;
+  grpc::Status s = config_->GetTrainingConfig(Context().get(), {}, &config);
+  if (!s.ok()) return Fail(s);
+  if (options_.output == "json") {
+    std::printf("%s\n", Json(config).c_str());
+    return kExitOk;
+  }
+  if (config.defaults().empty()) std::printf("(no defaults set: Ultralytics' apply)\n");
+  for (const auto& [k, v] :
+       std::map<std::string, std::string>(config.defaults().begin(), config.defaults().end())) {
+    std::printf("%s=%s\n", k.c_str(), v.c_str());
+  }
+  return kExitOk;
+}
+
+int Client::ConfigSet(const std::map<std::string, std::string>& set,
+                      const std::vector<std::string>& unset) {
+  v1::UpdateTrainingConfigRequest request;
+  for (const auto& [k, v] : set) (*request.mutable_set())[k] = v;
+  for (const auto& k : unset) request.add_unset(k);
+  v1::TrainingConfig config;
+  grpc::Status s = config_->UpdateTrainingConfig(Context().get(), request, &config);
+  if (!s.ok()) return Fail(s);
+  return ConfigGet();
+}
+
+int Client::ListProfiles() {
+  v1::ListDeviceProfilesResponse response;
+  grpc::Status s = config_->ListDeviceProfiles(Context().get(), {}, &response);
+  if (!s.ok()) return Fail(s);
+  if (options_.output == "json") {
+    std::printf("%s\n", Json(response).c_str());
+    return kExitOk;
+  }
+  for (const auto& p : response.profiles()) {
+    std::string args;
+    for (const auto& [k, v] :
+         std::map<std::string, std::string>(p.args().begin(), p.args().end())) {
+      absl::StrAppend(&args, args.empty() ? "" : " ", k, "=", v);
+    }
+    std::printf("%-5s %-10s %-45s %s\n", p.name().c_str(), p.available() ? "available" : "-",
+                args.c_str(), p.note().c_str());
+  }
+  return kExitOk;
+}
+
+absl::StatusOr<std::vector<v1::ExperimentSpec>> LoadExperimentsFile(const std::string& path) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return absl::NotFoundError(absl::StrCat("file '", path, "' cannot be read"));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
+  }
+  YAML::Node list = root.IsMap() && root["experiments"] ? root["experiments"] : root;
+  std::vector<YAML::Node> items;
+  if (list.IsSequence()) {
+    for (const auto& item : list) items.push_back(item);
+  } else if (list.IsMap()) {
+    items.push_back(list);
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": expected a spec, a list of specs or 'experiments: [...]'"));
+  }
+  std::vector<v1::ExperimentSpec> specs;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const YAML::Node& item = items[i];
+    const std::string where = absl::StrCat(path, ": experiment ", i + 1);
+    if (!item.IsMap()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a map"));
+    v1::ExperimentSpec spec;
+    for (const auto& kv : item) {
+      const std::string key = kv.first.as<std::string>();
+      if (!kv.second.IsScalar() && !kv.second.IsNull()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": '", key, "' must be a single value"));
+      }
+      const std::string value = kv.second.IsNull() ? "" : kv.second.as<std::string>();
+      if (key == "name") {
+        spec.set_name(value);
+      } else {
+        (*spec.mutable_args())[key] = value;
+      }
+    }
+    specs.push_back(std::move(spec));
+  }
+  if (specs.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no experiments"));
+  return specs;
+}
+
+}  // namespace yolo

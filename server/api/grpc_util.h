@@ -1,0 +1,40 @@
+// What the gRPC services share: status conversion and the token check.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace yolo {
+
+// The one mapping from our status codes to gRPC's (the numbers are the same by design).
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// Bearer-token check. Without a token everything is open (loopback only: yolod refuses a
+// non-loopback address without TLS and a token). With one, mutating calls always need it,
+// read-only calls too unless `open_reads`.
+class Authorizer {
+ public:
+  Authorizer(std::string token, bool open_reads)
+      : token_(std::move(token)), open_reads_(open_reads) {}
+  grpc::Status Check(const grpc::CallbackServerContext* context, bool mutating) const;
+
+ private:
+  std::string token_;
+  bool open_reads_;
+};
+
+// A unary method's body: check the token, run `fn` (returning absl::Status), finish.
+template <typename Fn>
+grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context, const Authorizer& auth,
+                                   bool mutating, Fn&& fn) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status status = auth.Check(context, mutating);
+  if (status.ok()) status = ToGrpcStatus(fn());
+  reactor->Finish(status);
+  return reactor;
+}
+
+}  // namespace yolo

@@ -1,0 +1,101 @@
+// yolod's gRPC services: thin translators over ExperimentManager, the memory probes and the
+// training config. They hold no state of their own.
+#pragma once
+
+#include <memory>
+
+#include "server/api/grpc_util.h"
+#include "server/experiments/experiment_manager.h"
+#include "server/experiments/training_config.h"
+#include "yolo/v1/config.grpc.pb.h"
+#include "yolo/v1/experiment.grpc.pb.h"
+#include "yolo/v1/memory.grpc.pb.h"
+#include "yolo/v1/worker.grpc.pb.h"
+
+namespace yolo {
+
+class ExperimentServiceImpl final : public v1::ExperimentService::CallbackService {
+ public:
+  ExperimentServiceImpl(ExperimentManager* manager, const Authorizer* auth)
+      : manager_(manager), auth_(auth) {}
+  grpc::ServerUnaryReactor* StartExperiment(grpc::CallbackServerContext* context,
+                                            const v1::StartExperimentRequest* request,
+                                            v1::Experiment* response) override;
+  grpc::ServerUnaryReactor* GetExperiment(grpc::CallbackServerContext* context,
+                                          const v1::GetExperimentRequest* request,
+                                          v1::Experiment* response) override;
+  grpc::ServerUnaryReactor* ListExperiments(grpc::CallbackServerContext* context,
+                                            const v1::ListExperimentsRequest* request,
+                                            v1::ListExperimentsResponse* response) override;
+  grpc::ServerWriteReactor<v1::ExperimentEvent>* WatchExperiment(
+      grpc::CallbackServerContext* context, const v1::WatchExperimentRequest* request) override;
+  grpc::ServerUnaryReactor* StopExperiment(grpc::CallbackServerContext* context,
+                                           const v1::StopExperimentRequest* request,
+                                           v1::Experiment* response) override;
+  grpc::ServerUnaryReactor* ResumeExperiment(grpc::CallbackServerContext* context,
+                                             const v1::ResumeExperimentRequest* request,
+                                             v1::Experiment* response) override;
+  grpc::ServerUnaryReactor* DeleteExperiment(grpc::CallbackServerContext* context,
+                                             const v1::DeleteExperimentRequest* request,
+                                             v1::DeleteExperimentResponse* response) override;
+  grpc::ServerUnaryReactor* GetExperimentLogs(grpc::CallbackServerContext* context,
+                                              const v1::GetExperimentLogsRequest* request,
+                                              v1::ExperimentLogs* response) override;
+
+ private:
+  ExperimentManager* manager_;
+  const Authorizer* auth_;
+};
+
+class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
+ public:
+  MemoryServiceImpl(ExperimentManager* manager, const Authorizer* auth)
+      : manager_(manager), auth_(auth) {}
+  grpc::ServerUnaryReactor* GetMemoryReport(grpc::CallbackServerContext* context,
+                                            const v1::GetMemoryReportRequest* request,
+                                            v1::MemoryReport* response) override;
+  grpc::ServerUnaryReactor* ForceCleanup(grpc::CallbackServerContext* context,
+                                         const v1::ForceCleanupRequest* request,
+                                         v1::ForceCleanupResponse* response) override;
+  grpc::ServerWriteReactor<v1::MemoryReport>* WatchMemory(
+      grpc::CallbackServerContext* context, const v1::WatchMemoryRequest* request) override;
+
+  v1::MemoryReport Report() const;
+
+ private:
+  ExperimentManager* manager_;
+  const Authorizer* auth_;
+};
+
+class ConfigServiceImpl final : public v1::ConfigService::CallbackService {
+ public:
+  ConfigServiceImpl(TrainingConfigStore* store, bool has_gpu, const Authorizer* auth)
+      : store_(store), has_gpu_(has_gpu), auth_(auth) {}
+  grpc::ServerUnaryReactor* GetTrainingConfig(grpc::CallbackServerContext* context,
+                                              const v1::GetTrainingConfigRequest* request,
+                                              v1::TrainingConfig* response) override;
+  grpc::ServerUnaryReactor* UpdateTrainingConfig(grpc::CallbackServerContext* context,
+                                                 const v1::UpdateTrainingConfigRequest* request,
+                                                 v1::TrainingConfig* response) override;
+  grpc::ServerUnaryReactor* ListDeviceProfiles(grpc::CallbackServerContext* context,
+                                               const v1::ListDeviceProfilesRequest* request,
+                                               v1::ListDeviceProfilesResponse* response) override;
+
+ private:
+  TrainingConfigStore* store_;
+  bool has_gpu_;
+  const Authorizer* auth_;
+};
+
+// The worker channel, served on the unix socket only.
+class WorkerChannelImpl final : public v1::WorkerChannel::CallbackService {
+ public:
+  explicit WorkerChannelImpl(ExperimentManager* manager) : manager_(manager) {}
+  grpc::ServerBidiReactor<v1::WorkerMessage, v1::WorkerCommand>* Connect(
+      grpc::CallbackServerContext* context) override;
+
+ private:
+  ExperimentManager* manager_;
+};
+
+}  // namespace yolo

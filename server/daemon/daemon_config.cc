@@ -1,0 +1,124 @@
+#include "server/daemon/daemon_config.h"
+
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace yolo {
+namespace fs = std::filesystem;
+
+absl::Status LoadDaemonConfigFile(const std::string& path, DaemonConfig* config) {
+  YAML::Node root;
+  try {
+    root = YAML::LoadFile(path);
+  } catch (const YAML::BadFile&) {
+    return absl::NotFoundError(absl::StrCat("config file '", path, "' cannot be read"));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
+  }
+  if (root.IsNull()) return absl::OkStatus();
+  if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(path, ": expected key: value"));
+  std::string key;
+  try {
+    for (const auto& kv : root) {
+      key = kv.first.as<std::string>();
+      const YAML::Node& v = kv.second;
+      if (key == "listen")
+        config->listen = v.as<std::string>();
+      else if (key == "state_dir")
+        config->state_dir = v.as<std::string>();
+      else if (key == "max_running_per_device")
+        config->max_running_per_device = v.as<int>();
+      else if (key == "log_level")
+        config->log_level = v.as<std::string>();
+      else if (key == "log_format")
+        config->log_format = v.as<std::string>();
+      else if (key == "worker")
+        config->worker = v.as<std::string>();
+      else if (key == "tls_cert")
+        config->tls_cert = v.as<std::string>();
+      else if (key == "tls_key")
+        config->tls_key = v.as<std::string>();
+      else if (key == "token_file")
+        config->token_file = v.as<std::string>();
+      else if (key == "open_reads")
+        config->open_reads = v.as<bool>();
+      else if (key == "allowed_roots")
+        config->allowed_roots = v.as<std::vector<std::string>>();
+      else
+        return absl::InvalidArgumentError(absl::StrCat(path, ": unknown key '", key, "'"));
+    }
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": key '", key, "' (line ", e.mark.line + 1, "): bad value"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsLoopbackAddress(const std::string& listen) {
+  return absl::StartsWith(listen, "127.") || absl::StartsWith(listen, "localhost:") ||
+         absl::StartsWith(listen, "[::1]:") || absl::StartsWith(listen, "unix:");
+}
+
+absl::Status FinishDaemonConfig(DaemonConfig* config) {
+  if (config->state_dir.empty()) {
+    const char* xdg = std::getenv("XDG_STATE_HOME");
+    const char* home = std::getenv("HOME");
+    config->state_dir = xdg && *xdg     ? absl::StrCat(xdg, "/yolod")
+                        : home && *home ? absl::StrCat(home, "/.local/state/yolod")
+                                        : "/var/lib/yolod";
+  }
+  if (config->max_running_per_device < 1) {
+    return absl::InvalidArgumentError("max_running_per_device: must be >= 1");
+  }
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
+  if (!kLevels.count(config->log_level)) {
+    return absl::InvalidArgumentError(absl::StrCat("log_level: '", config->log_level,
+                                                   "' is not trace, debug, info, warn or error"));
+  }
+  if (config->log_format != "text" && config->log_format != "json") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("log_format: '", config->log_format, "' is not text or json"));
+  }
+  if (config->tls_cert.empty() != config->tls_key.empty()) {
+    return absl::InvalidArgumentError("tls_cert and tls_key go together");
+  }
+  if (!IsLoopbackAddress(config->listen) &&
+      (config->tls_cert.empty() || config->token_file.empty())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "listen: ", config->listen,
+        " is reachable from other hosts; yolod serves it only with TLS (--tls-cert, --tls-key) "
+        "and a token (--token-file)"));
+  }
+  for (const auto& f : {config->tls_cert, config->tls_key, config->token_file}) {
+    if (!f.empty() && !fs::is_regular_file(f)) {
+      return absl::NotFoundError(absl::StrCat("file '", f, "' does not exist"));
+    }
+  }
+  if (config->worker.empty()) {
+    // Beside yolod when installed; in the build tree, server/worker/yolo-worker.
+    std::error_code ec;
+    const fs::path self = fs::read_symlink("/proc/self/exe", ec).parent_path();
+    for (const fs::path& p : {self / "yolo-worker", self / ".." / "worker" / "yolo-worker"}) {
+      if (fs::exists(p)) {
+        config->worker = fs::weakly_canonical(p).string();
+        break;
+      }
+    }
+    if (config->worker.empty()) {
+      return absl::NotFoundError("yolo-worker not found beside yolod: give --worker");
+    }
+  }
+  if (access(config->worker.c_str(), X_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("worker '", config->worker, "' is not executable"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace yolo

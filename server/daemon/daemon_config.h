@@ -1,0 +1,33 @@
+// yolod's settings: flags over a YAML file over the defaults.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace yolo {
+
+struct DaemonConfig {
+  std::string listen = "127.0.0.1:50051";  // port 0 picks a free one, written to yolod.addr
+  std::string state_dir;                   // default: $XDG_STATE_HOME/yolod
+  int max_running_per_device = 1;
+  std::string log_level = "info";          // trace, debug, info, warn, error
+  std::string log_format = "text";         // text or json (one object per line)
+  std::string worker;                      // yolo-worker; default: beside yolod
+  std::string tls_cert, tls_key;           // PEM files
+  std::string token_file;                  // one line: the bearer token
+  bool open_reads = false;                 // with a token: read-only calls need none
+  std::vector<std::string> allowed_roots;  // data and weights must lie under these
+};
+
+// The YAML file uses the flags' names with underscores (state_dir: /var/lib/yolod). Unknown keys
+// and bad values are errors naming the file and key.
+absl::Status LoadDaemonConfigFile(const std::string& path, DaemonConfig* config);
+
+// Fills in defaults and checks the whole: a non-loopback address needs TLS and a token.
+absl::Status FinishDaemonConfig(DaemonConfig* config);
+
+bool IsLoopbackAddress(const std::string& listen);
+
+}  // namespace yolo

@@ -1,0 +1,270 @@
+// yolod: the training daemon. Serves ExperimentService, MemoryService, ConfigService, gRPC
+// health and reflection; runs each experiment round in a yolo-worker process.
+//   yolod [--listen 127.0.0.1:50051] [--state-dir DIR] [--config yolod.yaml] ...
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/rotating_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
+#include "common/atomic_file.h"
+#include "server/api/services.h"
+#include "server/daemon/daemon_config.h"
+
+namespace {
+namespace fs = std::filesystem;
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+// %* in a pattern: the message as the contents of a JSON string.
+class JsonMessageFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      switch (c) {
+        case '"':
+          dest.append(std::string_view("\\\""));
+          break;
+        case '\\':
+          dest.append(std::string_view("\\\\"));
+          break;
+        case '\n':
+          dest.append(std::string_view("\\n"));
+          break;
+        default:
+          if (static_cast<unsigned char>(c) < 0x20) {
+            const std::string esc = absl::StrFormat("\\u%04x", c);
+            dest.append(std::string_view(esc));
+          } else {
+            dest.push_back(c);
+          }
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
+};
+
+void SetUpLogging(const yolo::DaemonConfig& config) {
+  auto console = std::make_shared<spdlog::sinks::stderr_color_sink_mt>();
+  const std::string log_dir = (fs::path(config.state_dir) / "logs").string();
+  std::error_code ec;
+  fs::create_directories(log_dir, ec);
+  auto file = std::make_shared<spdlog::sinks::rotating_file_sink_mt>(
+      (fs::path(log_dir) / "yolod.log").string(), 10 << 20, 3);
+  auto logger = std::make_shared<spdlog::logger>("yolod", spdlog::sinks_init_list{console, file});
+  if (config.log_format == "json") {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<JsonMessageFlag>('*').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","pid":%P,"msg":"%*"})");
+    logger->set_formatter(std::move(formatter));
+  } else {
+    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  }
+  logger->set_level(spdlog::level::from_str(config.log_level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+bool HasGpu() {
+  std::error_code ec;
+  if (fs::exists("/dev/nvidiactl", ec)) return true;
+  return fs::exists("/proc/driver/nvidia/gpus", ec) &&
+         !fs::is_empty("/proc/driver/nvidia/gpus", ec);
+}
+
+absl::StatusOr<std::string> ReadToken(const std::string& path) {
+  if (path.empty()) return std::string();
+  std::string text;
+  absl::Status read = yolo::ReadFile(path, &text);
+  if (!read.ok()) return read;
+  std::string token(absl::StripAsciiWhitespace(text));
+  if (token.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": the token is empty"));
+  return token;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  yolo::DaemonConfig config;
+  std::string config_file;
+  CLI::App app{"yolod: the YOLO training daemon"};
+  app.add_option("--config", config_file, "YAML file with these settings (flags win)");
+  // Flags are read into a second struct so that they override the file only when given.
+  yolo::DaemonConfig flags;
+  app.add_option("--listen", flags.listen, "gRPC address; port 0 picks a free one")
+      ->default_str("127.0.0.1:50051");
+  app.add_option("--state-dir", flags.state_dir, "experiments, logs, yolod.addr");
+  app.add_option("--max-running-per-device", flags.max_running_per_device,
+                 "experiments running at once on one device")
+      ->default_str("1");
+  app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
+  app.add_option("--log-format", flags.log_format, "text or json");
+  app.add_option("--worker", flags.worker, "the yolo-worker executable");
+  app.add_option("--tls-cert", flags.tls_cert, "PEM certificate (required off loopback)");
+  app.add_option("--tls-key", flags.tls_key, "PEM private key");
+  app.add_option("--token-file", flags.token_file, "file holding the bearer token");
+  app.add_flag("--open-reads", flags.open_reads, "read-only calls need no token");
+  app.add_option("--allowed-root", flags.allowed_roots, "data and weights must lie under these");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
+  if (!config_file.empty()) {
+    absl::Status loaded = yolo::LoadDaemonConfigFile(config_file, &config);
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "yolod: %s\n", std::string(loaded.message()).c_str());
+      return kExitUsage;
+    }
+  }
+  for (const auto* opt : app.get_options()) {
+    if (opt->count() == 0) continue;
+    const std::string name = opt->get_name();
+    if (name == "--listen") config.listen = flags.listen;
+    if (name == "--state-dir") config.state_dir = flags.state_dir;
+    if (name == "--max-running-per-device")
+      config.max_running_per_device = flags.max_running_per_device;
+    if (name == "--log-level") config.log_level = flags.log_level;
+    if (name == "--log-format") config.log_format = flags.log_format;
+    if (name == "--worker") config.worker = flags.worker;
+    if (name == "--tls-cert") config.tls_cert = flags.tls_cert;
+    if (name == "--tls-key") config.tls_key = flags.tls_key;
+    if (name == "--token-file") config.token_file = flags.token_file;
+    if (name == "--open-reads") config.open_reads = flags.open_reads;
+    if (name == "--allowed-root") config.allowed_roots = flags.allowed_roots;
+  }
+  if (absl::Status ok = yolo::FinishDaemonConfig(&config); !ok.ok()) {
+    std::fprintf(stderr, "yolod: %s\n", std::string(ok.message()).c_str());
+    return kExitUsage;
+  }
+  auto token = ReadToken(config.token_file);
+  if (!token.ok()) {
+    std::fprintf(stderr, "yolod: %s\n", std::string(token.status().message()).c_str());
+    return kExitUsage;
+  }
+  std::error_code ec;
+  fs::create_directories(config.state_dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "yolod: cannot create state dir %s: %s\n", config.state_dir.c_str(),
+                 ec.message().c_str());
+    return kExitError;
+  }
+  SetUpLogging(config);
+
+  // Signals are taken by one thread with sigwait; every other thread (and each worker, which
+  // resets its mask) inherits the block.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  const bool has_gpu = HasGpu();
+  auto store = yolo::TrainingConfigStore::Open(config.state_dir);
+  if (!store.ok()) {
+    spdlog::error("{}", std::string(store.status().message()));
+    return kExitError;
+  }
+  yolo::TrainingConfigStore* store_ptr = store->get();
+  yolo::ManagerOptions options;
+  options.state_dir = config.state_dir;
+  options.worker_path = config.worker;
+  options.max_running_per_device = config.max_running_per_device;
+  options.allowed_roots = config.allowed_roots;
+  options.has_gpu = has_gpu;
+  auto manager =
+      yolo::ExperimentManager::Create(options, [store_ptr, has_gpu](const std::string& d) {
+        yolo::SpecCheckOptions o;
+        o.profile_defaults = yolo::ProfileArgsFor(d, has_gpu);
+        o.config_defaults = store_ptr->Get();
+        return o;
+      });
+  if (!manager.ok()) {
+    spdlog::error("{}", std::string(manager.status().message()));
+    return kExitError;
+  }
+
+  // The worker channel: a unix socket only this user may open.
+  const std::string socket_path = (fs::path(config.state_dir) / "worker.sock").string();
+  fs::remove(socket_path, ec);
+  yolo::WorkerChannelImpl worker_channel(manager->get());
+  grpc::ServerBuilder worker_builder;
+  worker_builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
+  worker_builder.RegisterService(&worker_channel);
+  const mode_t old_umask = umask(0077);
+  std::unique_ptr<grpc::Server> worker_server = worker_builder.BuildAndStart();
+  umask(old_umask);
+  if (!worker_server) {
+    spdlog::error("cannot listen on unix:{}", socket_path);
+    return kExitError;
+  }
+  chmod(socket_path.c_str(), 0600);
+
+  yolo::Authorizer auth(*token, config.open_reads);
+  yolo::ExperimentServiceImpl experiments(manager->get(), &auth);
+  yolo::MemoryServiceImpl memory(manager->get(), &auth);
+  yolo::ConfigServiceImpl config_service(store_ptr, has_gpu, &auth);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
+  if (!config.tls_cert.empty()) {
+    std::string cert, key;
+    if (!yolo::ReadFile(config.tls_cert, &cert).ok() ||
+        !yolo::ReadFile(config.tls_key, &key).ok()) {
+      spdlog::error("cannot read {} or {}", config.tls_cert, config.tls_key);
+      return kExitError;
+    }
+    grpc::SslServerCredentialsOptions ssl;
+    ssl.pem_key_cert_pairs.push_back({key, cert});
+    creds = grpc::SslServerCredentials(ssl);
+  }
+  int port = 0;
+  builder.AddListeningPort(config.listen, creds, &port);
+  builder.RegisterService(&experiments);
+  builder.RegisterService(&memory);
+  builder.RegisterService(&config_service);
+  builder.SetMaxReceiveMessageSize(4 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || port == 0) {
+    spdlog::error("cannot listen on {}", config.listen);
+    return kExitError;
+  }
+  const std::string host = config.listen.substr(0, config.listen.rfind(':'));
+  const std::string bound = absl::StrCat(host, ":", port);
+  const std::string addr_file = (fs::path(config.state_dir) / "yolod.addr").string();
+  if (absl::Status w = yolo::WriteFileAtomic(addr_file, bound + "\n"); !w.ok()) {
+    spdlog::error("{}", std::string(w.message()));
+    return kExitError;
+  }
+  spdlog::info("yolod {} serving on {} (state {}, worker {}, {}, token {})", YOLOD_VERSION, bound,
+               config.state_dir, config.worker, has_gpu ? "GPU found" : "no GPU",
+               token->empty() ? "off" : "on");
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  spdlog::info("{}: shutting down; running workers checkpoint and stop", strsignal(signal));
+  (*manager)->Shutdown(std::chrono::seconds(12));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  worker_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  fs::remove(addr_file, ec);
+  manager->reset();
+  spdlog::info("yolod stopped");
+  return 0;
+}

@@ -1,0 +1,492 @@
+#include "server/experiments/experiment_manager.h"
+
+#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
+#include "server/memory/proc_probe.h"
+
+namespace yolo {
+namespace fs = std::filesystem;
+using google::protobuf::util::TimeUtil;
+
+namespace {
+
+bool IsFinal(v1::ExperimentState s) {
+  return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::STOPPED || s == v1::INTERRUPTED;
+}
+
+std::string NewId() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  return absl::StrFormat("exp-%08x", static_cast<uint32_t>(rng()));
+}
+
+v1::ExperimentEvent EventNow() {
+  v1::ExperimentEvent e;
+  *e.mutable_time() = TimeUtil::GetCurrentTime();
+  return e;
+}
+
+// Whether `pid` is still a yolo-worker (a worker of an earlier yolod may outlive it briefly).
+bool WorkerAlive(pid_t pid) {
+  if (pid <= 0 || kill(pid, 0) != 0) return false;
+  auto info = ProcProbe().Process(pid);
+  return info.ok() && info->name.rfind("yolo-worker", 0) == 0;
+}
+
+}  // namespace
+
+ExperimentManager::ExperimentManager(ManagerOptions options, DefaultsFn defaults)
+    : options_(std::move(options)), defaults_(std::move(defaults)) {}
+
+std::string ExperimentManager::RunsDir() const {
+  return (fs::path(options_.state_dir) / "runs").string();
+}
+
+absl::StatusOr<std::unique_ptr<ExperimentManager>> ExperimentManager::Create(ManagerOptions options,
+                                                                             DefaultsFn defaults) {
+  std::unique_ptr<ExperimentManager> m(new ExperimentManager(std::move(options), defaults));
+  std::error_code ec;
+  fs::create_directories(m->RunsDir(), ec);
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", m->RunsDir(), ": ", ec.message()));
+  RETURN_IF_ERROR(m->Recover());
+  m->scheduler_ = std::thread([p = m.get()] { p->SchedulerLoop(); });
+  m->ticker_ = std::thread([p = m.get()] { p->TickerLoop(); });
+  return m;
+}
+
+ExperimentManager::~ExperimentManager() {
+  Shutdown(std::chrono::seconds(10));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_threads_ = true;
+  }
+  cv_.notify_all();
+  if (scheduler_.joinable()) scheduler_.join();
+  if (ticker_.joinable()) ticker_.join();
+}
+
+absl::Status ExperimentManager::Recover() {
+  std::vector<std::unique_ptr<Entry>> loaded;
+  std::error_code ec;
+  for (const auto& dir : fs::directory_iterator(RunsDir(), ec)) {
+    const fs::path json = dir.path() / "experiment.json";
+    if (!fs::exists(json)) continue;
+    std::string text;
+    absl::Status read = ReadFile(json.string(), &text);
+    auto e = std::make_unique<Entry>();
+    if (read.ok()) {
+      auto parsed = google::protobuf::util::JsonStringToMessage(text, &e->exp);
+      if (!parsed.ok()) read = absl::DataLossError(parsed.ToString());
+    }
+    if (!read.ok()) {
+      spdlog::error("{}: cannot be read ({}); left as it is", json.string(),
+                    std::string(read.message()));
+      continue;
+    }
+    loaded.push_back(std::move(e));
+  }
+  std::sort(loaded.begin(), loaded.end(), [](const auto& a, const auto& b) {
+    return TimeUtil::TimestampToNanoseconds(a->exp.create_time()) <
+           TimeUtil::TimestampToNanoseconds(b->exp.create_time());
+  });
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& e : loaded) {
+    const std::string id = e->exp.id();
+    if (e->exp.state() == v1::RUNNING) {
+      e->exp.set_state(v1::INTERRUPTED);
+      e->exp.set_reason(absl::StrCat("yolod stopped while it ran (worker pid ", e->exp.worker_pid(),
+                                     "); resume continues from last.pt"));
+      *e->exp.mutable_end_time() = TimeUtil::GetCurrentTime();
+      SaveLocked(*e);
+      spdlog::warn("experiment {} was running when yolod stopped: INTERRUPTED", id);
+    } else if (e->exp.state() == v1::QUEUED) {
+      queue_.push_back(id);
+    }
+    entries_[id] = std::move(e);
+  }
+  spdlog::info("{} experiments loaded from {}, {} queued", entries_.size(), RunsDir(),
+               queue_.size());
+  return absl::OkStatus();
+}
+
+void ExperimentManager::SaveLocked(Entry& e) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions opts;
+  opts.add_whitespace = true;
+  opts.preserve_proto_field_names = true;
+  auto st = google::protobuf::util::MessageToJsonString(e.exp, &json, opts);
+  const std::string path = (fs::path(e.exp.run_dir()) / "experiment.json").string();
+  absl::Status written =
+      st.ok() ? WriteFileAtomic(path, json) : absl::InternalError(std::string(st.message()));
+  if (!written.ok()) spdlog::error("cannot save {}: {}", path, std::string(written.message()));
+}
+
+void ExperimentManager::PublishLocked(const std::string& id, const v1::ExperimentEvent& event) {
+  for (auto& [handle, w] : watchers_) {
+    if (w->id != id) continue;
+    if (event.has_progress()) {
+      const auto now = std::chrono::steady_clock::now();
+      const bool last = event.progress().batch() >= event.progress().batches();
+      if (!last && now - w->last_progress < w->progress_interval) continue;
+      w->last_progress = now;
+    }
+    w->sink(event);
+  }
+}
+
+void ExperimentManager::PublishStateLocked(Entry& e) {
+  SaveLocked(e);
+  v1::ExperimentEvent event = EventNow();
+  *event.mutable_experiment() = e.exp;
+  PublishLocked(e.exp.id(), event);
+  if (!IsFinal(e.exp.state())) return;
+  // A final state ends the watches, after their last log lines.
+  for (auto it = watchers_.begin(); it != watchers_.end();) {
+    if (it->second->id != e.exp.id()) {
+      ++it;
+      continue;
+    }
+    Watcher& w = *it->second;
+    if (w.logs) {
+      int64_t next = w.log_offset;
+      std::ifstream in(fs::path(e.exp.run_dir()) / "train.log", std::ios::binary);
+      in.seekg(w.log_offset);
+      for (std::string line; std::getline(in, line);) {
+        v1::ExperimentEvent log = EventNow();
+        log.set_log_line(line);
+        w.sink(log);
+        next += static_cast<int64_t>(line.size()) + 1;
+      }
+      w.log_offset = next;
+    }
+    if (w.on_end) w.on_end();
+    it = watchers_.erase(it);
+  }
+}
+
+absl::StatusOr<ExperimentManager::Entry*> ExperimentManager::FindLocked(const std::string& id) {
+  auto it = entries_.find(id);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat("experiment '", id.substr(0, 80), "' not found"));
+  }
+  return it->second.get();
+}
+
+absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec& spec) {
+  std::map<std::string, std::string> args(spec.args().begin(), spec.args().end());
+  const auto device = args.find("device");
+  SpecCheckOptions check = defaults_(device == args.end() ? "" : device->second);
+  check.allowed_roots = options_.allowed_roots;
+  check.has_gpu = options_.has_gpu;
+  ASSIGN_OR_RETURN(CheckedSpec checked, CheckSpec(spec.name(), args, check));
+
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) return absl::UnavailableError("yolod is shutting down");
+  std::string id = NewId();
+  while (entries_.count(id)) id = NewId();
+  auto e = std::make_unique<Entry>();
+  e->exp.set_id(id);
+  *e->exp.mutable_spec() = spec;
+  e->exp.set_state(v1::QUEUED);
+  e->exp.set_reason("waiting for a free slot on its device");
+  *e->exp.mutable_create_time() = TimeUtil::GetCurrentTime();
+  e->exp.set_run_dir((fs::path(RunsDir()) / id).string());
+  e->exp.set_device(checked.device);
+  for (const auto& [k, v] : checked.args) (*e->exp.mutable_resolved_args())[k] = v;
+  std::error_code ec;
+  fs::create_directories(e->exp.run_dir(), ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", e->exp.run_dir()));
+  SaveLocked(*e);
+  v1::Experiment out = e->exp;
+  entries_[id] = std::move(e);
+  queue_.push_back(id);
+  spdlog::info("experiment {} queued on {} ({})", id, checked.device, spec.name());
+  cv_.notify_all();
+  return out;
+}
+
+absl::StatusOr<v1::Experiment> ExperimentManager::Get(const std::string& id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end()) {
+    return absl::NotFoundError(absl::StrCat("experiment '", id.substr(0, 80), "' not found"));
+  }
+  return it->second->exp;
+}
+
+std::vector<v1::Experiment> ExperimentManager::List() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<v1::Experiment> out;
+  for (const auto& [id, e] : entries_) out.push_back(e->exp);
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return TimeUtil::TimestampToNanoseconds(a.create_time()) <
+           TimeUtil::TimestampToNanoseconds(b.create_time());
+  });
+  return out;
+}
+
+absl::StatusOr<v1::Experiment> ExperimentManager::Stop(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(Entry * e, FindLocked(id));
+  if (e->exp.state() == v1::QUEUED) {
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+    e->exp.set_state(v1::STOPPED);
+    e->exp.set_reason("stopped by request before it started");
+    *e->exp.mutable_end_time() = TimeUtil::GetCurrentTime();
+    PublishStateLocked(*e);
+    return e->exp;
+  }
+  if (e->exp.state() != v1::RUNNING) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "experiment ", id, " is ", v1::ExperimentState_Name(e->exp.state()), ", not running"));
+  }
+  e->stop_requested = true;
+  e->exp.set_reason("stopping: the worker ends at the next batch and keeps last.pt");
+  if (e->session != nullptr) {
+    v1::WorkerCommand stop;
+    stop.mutable_stop();
+    e->session->Send(stop);
+  }
+  if (e->pid > 0) kill(e->pid, SIGTERM);
+  PublishStateLocked(*e);
+  return e->exp;
+}
+
+absl::StatusOr<v1::Experiment> ExperimentManager::Resume(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shutting_down_) return absl::UnavailableError("yolod is shutting down");
+  ASSIGN_OR_RETURN(Entry * e, FindLocked(id));
+  const auto state = e->exp.state();
+  if (state != v1::STOPPED && state != v1::INTERRUPTED && state != v1::FAILED) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("experiment ", id, " is ", v1::ExperimentState_Name(state),
+                     "; only STOPPED, INTERRUPTED or FAILED experiments resume"));
+  }
+  const fs::path last = fs::path(e->exp.run_dir()) / "weights" / "last.pt";
+  if (!fs::exists(last)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("experiment ", id, " has no checkpoint (", last.string(),
+                     "): it ended before its first epoch; start it again instead"));
+  }
+  if (WorkerAlive(e->exp.worker_pid())) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("the last worker of ", id, " (pid ", e->exp.worker_pid(),
+                     ") is still finishing; try again in a few seconds"));
+  }
+  e->exp.set_state(v1::QUEUED);
+  e->exp.set_reason("resume queued: continues from weights/last.pt");
+  e->stop_requested = false;
+  queue_.push_back(id);
+  PublishStateLocked(*e);
+  cv_.notify_all();
+  return e->exp;
+}
+
+absl::Status ExperimentManager::Delete(const std::string& id) {
+  std::string dir;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ASSIGN_OR_RETURN(Entry * e, FindLocked(id));
+    if (e->exp.state() == v1::QUEUED || e->exp.state() == v1::RUNNING) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "experiment ", id, " is ", v1::ExperimentState_Name(e->exp.state()), ": stop it first"));
+    }
+    dir = e->exp.run_dir();
+    entries_.erase(id);
+  }
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot remove ", dir, ": ", ec.message()));
+  spdlog::info("experiment {} deleted with {}", id, dir);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> ExperimentManager::ReadLog(const std::string& id, int64_t offset,
+                                                       int64_t max_bytes,
+                                                       int64_t* next_offset) const {
+  ASSIGN_OR_RETURN(v1::Experiment exp, Get(id));
+  std::ifstream in(fs::path(exp.run_dir()) / "train.log", std::ios::binary);
+  *next_offset = offset;
+  if (!in) return std::string();
+  in.seekg(0, std::ios::end);
+  const int64_t size = in.tellg();
+  if (offset >= size) return std::string();
+  in.seekg(offset);
+  std::string text(static_cast<size_t>(std::min(size - offset, max_bytes)), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  const size_t end = text.rfind('\n');
+  text.resize(end == std::string::npos ? 0 : end + 1);  // whole lines only
+  *next_offset = offset + static_cast<int64_t>(text.size());
+  return text;
+}
+
+absl::StatusOr<int64_t> ExperimentManager::Watch(const std::string& id, bool logs,
+                                                 int64_t log_offset,
+                                                 std::chrono::milliseconds progress_interval,
+                                                 EventSink sink, std::function<void()> on_end) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ASSIGN_OR_RETURN(Entry * e, FindLocked(id));
+  v1::ExperimentEvent first = EventNow();
+  *first.mutable_experiment() = e->exp;
+  sink(first);
+  auto w = std::make_unique<Watcher>();
+  w->id = id;
+  w->sink = std::move(sink);
+  w->on_end = std::move(on_end);
+  w->logs = logs;
+  w->log_offset = std::max<int64_t>(log_offset, 0);
+  w->progress_interval = progress_interval;
+  const int64_t handle = next_watch_++;
+  const bool final = IsFinal(e->exp.state());
+  watchers_[handle] = std::move(w);
+  if (final) PublishStateLocked(*e);  // replays the log and ends the watch at once
+  return handle;
+}
+
+void ExperimentManager::Unwatch(int64_t handle) {
+  std::lock_guard<std::mutex> lock(mu_);
+  watchers_.erase(handle);
+}
+
+void ExperimentManager::TickerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_threads_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(200));
+    for (auto& [handle, w] : watchers_) {
+      if (!w->logs) continue;
+      auto it = entries_.find(w->id);
+      if (it == entries_.end()) continue;
+      std::ifstream in(fs::path(it->second->exp.run_dir()) / "train.log", std::ios::binary);
+      if (!in) continue;
+      in.seekg(w->log_offset);
+      std::string line;
+      while (std::getline(in, line)) {
+        if (in.eof()) break;  // a partial line: wait for its end
+        v1::ExperimentEvent log = EventNow();
+        log.set_log_line(line);
+        w->sink(log);
+        w->log_offset += static_cast<int64_t>(line.size()) + 1;
+      }
+    }
+  }
+}
+
+void ExperimentManager::SchedulerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_threads_) {
+    // The first queued experiment whose device has a free slot.
+    std::map<std::string, int> running;
+    for (const auto& [id, e] : entries_) {
+      if (e->exp.state() == v1::RUNNING) ++running[e->exp.device()];
+    }
+    auto next = queue_.end();
+    if (!shutting_down_) {
+      for (auto it = queue_.begin(); it != queue_.end(); ++it) {
+        if (running[entries_[*it]->exp.device()] < options_.max_running_per_device) {
+          next = it;
+          break;
+        }
+      }
+    }
+    if (next == queue_.end()) {
+      cv_.wait(lock);
+      continue;
+    }
+    const std::string id = *next;
+    queue_.erase(next);
+    Entry& e = *entries_[id];
+    WorkerLaunch launch;
+    launch.worker_path = options_.worker_path;
+    launch.log_path = (fs::path(e.exp.run_dir()) / "train.log").string();
+    launch.socket_path = (fs::path(options_.state_dir) / "worker.sock").string();
+    launch.experiment_id = id;
+    const fs::path last = fs::path(e.exp.run_dir()) / "weights" / "last.pt";
+    if (e.exp.rounds() > 0 && fs::exists(last)) {
+      launch.args["resume"] = last.string();
+    } else {
+      launch.args.insert(e.exp.resolved_args().begin(), e.exp.resolved_args().end());
+      launch.args["project"] = RunsDir();
+      launch.args["name"] = id;
+      launch.args["exist_ok"] = "True";
+    }
+    auto pid = SpawnWorker(launch);
+    *e.exp.mutable_start_time() = TimeUtil::GetCurrentTime();
+    e.exp.set_rounds(e.exp.rounds() + 1);
+    e.exp.clear_progress();
+    if (!pid.ok()) {
+      e.exp.set_state(v1::FAILED);
+      e.exp.set_reason(std::string(pid.status().message()));
+      *e.exp.mutable_end_time() = TimeUtil::GetCurrentTime();
+      PublishStateLocked(e);
+      continue;
+    }
+    e.pid = *pid;
+    e.exp.set_worker_pid(*pid);
+    e.exp.set_state(v1::RUNNING);
+    e.exp.set_reason(launch.args.count("resume") ? "resumed from weights/last.pt" : "training");
+    e.exp.clear_end_time();
+    spdlog::info("experiment {}: worker pid {} started (round {})", id, *pid, e.exp.rounds());
+    PublishStateLocked(e);
+    ++active_waiters_;
+    std::thread([this, id, p = *pid] { WaitForWorker(id, p); }).detach();
+  }
+}
+
+void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  const WorkerEnd end = ClassifyWait(status);
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it != entries_.end()) {
+    Entry& e = *it->second;
+    e.pid = 0;
+    e.session = nullptr;
+    e.exp.set_last_exit(end.exit);
+    e.exp.set_exit_code(end.code);
+    e.exp.set_exit_signal(end.signal);
+    *e.exp.mutable_end_time() = TimeUtil::GetCurrentTime();
+    const std::string log = (fs::path(e.exp.run_dir()) / "train.log").string();
+    if (end.exit == v1::WORKER_SUCCEEDED) {
+      e.exp.set_state(v1::SUCCEEDED);
+      e.exp.set_reason(absl::StrCat("finished: ", e.exp.epochs_completed(), " epochs"));
+    } else if (shutting_down_ && (end.exit == v1::WORKER_STOPPED || end.signal != 0)) {
+      e.exp.set_state(v1::INTERRUPTED);
+      e.exp.set_reason("yolod shut down; resume continues from weights/last.pt");
+    } else if (end.exit == v1::WORKER_STOPPED) {
+      e.exp.set_state(v1::STOPPED);
+      e.exp.set_reason(e.stop_requested ? "stopped by request; weights/last.pt is resumable"
+                                        : "the worker was stopped by a signal from outside");
+    } else if (end.exit == v1::WORKER_OUT_OF_MEMORY) {
+      e.exp.set_state(v1::FAILED);
+      e.exp.set_reason(absl::StrCat("out of memory (exit code 4): ", LastErrorLine(log)));
+    } else {
+      e.exp.set_state(v1::FAILED);
+      const std::string error = LastErrorLine(log);
+      e.exp.set_reason(absl::StrCat("worker ", end.Describe(), error.empty() ? "" : ": ", error));
+    }
+    spdlog::info("experiment {}: worker pid {} ended ({}): {}", id, pid, end.Describe(),
+                 v1::ExperimentState_Name(e.exp.state()));
+    PublishStateLocked(e);
+  }
+  malloc_trim(0);  // a cleanup between rounds: what yolod held for this one goes back
+  --active_waiters_;
+  cv_.notify_all();
+}
+
+}  // namespace yolo

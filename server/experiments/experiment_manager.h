@@ -1,0 +1,141 @@
+// The experiments of one yolod: their state, the queue, the worker processes and the watchers.
+// The gRPC services above it are stateless translators. LibTorch-free.
+//
+// Threads: the public methods may be called from any thread. One scheduler thread starts
+// workers (it must outlive them: they get SIGTERM when it ends); one waiter thread per worker
+// reaps it; a ticker thread tails train.log for log watchers.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "server/experiments/spec_check.h"
+#include "server/experiments/worker_process.h"
+#include "yolo/v1/experiment.pb.h"
+#include "yolo/v1/memory.pb.h"
+#include "yolo/v1/worker.pb.h"
+
+namespace yolo {
+
+struct ManagerOptions {
+  std::string state_dir;    // runs/ and worker.sock live here
+  std::string worker_path;  // the yolo-worker executable
+  int max_running_per_device = 1;
+  std::vector<std::string> allowed_roots;
+  bool has_gpu = false;
+};
+
+// A worker's open channel, as the manager sees it: where to send commands.
+class WorkerSession {
+ public:
+  virtual ~WorkerSession() = default;
+  virtual void Send(const v1::WorkerCommand& command) = 0;
+};
+
+class ExperimentManager {
+ public:
+  using EventSink = std::function<void(const v1::ExperimentEvent&)>;
+  using DefaultsFn = std::function<SpecCheckOptions(const std::string& device_hint)>;
+
+  // Loads every experiment under <state_dir>/runs: RUNNING ones become INTERRUPTED (yolod
+  // stopped while they ran), QUEUED ones are queued again in their order.
+  static absl::StatusOr<std::unique_ptr<ExperimentManager>> Create(ManagerOptions options,
+                                                                   DefaultsFn defaults);
+  ~ExperimentManager();
+
+  absl::StatusOr<v1::Experiment> Start(const v1::ExperimentSpec& spec);
+  absl::StatusOr<v1::Experiment> Get(const std::string& id) const;
+  std::vector<v1::Experiment> List() const;
+  absl::StatusOr<v1::Experiment> Stop(const std::string& id);
+  absl::StatusOr<v1::Experiment> Resume(const std::string& id);
+  absl::Status Delete(const std::string& id);
+
+  // train.log from byte `offset`, at most `max_bytes`; sets *next_offset.
+  absl::StatusOr<std::string> ReadLog(const std::string& id, int64_t offset, int64_t max_bytes,
+                                      int64_t* next_offset) const;
+
+  // Sends the experiment now, then its events, to `sink` until Unwatch or a final state, when
+  // `on_end` is called. Both are called with the manager's lock held, from any of its threads:
+  // they must only queue, never block or call back into the manager. With `logs`, train.log
+  // lines from byte `log_offset` on are sent too. Returns a handle for Unwatch.
+  absl::StatusOr<int64_t> Watch(const std::string& id, bool logs, int64_t log_offset,
+                                std::chrono::milliseconds progress_interval, EventSink sink,
+                                std::function<void()> on_end);
+  void Unwatch(int64_t handle);
+
+  // The worker channel.
+  void AttachWorker(const std::string& id, pid_t pid, WorkerSession* session);
+  void DetachWorker(WorkerSession* session);
+  void OnWorkerMessage(WorkerSession* session, const v1::WorkerMessage& message);
+
+  // Memory of each running worker: /proc for RSS, the worker's reports for the rest.
+  std::vector<v1::WorkerMemory> WorkerMemory() const;
+  // Asks every worker to clean up and waits up to `timeout` for their answers.
+  std::vector<v1::CleanupResult> CleanupWorkers(std::chrono::milliseconds timeout);
+
+  // Graceful shutdown: no new starts; running workers are asked to stop (they checkpoint) and
+  // marked INTERRUPTED; after `grace` the rest are killed. Returns when all have exited.
+  void Shutdown(std::chrono::milliseconds grace);
+
+  std::string RunsDir() const;
+
+ private:
+  struct Entry {
+    v1::Experiment exp;
+    pid_t pid = 0;                     // while its worker runs
+    WorkerSession* session = nullptr;  // once its worker said hello
+    bool stop_requested = false;
+    v1::WorkerMemoryStats memory;                              // as the worker last reported
+    std::map<int64_t, v1::WorkerCleanupDone> cleanup_answers;  // by request id
+  };
+  struct Watcher {
+    std::string id;
+    EventSink sink;
+    std::function<void()> on_end;
+    bool logs = false;
+    int64_t log_offset = 0;
+    std::chrono::steady_clock::time_point last_progress{};
+    std::chrono::milliseconds progress_interval{1000};
+  };
+  explicit ExperimentManager(ManagerOptions options, DefaultsFn defaults);
+  absl::Status Recover();
+  void SchedulerLoop();
+  void WaitForWorker(std::string id, pid_t pid);
+  void TickerLoop();
+  // Persist and publish; caller holds mu_.
+  void SaveLocked(Entry& e);
+  void PublishLocked(const std::string& id, const v1::ExperimentEvent& event);
+  void PublishStateLocked(Entry& e);
+  absl::StatusOr<Entry*> FindLocked(const std::string& id);
+
+  ManagerOptions options_;
+  DefaultsFn defaults_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::unique_ptr<Entry>> entries_;
+  std::deque<std::string> queue_;
+  std::map<int64_t, std::unique_ptr<Watcher>> watchers_;
+  int64_t next_watch_ = 1;
+  int64_t next_cleanup_ = 1;
+  std::condition_variable cleanup_cv_;
+  bool shutting_down_ = false;
+  int active_waiters_ = 0;  // worker waiter threads still running
+  bool stop_threads_ = false;
+  std::thread scheduler_;
+  std::thread ticker_;
+  std::vector<std::thread> waiters_;
+};
+
+}  // namespace yolo

@@ -1,0 +1,176 @@
+// ExperimentManager: the worker channel, worker memory, cleanups and shutdown.
+#include <google/protobuf/util/time_util.h>
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+
+#include "absl/strings/str_cat.h"
+#include "server/experiments/experiment_manager.h"
+#include "server/memory/proc_probe.h"
+
+namespace yolo {
+using google::protobuf::util::TimeUtil;
+
+void ExperimentManager::AttachWorker(const std::string& id, pid_t pid, WorkerSession* session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(id);
+  if (it == entries_.end() || it->second->pid != pid) {
+    spdlog::warn("worker pid {} says it runs {}, which yolod did not start; ignored", pid, id);
+    return;
+  }
+  it->second->session = session;
+  if (it->second->stop_requested || shutting_down_) {
+    v1::WorkerCommand stop;
+    stop.mutable_stop();
+    session->Send(stop);
+  }
+}
+
+void ExperimentManager::DetachWorker(WorkerSession* session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, e] : entries_) {
+    if (e->session == session) e->session = nullptr;
+  }
+  cleanup_cv_.notify_all();
+}
+
+void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::WorkerMessage& message) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Entry* e = nullptr;
+  for (auto& [id, entry] : entries_) {
+    if (entry->session == session) e = entry.get();
+  }
+  if (e == nullptr) return;
+  if (message.has_progress()) {
+    *e->exp.mutable_progress() = message.progress();
+    v1::ExperimentEvent event;
+    *event.mutable_time() = TimeUtil::GetCurrentTime();
+    *event.mutable_progress() = message.progress();
+    PublishLocked(e->exp.id(), event);
+  } else if (message.has_epoch()) {
+    *e->exp.mutable_last_epoch() = message.epoch();
+    e->exp.set_epochs_completed(message.epoch().epoch());
+    SaveLocked(*e);
+    v1::ExperimentEvent event;
+    *event.mutable_time() = TimeUtil::GetCurrentTime();
+    *event.mutable_epoch() = message.epoch();
+    PublishLocked(e->exp.id(), event);
+  } else if (message.has_memory()) {
+    e->memory = message.memory();
+  } else if (message.has_cleanup_done()) {
+    e->cleanup_answers[message.cleanup_done().request_id()] = message.cleanup_done();
+    cleanup_cv_.notify_all();
+  }
+}
+
+std::vector<v1::WorkerMemory> ExperimentManager::WorkerMemory() const {
+  std::vector<std::pair<std::string, pid_t>> running;
+  std::map<std::string, v1::WorkerMemoryStats> stats;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [id, e] : entries_) {
+      if (e->pid <= 0) continue;
+      running.emplace_back(id, e->pid);
+      stats[id] = e->memory;
+    }
+  }
+  std::vector<v1::WorkerMemory> out;
+  ProcProbe probe;
+  for (const auto& [id, pid] : running) {
+    v1::WorkerMemory w;
+    w.set_experiment_id(id);
+    w.mutable_process()->set_pid(pid);
+    if (auto info = probe.Process(pid); info.ok()) {
+      w.mutable_process()->set_rss_bytes(info->rss_bytes);
+      w.mutable_process()->set_peak_rss_bytes(info->peak_rss_bytes);
+    }
+    const v1::WorkerMemoryStats& s = stats[id];
+    w.set_gpu_reserved_bytes(s.gpu_reserved_bytes());
+    w.set_cpu_cached_bytes(s.cpu_cached_bytes());
+    w.set_cpu_allocated_bytes(s.cpu_allocated_bytes());
+    out.push_back(w);
+  }
+  return out;
+}
+
+std::vector<v1::CleanupResult> ExperimentManager::CleanupWorkers(
+    std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  std::map<std::string, int64_t> asked;  // experiment id -> request id
+  for (auto& [id, e] : entries_) {
+    if (e->pid <= 0) continue;
+    const int64_t request = next_cleanup_++;
+    asked[id] = request;
+    if (e->session != nullptr) {
+      v1::WorkerCommand cleanup;
+      cleanup.mutable_cleanup()->set_request_id(request);
+      e->session->Send(cleanup);
+    }
+  }
+  auto answered = [&] {
+    for (const auto& [id, request] : asked) {
+      auto it = entries_.find(id);
+      if (it == entries_.end() || it->second->session == nullptr) continue;  // gone: no answer
+      if (!it->second->cleanup_answers.count(request)) return false;
+    }
+    return true;
+  };
+  cleanup_cv_.wait_for(lock, timeout, answered);
+  std::vector<v1::CleanupResult> results;
+  ProcProbe probe;
+  for (const auto& [id, request] : asked) {
+    v1::CleanupResult r;
+    r.set_component(absl::StrCat("worker/", id));
+    auto it = entries_.find(id);
+    if (it == entries_.end()) continue;
+    Entry& e = *it->second;
+    r.set_pid(e.pid);
+    auto answer = e.cleanup_answers.find(request);
+    if (answer != e.cleanup_answers.end()) {
+      r.set_answered(true);
+      r.set_rss_before_bytes(answer->second.rss_before_bytes());
+      r.set_rss_after_bytes(answer->second.rss_after_bytes());
+      r.set_freed_bytes(std::max<int64_t>(
+          answer->second.rss_before_bytes() - answer->second.rss_after_bytes(), 0));
+      r.set_detail(answer->second.detail());
+      e.cleanup_answers.erase(answer);
+    } else {
+      if (auto info = probe.Process(e.pid); info.ok()) {
+        r.set_rss_before_bytes(info->rss_bytes);
+        r.set_rss_after_bytes(info->rss_bytes);
+      }
+      r.set_detail(e.session == nullptr ? "no channel to the worker yet"
+                                        : "no answer in time (it cleans up at its next batch)");
+    }
+    results.push_back(r);
+  }
+  return results;
+}
+
+void ExperimentManager::Shutdown(std::chrono::milliseconds grace) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!shutting_down_) {
+    shutting_down_ = true;
+    for (auto& [id, e] : entries_) {
+      if (e->pid <= 0) continue;
+      spdlog::info("experiment {}: asking worker pid {} to checkpoint and stop", id, e->pid);
+      if (e->session != nullptr) {
+        v1::WorkerCommand stop;
+        stop.mutable_stop();
+        e->session->Send(stop);
+      }
+      kill(e->pid, SIGTERM);
+    }
+  }
+  cv_.notify_all();
+  if (!cv_.wait_for(lock, grace, [&] { return active_waiters_ == 0; })) {
+    for (auto& [id, e] : entries_) {
+      if (e->pid <= 0) continue;
+      spdlog::warn("experiment {}: worker pid {} did not stop in time: killed", id, e->pid);
+      kill(e->pid, SIGKILL);
+    }
+    cv_.wait(lock, [&] { return active_waiters_ == 0; });
+  }
+}
+
+}  // namespace yolo

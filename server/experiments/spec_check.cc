@@ -1,0 +1,142 @@
+#include "server/experiments/spec_check.h"
+
+#include <filesystem>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/data_config.h"
+#include "common/status_macros.h"
+#include "common/train_args.h"
+
+namespace yolo {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr size_t kMaxName = 128;
+constexpr size_t kMaxValue = 4096;
+constexpr size_t kMaxArgs = 256;
+
+absl::Status Bad(const std::string& field, const std::string& why) {
+  return absl::InvalidArgumentError(absl::StrCat("field '", field, "': ", why));
+}
+
+std::string Clip(const std::string& s) { return s.size() > 80 ? s.substr(0, 80) + "..." : s; }
+
+bool IsScaleName(const std::string& model) {
+  static const std::set<std::string> kScales = {"yolov8n", "yolov8s", "yolov8m", "yolov8l",
+                                                "yolov8x"};
+  std::string m = model;
+  if (absl::EndsWith(m, ".yaml")) m = m.substr(0, m.size() - 5);
+  return kScales.count(m) > 0;
+}
+
+}  // namespace
+
+bool UnderAllowedRoots(const std::string& path, const std::vector<std::string>& roots) {
+  if (roots.empty()) return true;
+  std::error_code ec;
+  const fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
+  for (const std::string& root : roots) {
+    const fs::path r = fs::weakly_canonical(fs::absolute(root), ec);
+    auto rel = p.lexically_relative(r);
+    if (!rel.empty() && *rel.begin() != "..") return true;
+  }
+  return false;
+}
+
+absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
+                                      const std::map<std::string, std::string>& args,
+                                      const SpecCheckOptions& options) {
+  if (name.size() > kMaxName) return Bad("name", absl::StrCat("longer than ", kMaxName));
+  if (args.size() > kMaxArgs) return Bad("args", absl::StrCat("more than ", kMaxArgs, " entries"));
+  for (const auto& [key, value] : args) {
+    if (key.size() > kMaxName) return Bad(Clip(key), "not a trainer argument");
+    if (value.size() > kMaxValue) return Bad(key, absl::StrCat("longer than ", kMaxValue));
+    if (IsReservedArg(key)) return Bad(key, "set by yolod (the run folder is its own)");
+  }
+
+  // Layer: profile < config < spec. Only the spec's own keys are errors of the spec; a bad
+  // default is reported as such.
+  TrainArgs parsed;
+  CheckedSpec out;
+  auto apply = [&](const std::map<std::string, std::string>& layer,
+                   const char* origin) -> absl::Status {
+    for (const auto& [key, value] : layer) {
+      absl::Status s = parsed.Set(key, value);
+      if (!s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(origin, "field '", key, "': ", s.message()));
+      }
+      out.args[key] = parsed.Raw(key);
+    }
+    return absl::OkStatus();
+  };
+  RETURN_IF_ERROR(apply(options.profile_defaults, "device profile: "));
+  RETURN_IF_ERROR(apply(options.config_defaults, "training config: "));
+  {
+    const auto device = args.find("device");
+    if (device != args.end() && absl::AsciiStrToLower(device->second) == "mps") {
+      return Bad("device", "'mps' is Apple's GPU backend and does not exist on Linux");
+    }
+  }
+  RETURN_IF_ERROR(apply(args, ""));
+
+  const int64_t imgsz = parsed.GetInt("imgsz");
+  if (imgsz % 32 != 0 || imgsz < 32 || imgsz > 4096) {
+    return Bad("imgsz",
+               absl::StrCat("'", parsed.Raw("imgsz"), "' must be a multiple of 32 in [32, 4096]"));
+  }
+  const double batch = parsed.GetFloat("batch");
+  if (!(batch == -1 || batch >= 1) || batch != static_cast<int64_t>(batch)) {
+    return Bad("batch", absl::StrCat("'", parsed.Raw("batch"), "' must be -1 (AutoBatch) or >= 1"));
+  }
+  if (parsed.GetInt("epochs") < 1) return Bad("epochs", "must be >= 1");
+
+  const std::string device = parsed.GetString("device");
+  if (device.empty()) {
+    out.device = options.has_gpu ? "cuda:0" : "cpu";
+  } else if (device == "cpu") {
+    out.device = "cpu";
+  } else {
+    const std::string index = absl::StartsWith(device, "cuda:") ? device.substr(5) : device;
+    if (!options.has_gpu)
+      return Bad("device", absl::StrCat("'", device, "': this host has no GPU"));
+    out.device = absl::StrCat("cuda:", index);
+  }
+  out.args["device"] = out.device == "cpu" ? "cpu" : out.device.substr(5);
+
+  const std::string model = parsed.GetString("model");
+  if (model.empty()) {
+    out.args["model"] = "yolov8n";
+  } else if (!IsScaleName(model)) {
+    if (!absl::EndsWith(model, ".pt")) {
+      return Bad("model", absl::StrCat("'", Clip(model),
+                                       "' is neither yolov8n/s/m/l/x(.yaml) nor a .pt checkpoint"));
+    }
+    std::error_code ec;
+    if (!fs::is_regular_file(model, ec)) {
+      return Bad("model", absl::StrCat("checkpoint '", Clip(model), "' does not exist"));
+    }
+    if (!UnderAllowedRoots(model, options.allowed_roots)) {
+      return Bad("model", absl::StrCat("'", Clip(model), "' is outside the allowed roots"));
+    }
+    out.args["model"] = fs::absolute(model).lexically_normal().string();
+  }
+
+  const std::string data = parsed.GetString("data");
+  if (data.empty()) return Bad("data", "required: the path of a data.yaml");
+  if (!UnderAllowedRoots(data, options.allowed_roots)) {
+    return Bad("data", absl::StrCat("'", Clip(data), "' is outside the allowed roots"));
+  }
+  auto config = LoadDataConfig(data);
+  if (!config.ok()) return Bad("data", std::string(config.status().message()));
+  if (config->train.empty() || config->val.empty()) {
+    return Bad("data", absl::StrCat(data, " needs both 'train' and 'val'"));
+  }
+  out.args["data"] = fs::absolute(data).lexically_normal().string();
+  return out;
+}
+
+}  // namespace yolo

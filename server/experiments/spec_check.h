@@ -1,0 +1,39 @@
+// Checks an experiment's spec before it is queued, and resolves it into the arguments the
+// worker gets. LibTorch-free.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace yolo {
+
+struct SpecCheckOptions {
+  // Defaults layered under the spec's own arguments: the device profile first, then the
+  // training config (ConfigService); the spec wins over both.
+  std::map<std::string, std::string> profile_defaults;
+  std::map<std::string, std::string> config_defaults;
+  // When not empty, `data` and weight files must lie under one of these folders.
+  std::vector<std::string> allowed_roots;
+  bool has_gpu = false;  // whether device "" means GPU 0
+};
+
+struct CheckedSpec {
+  std::map<std::string, std::string> args;  // canonical values, explicit ones only
+  std::string device;                       // "cpu" or "cuda:N"
+};
+
+// INVALID_ARGUMENT naming the field for any bad value: unknown keys, values of the wrong type,
+// imgsz not a multiple of 32 in [32, 4096], batch not -1 or >= 1, epochs < 1, an unknown device
+// (mps is refused on Linux), a model that is neither a scale nor a readable checkpoint, a
+// data.yaml that does not exist or does not parse, paths outside the allowed roots.
+absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
+                                      const std::map<std::string, std::string>& args,
+                                      const SpecCheckOptions& options);
+
+// Whether `path` (made absolute and normal) lies under one of `roots` (all allowed if empty).
+bool UnderAllowedRoots(const std::string& path, const std::vector<std::string>& roots);
+
+}  // namespace yolo

@@ -1,0 +1,57 @@
+// The worker's side of the channel to yolod (WorkerChannel.Connect over a unix socket): it
+// reports progress, epochs, memory and cleanups, and turns yolod's commands into the flags the
+// trainer polls. Used when yolod starts the worker; a standalone `yolo-worker train` has none.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "server/train/trainer.h"
+#include "yolo/v1/worker.grpc.pb.h"
+
+namespace yolo {
+
+class WorkerReporter {
+ public:
+  // Connects to `address` (e.g. unix:/state/worker.sock) and says hello. `stop` and `cleanup`
+  // are set when yolod asks for them; `stop` also when the channel breaks (yolod is gone).
+  static absl::StatusOr<std::unique_ptr<WorkerReporter>> Connect(const std::string& address,
+                                                                 const std::string& experiment_id,
+                                                                 std::atomic<bool>* stop,
+                                                                 std::atomic<bool>* cleanup);
+  ~WorkerReporter();  // closes the stream and waits for the reader thread
+
+  // Training-thread calls. Progress is sent at most every `progress_interval` (and always for
+  // an epoch's last batch).
+  void OnBatch(const BatchReport& report);
+  void OnEpoch(const EpochReport& report);
+  void OnCleanup(const CleanupReport& report);
+
+  std::chrono::milliseconds progress_interval{500};
+
+ private:
+  WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* cleanup);
+  void ReadLoop();
+  void Send(const v1::WorkerMessage& message);
+  void SendMemory(int64_t gpu_reserved_bytes);
+
+  std::atomic<bool>* stop_;
+  std::atomic<bool>* cleanup_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::WorkerChannel::Stub> stub_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::WorkerMessage, v1::WorkerCommand>> stream_;
+  std::mutex write_mu_;
+  bool broken_ = false;  // guarded by write_mu_
+  std::atomic<bool> closing_{false};
+  std::atomic<int64_t> cleanup_request_id_{0};
+  std::chrono::steady_clock::time_point last_progress_{};
+  std::thread reader_;
+};
+
+}  // namespace yolo

@@ -157,7 +157,7 @@ int Client::DescribeExperiment(const std::string& id) {
               e.device().c_str());
   std::printf("Run dir:   %s\nCreated:   %s\nRounds:    %d\n", e.run_dir().c_str(),
               TimeUtil::ToString(e.create_time()).c_str(), e.rounds());
-  if (e.worker_pid() > 0) std::printf("Worker:    pid %d\n", e.worker_pid());
+  if (e.state() == v1::RUNNING) std::printf("Worker:    pid %d\n", e.worker_pid());
   if (e.last_exit() != v1::WORKER_EXIT_UNSPECIFIED) {
     std::printf("Last exit: %s (code %d, signal %d)\n", v1::WorkerExit_Name(e.last_exit()).c_str(),
                 e.exit_code(), e.exit_signal());

@@ -464,7 +464,7 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
     const std::string log = (fs::path(e.exp.run_dir()) / "train.log").string();
     if (end.exit == v1::WORKER_SUCCEEDED) {
       e.exp.set_state(v1::SUCCEEDED);
-      e.exp.set_reason(absl::StrCat("finished: ", e.exp.epochs_completed(), " epochs"));
+      e.exp.set_reason(absl::StrCat("finished after epoch ", e.exp.epochs_completed()));
     } else if (shutting_down_ && (end.exit == v1::WORKER_STOPPED || end.signal != 0)) {
       e.exp.set_state(v1::INTERRUPTED);
       e.exp.set_reason("yolod shut down; resume continues from weights/last.pt");

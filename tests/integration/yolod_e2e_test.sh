@@ -90,6 +90,11 @@ wait_for 60 bash -c "(( \$($YOLOCTL -s $SERVER -o json describe experiment $ID |
 OUT=$(ctl memory cleanup) || fail "cleanup: $OUT"
 [[ $OUT == *"worker/$ID"* && $OUT == *"cpu cache"* && $OUT == *"total freed"* ]] ||
   fail "cleanup output: $OUT"
+OUT=$(cd "$T" && "$YOLOCTL" -s "$SERVER" memory monitor --duration 1.5 --interval 0.5) ||
+  fail "monitor: $OUT"
+[[ $(echo "$OUT" | grep -c "%") -ge 3 ]] || fail "monitor printed: $OUT"
+/usr/bin/python3 -c "import json,glob,sys; d=json.load(open(glob.glob('$T/memory_log_*.json')[0])); sys.exit(len(d['samples']) < 3)" ||
+  fail "memory_log_*.json"
 expect 0 "batch=2" ctl config set batch=2
 expect 2 "batch" ctl config set batch=abc
 expect 0 "cpu" ctl config profiles

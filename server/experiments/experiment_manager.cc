@@ -414,6 +414,7 @@ void ExperimentManager::SchedulerLoop() {
     launch.log_path = (fs::path(e.exp.run_dir()) / "train.log").string();
     launch.socket_path = (fs::path(options_.state_dir) / "worker.sock").string();
     launch.experiment_id = id;
+    launch.nice = options_.worker_nice;
     const fs::path last = fs::path(e.exp.run_dir()) / "weights" / "last.pt";
     if (e.exp.rounds() > 0 && fs::exists(last)) {
       launch.args["resume"] = last.string();

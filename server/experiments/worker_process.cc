@@ -29,6 +29,7 @@ absl::StatusOr<pid_t> SpawnWorker(const WorkerLaunch& launch) {
   env_s.push_back(absl::StrCat("YOLOD_WORKER_SOCKET=", launch.socket_path));
   env_s.push_back(absl::StrCat("YOLOD_EXPERIMENT_ID=", launch.experiment_id));
   env_s.push_back(absl::StrCat("YOLOD_PID=", getpid()));
+  env_s.push_back(absl::StrCat("YOLOD_WORKER_NICE=", launch.nice));
   std::vector<char*> argv, envp;
   for (auto& s : argv_s) argv.push_back(s.data());
   argv.push_back(nullptr);

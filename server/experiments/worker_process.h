@@ -17,10 +17,12 @@ struct WorkerLaunch {
   std::string log_path;                     // stdout and stderr are appended here (train.log)
   std::string socket_path;                  // yolod's worker channel
   std::string experiment_id;
+  int nice = 0;  // the worker lowers its priority to this (YOLOD_WORKER_NICE)
 };
 
 // Spawns the worker in its own process group, with default signal handling, no inherited file
-// descriptors beyond stdin/stdout/stderr, and YOLOD_WORKER_SOCKET / YOLOD_EXPERIMENT_ID set.
+// descriptors beyond stdin/stdout/stderr, and YOLOD_WORKER_SOCKET, YOLOD_EXPERIMENT_ID,
+// YOLOD_PID and YOLOD_WORKER_NICE set.
 // Call it from a thread that lives as long as yolod: the worker asks the kernel for SIGTERM
 // when that thread ends (PR_SET_PDEATHSIG).
 absl::StatusOr<pid_t> SpawnWorker(const WorkerLaunch& launch);

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -25,7 +26,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kStride = 32;
-constexpr int kLoaderNice = 10;
+constexpr int kLoaderNice = 10;  // below the training thread
 
 std::mt19937 SampleRng(uint64_t seed, int epoch, int index) {
   std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
@@ -408,7 +409,11 @@ void BatchLoader::WorkerLoop() {
   // Below the training thread's priority: LibTorch's OpenMP team waits at barriers for its
   // slowest member, so a loader thread that preempts one of them stalls all of them. The
   // prefetch queue keeps a lower-priority loader ahead anyway.
-  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), kLoaderNice);
+  // Relative to the thread that made it, which yolod may have lowered already.
+  errno = 0;
+  const int base = getpriority(PRIO_PROCESS, 0);
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)),
+              std::min(19, (errno == 0 ? base : 0) + kLoaderNice));
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     cv_.wait(lock, [&] {

@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -168,6 +169,10 @@ int RunTrain(const yolo::TrainArgs& args) {
   if (const char* parent = std::getenv("YOLOD_PID")) {
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (std::to_string(getppid()) != parent) g_stop = true;  // yolod died before prctl
+    // Below yolod, before LibTorch's threads exist (they inherit it).
+    if (const char* nice = std::getenv("YOLOD_WORKER_NICE")) {
+      setpriority(PRIO_PROCESS, 0, std::atoi(nice));
+    }
   }
   std::unique_ptr<yolo::WorkerReporter> reporter;
   const char* socket = std::getenv("YOLOD_WORKER_SOCKET");

@@ -1,0 +1,50 @@
+#include "client/commands.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace yolo {
+namespace {
+namespace fs = std::filesystem;
+
+TEST(CommandsTest, ExperimentsFilesInEachShape) {
+  const fs::path dir = fs::temp_directory_path() / ("yoloctl_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  auto write = [&](const std::string& text) {
+    std::ofstream(dir / "e.yaml") << text;
+    return (dir / "e.yaml").string();
+  };
+  auto one = LoadExperimentsFile(write("name: a\ndata: d.yaml\nepochs: 3\n"));
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].name(), "a");
+  EXPECT_EQ((*one)[0].args().at("epochs"), "3");
+  EXPECT_EQ((*one)[0].args().count("name"), 0u);
+  auto list = LoadExperimentsFile(write("- {data: d.yaml}\n- {data: e.yaml, batch: 4}\n"));
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->size(), 2u);
+  auto wrapped = LoadExperimentsFile(write("experiments:\n  - {data: d.yaml}\n"));
+  ASSERT_TRUE(wrapped.ok());
+  EXPECT_EQ(wrapped->size(), 1u);
+  auto nested = LoadExperimentsFile(write("experiments:\n  - {data: d.yaml}\n  - {epochs: [1]}\n"));
+  ASSERT_FALSE(nested.ok());
+  EXPECT_NE(nested.status().message().find("experiment 2"), std::string::npos);
+  EXPECT_NE(nested.status().message().find("epochs"), std::string::npos);
+  EXPECT_FALSE(LoadExperimentsFile(write("[1\n")).ok());
+  EXPECT_EQ(LoadExperimentsFile((dir / "none.yaml").string()).status().code(),
+            absl::StatusCode::kNotFound);
+  fs::remove_all(dir);
+}
+
+TEST(CommandsTest, HumanBytes) {
+  EXPECT_EQ(HumanBytes(0), "0 B");
+  EXPECT_EQ(HumanBytes(1500), "1.5 kB");
+  EXPECT_EQ(HumanBytes(20'200'000), "20.2 MB");
+  EXPECT_EQ(HumanBytes(1'117'000'000), "1.12 GB");
+}
+
+}  // namespace
+}  // namespace yolo

@@ -14,7 +14,7 @@ PACKAGES=(
   prometheus-cpp-dev
   # tests and benchmarks
   googletest libgtest-dev libgmock-dev libbenchmark-dev
-  prometheus python3-grpcio python3-protobuf stress-ng
+  prometheus python3-grpcio python3-protobuf stress-ng openssl
   # scripts
   python3 time
 )

@@ -41,6 +41,16 @@ def main():
         raise AssertionError("an unknown id was found")
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.NOT_FOUND, e.code()
+    # The standard health service: an empty HealthCheckRequest; SERVING is status 1.
+    health = channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=10)
+    assert health == b"\x08\x01", health
+    # Server reflection: list_services (field 7) lists our services.
+    reflection = channel.stream_stream(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo")
+    answer = b"".join(reflection(iter([b"\x3a\x00"]), timeout=10))
+    for service in (b"yolo.v1.ExperimentService", b"yolo.v1.MemoryService",
+                    b"yolo.v1.ConfigService"):
+        assert service in answer, answer
     listed = experiments.ListExperiments(experiment_pb2.ListExperimentsRequest(), timeout=10)
     assert any(e.id == exp.id for e in listed.experiments)
     print("python client: %s %s" % (exp.id, " -> ".join(states)))

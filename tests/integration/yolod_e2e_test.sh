@@ -113,9 +113,12 @@ echo "== SIGKILL of yolod mid-run; restart: INTERRUPTED; resume finishes every e
 ID=$(ctl start-experiment "${TRAIN[@]}" --epochs 4 | new_id)
 wait_for 120 bash -c "(( \$($YOLOCTL -s $SERVER -o json describe experiment $ID | python3 -c 'import json,sys; print(json.load(sys.stdin).get(\"epochs_completed\",0))') >= 1 ))" ||
   fail "no epoch finished before the kill"
+QUEUED_ID=$(ctl start-experiment "${TRAIN[@]}" --epochs 1 | new_id)
+[[ $(state "$QUEUED_ID") == QUEUED ]] || fail "second experiment: $(state "$QUEUED_ID")"
 kill -9 "$YOLOD_PID"
 start_yolod
 [[ $(state "$ID") == INTERRUPTED ]] || fail "after restart: $(state "$ID")"
+expect 0 "" ctl logs "$QUEUED_ID" -f  # the queued one runs after the restart
 wait_for 60 ctl resume "$ID" || fail "resume refused: $(ctl resume "$ID" 2>&1)"
 ctl resume "$ID" >/dev/null 2>&1 && fail "a second resume was accepted"
 OUT=$(ctl logs "$ID" -f) || fail "resumed run did not succeed: $(state "$ID")"
@@ -178,4 +181,26 @@ expect 2 "token" ctl get experiments
 expect 0 "$ID" "$YOLOCTL" -s "$SERVER" --token-file "$T/token" get experiments
 expect 2 "TLS" "$YOLOD" --listen 0.0.0.0:0 --state-dir "$T/other" --worker "$WORKER"
 stat -c %a "$STATE/worker.sock" | grep -qx 600 || fail "worker.sock is not 0600"
+
+echo "== TLS, a YAML config, JSON logs, allowed roots"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 \
+  -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 ||
+  fail "openssl"
+mkdir -p "$T/outside" && cp "$DATA" "$T/outside/data.yaml"
+cat >"$T/yolod.yaml" <<YAML
+listen: 127.0.0.1:0
+state_dir: $T/tls
+log_format: json
+tls_cert: $T/cert.pem
+tls_key: $T/key.pem
+allowed_roots: [$T/data]
+YAML
+STATE=$T/tls
+start_yolod --config "$T/yolod.yaml"
+expect 0 "" "$YOLOCTL" -s "$SERVER" --tls-ca "$T/cert.pem" get experiments
+expect 3 "unreachable" "$YOLOCTL" -s "$SERVER" --timeout 3 get experiments
+expect 2 "outside the allowed roots" "$YOLOCTL" -s "$SERVER" --tls-ca "$T/cert.pem" \
+  start-experiment --data "$T/outside/data.yaml"
+/usr/bin/python3 -c "import json,sys; [json.loads(l) for l in open('$T/tls/logs/yolod.log')]" ||
+  fail "yolod.log is not JSON lines"
 echo "PASS"

@@ -182,6 +182,20 @@ expect 0 "$ID" "$YOLOCTL" -s "$SERVER" --token-file "$T/token" get experiments
 expect 2 "TLS" "$YOLOD" --listen 0.0.0.0:0 --state-dir "$T/other" --worker "$WORKER"
 stat -c %a "$STATE/worker.sock" | grep -qx 600 || fail "worker.sock is not 0600"
 
+echo "== a worker out of memory (address space capped): FAILED, and says so"
+STATE=$T/oom
+rm -f "$STATE/yolod.addr"
+(ulimit -v 3000000 && exec "$YOLOD" --listen 127.0.0.1:0 --state-dir "$STATE" --worker "$WORKER") \
+  >>"$T/yolod.log" 2>&1 &
+PIDS+=($!)
+wait_for 20 test -s "$STATE/yolod.addr" || fail "capped yolod did not start"
+SERVER=$(cat "$STATE/yolod.addr")
+expect 1 "FAILED" ctl start-experiment --data "$DATA" --imgsz 640 --batch 16 --epochs 1 \
+  --workers 0 --follow
+ID=$(ctl -o json get experiments | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['experiments'][0]['id'])")
+expect 0 "out of memory" ctl describe experiment "$ID"
+expect 0 "WORKER_OUT_OF_MEMORY" ctl describe experiment "$ID"
+
 echo "== TLS, a YAML config, JSON logs, allowed roots"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 ||

@@ -46,6 +46,9 @@ bool SplitKeyValue(const std::string& token, std::string* key, std::string* valu
 int main(int argc, char** argv) {
   CLI::App app{"yoloctl: drive yolod, the YOLO training daemon"};
   app.require_subcommand(1);
+  app.footer(
+      "Exit codes: 0 success, 1 the experiment failed (--follow, logs -f), 2 bad usage or a "
+      "rejected request, 3 server unreachable.");
   yolo::ClientOptions options;
   options.server = DefaultServer();
   std::string token_file;

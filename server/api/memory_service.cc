@@ -11,6 +11,22 @@
 namespace yolo {
 using google::protobuf::util::TimeUtil;
 
+void MemoryServiceImpl::ThreadStarted() {
+  std::lock_guard<std::mutex> lock(threads_mu_);
+  ++threads_;
+}
+
+void MemoryServiceImpl::ThreadEnded() {
+  std::lock_guard<std::mutex> lock(threads_mu_);
+  --threads_;
+  threads_cv_.notify_all();
+}
+
+void MemoryServiceImpl::WaitIdle() {
+  std::unique_lock<std::mutex> lock(threads_mu_);
+  threads_cv_.wait(lock, [&] { return threads_ == 0; });
+}
+
 v1::MemoryReport MemoryServiceImpl::Report() const {
   v1::MemoryReport report;
   *report.mutable_time() = TimeUtil::GetCurrentTime();
@@ -56,6 +72,7 @@ grpc::ServerUnaryReactor* MemoryServiceImpl::ForceCleanup(grpc::CallbackServerCo
   const double timeout_s =
       request->timeout_seconds() > 0 ? std::min(request->timeout_seconds(), 60.0) : 10.0;
   // Waiting for the workers' answers must not hold a gRPC thread.
+  ThreadStarted();
   std::thread([this, reactor, response, timeout_s] {
     ProcProbe probe;
     v1::CleanupResult self;
@@ -76,6 +93,7 @@ grpc::ServerUnaryReactor* MemoryServiceImpl::ForceCleanup(grpc::CallbackServerCo
     for (const auto& r : response->results()) total += r.freed_bytes();
     response->set_total_freed_bytes(total);
     reactor->Finish(grpc::Status::OK);
+    ThreadEnded();
   }).detach();
   return reactor;
 }
@@ -102,21 +120,22 @@ grpc::ServerWriteReactor<v1::MemoryReport>* MemoryServiceImpl::WatchMemory(
   const double interval =
       std::max(request->interval_seconds() > 0 ? request->interval_seconds() : 1.0, 0.05);
   const double duration = std::max(request->duration_seconds(), 0.0);
+  ThreadStarted();
   std::thread([this, ticker, sink, interval, duration] {
     const auto start = std::chrono::steady_clock::now();
     const auto period = std::chrono::microseconds(static_cast<int64_t>(interval * 1e6));
+    const auto length = std::chrono::microseconds(static_cast<int64_t>(duration * 1e6));
     auto next = start;
-    while (true) {
-      if (!sink.Push(Report())) return;
+    while (sink.Push(Report())) {
       next += period;
-      if (duration > 0 &&
-          next - start > std::chrono::microseconds(static_cast<int64_t>(duration * 1e6))) {
+      if (duration > 0 && next - start > length) {
         sink.Finish();
-        return;
+        break;
       }
       std::unique_lock<std::mutex> lock(ticker->mu);
-      if (ticker->cv.wait_until(lock, next, [&] { return ticker->done; })) return;
+      if (ticker->cv.wait_until(lock, next, [&] { return ticker->done; })) break;
     }
+    ThreadEnded();
   }).detach();
   return writer;
 }

@@ -2,7 +2,9 @@
 // training config. They hold no state of their own.
 #pragma once
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 
 #include "server/api/grpc_util.h"
 #include "server/experiments/experiment_manager.h"
@@ -61,10 +63,19 @@ class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
       grpc::CallbackServerContext* context, const v1::WatchMemoryRequest* request) override;
 
   v1::MemoryReport Report() const;
+  // Waits until the threads that cleanups and memory watches run on have ended. Call after the
+  // server's Shutdown (which cancels the watches) and before the manager goes.
+  void WaitIdle();
 
  private:
+  void ThreadStarted();
+  void ThreadEnded();
+
   ExperimentManager* manager_;
   const Authorizer* auth_;
+  std::mutex threads_mu_;
+  std::condition_variable threads_cv_;
+  int threads_ = 0;
 };
 
 class ConfigServiceImpl final : public v1::ConfigService::CallbackService {

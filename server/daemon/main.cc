@@ -262,6 +262,7 @@ int main(int argc, char** argv) {
   spdlog::info("{}: shutting down; running workers checkpoint and stop", strsignal(signal));
   (*manager)->Shutdown(std::chrono::seconds(12));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  memory.WaitIdle();  // its threads use the manager
   worker_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   fs::remove(addr_file, ec);
   manager->reset();

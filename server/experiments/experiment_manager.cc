@@ -153,8 +153,11 @@ void ExperimentManager::PublishStateLocked(Entry& e) {
   v1::ExperimentEvent event = EventNow();
   *event.mutable_experiment() = e.exp;
   PublishLocked(e.exp.id(), event);
-  if (!IsFinal(e.exp.state())) return;
-  // A final state ends the watches, after their last log lines.
+  if (IsFinal(e.exp.state())) EndWatchesLocked(e);
+}
+
+void ExperimentManager::EndWatchesLocked(Entry& e) {
+  // After their last log lines.
   for (auto it = watchers_.begin(); it != watchers_.end();) {
     if (it->second->id != e.exp.id()) {
       ++it;
@@ -353,7 +356,7 @@ absl::StatusOr<int64_t> ExperimentManager::Watch(const std::string& id, bool log
   const int64_t handle = next_watch_++;
   const bool final = IsFinal(e->exp.state());
   watchers_[handle] = std::move(w);
-  if (final) PublishStateLocked(*e);  // replays the log and ends the watch at once
+  if (final) EndWatchesLocked(*e);  // replays the log and ends the watch at once
   return handle;
 }
 
@@ -485,7 +488,14 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
                  v1::ExperimentState_Name(e.exp.state()));
     PublishStateLocked(e);
   }
-  malloc_trim(0);  // a cleanup between rounds: what yolod held for this one goes back
+  // A cleanup between rounds: what yolod held for this one goes back.
+  const auto before = ProcProbe().Self();
+  malloc_trim(0);
+  const auto after = ProcProbe().Self();
+  if (before.ok() && after.ok()) {
+    spdlog::debug("cleanup after {}: yolod RSS {:.1f} -> {:.1f} MB", id, before->rss_bytes / 1e6,
+                  after->rss_bytes / 1e6);
+  }
   --active_waiters_;
   cv_.notify_all();
 }

@@ -120,6 +120,7 @@ class ExperimentManager {
   void SaveLocked(Entry& e);
   void PublishLocked(const std::string& id, const v1::ExperimentEvent& event);
   void PublishStateLocked(Entry& e);
+  void EndWatchesLocked(Entry& e);  // for a final state: sends the rest of the log, ends them
   absl::StatusOr<Entry*> FindLocked(const std::string& id);
 
   ManagerOptions options_;

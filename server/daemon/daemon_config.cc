@@ -35,6 +35,8 @@ absl::Status LoadDaemonConfigFile(const std::string& path, DaemonConfig* config)
         config->state_dir = v.as<std::string>();
       else if (key == "max_running_per_device")
         config->max_running_per_device = v.as<int>();
+      else if (key == "worker_nice")
+        config->worker_nice = v.as<int>();
       else if (key == "log_level")
         config->log_level = v.as<std::string>();
       else if (key == "log_format")
@@ -76,6 +78,9 @@ absl::Status FinishDaemonConfig(DaemonConfig* config) {
   }
   if (config->max_running_per_device < 1) {
     return absl::InvalidArgumentError("max_running_per_device: must be >= 1");
+  }
+  if (config->worker_nice < 0 || config->worker_nice > 19) {
+    return absl::InvalidArgumentError("worker_nice: must be in 0..19");
   }
   static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error"};
   if (!kLevels.count(config->log_level)) {

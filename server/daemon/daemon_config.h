@@ -12,6 +12,7 @@ struct DaemonConfig {
   std::string listen = "127.0.0.1:50051";  // port 0 picks a free one, written to yolod.addr
   std::string state_dir;                   // default: $XDG_STATE_HOME/yolod
   int max_running_per_device = 1;
+  int worker_nice = 10;                    // workers' niceness, 0..19: below yolod's
   std::string log_level = "info";          // trace, debug, info, warn, error
   std::string log_format = "text";         // text or json (one object per line)
   std::string worker;                      // yolo-worker; default: beside yolod

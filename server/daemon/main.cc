@@ -112,6 +112,9 @@ int main(int argc, char** argv) {
   app.add_option("--max-running-per-device", flags.max_running_per_device,
                  "experiments running at once on one device")
       ->default_str("1");
+  app.add_option("--worker-nice", flags.worker_nice,
+                 "workers' niceness (0..19), so that yolod answers while they use every core")
+      ->default_str("10");
   app.add_option("--log-level", flags.log_level, "trace, debug, info, warn, error");
   app.add_option("--log-format", flags.log_format, "text or json");
   app.add_option("--worker", flags.worker, "the yolo-worker executable");
@@ -139,6 +142,7 @@ int main(int argc, char** argv) {
     if (name == "--state-dir") config.state_dir = flags.state_dir;
     if (name == "--max-running-per-device")
       config.max_running_per_device = flags.max_running_per_device;
+    if (name == "--worker-nice") config.worker_nice = flags.worker_nice;
     if (name == "--log-level") config.log_level = flags.log_level;
     if (name == "--log-format") config.log_format = flags.log_format;
     if (name == "--worker") config.worker = flags.worker;
@@ -186,6 +190,7 @@ int main(int argc, char** argv) {
   options.state_dir = config.state_dir;
   options.worker_path = config.worker;
   options.max_running_per_device = config.max_running_per_device;
+  options.worker_nice = config.worker_nice;
   options.allowed_roots = config.allowed_roots;
   options.has_gpu = has_gpu;
   auto manager =

@@ -35,7 +35,7 @@ struct ManagerOptions {
   int max_running_per_device = 1;
   std::vector<std::string> allowed_roots;
   bool has_gpu = false;
-  // Workers run this much below yolod, so that it answers promptly while they use every core.
+  // Workers' niceness: below yolod, so that it answers promptly while they use every core.
   int worker_nice = 10;
 };
 

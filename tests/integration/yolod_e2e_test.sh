@@ -87,7 +87,7 @@ wait_for 60 bash -c "[[ \$($YOLOCTL -s $SERVER -o json memory report | grep -c e
   fail "worker missing from memory report"
 wait_for 60 bash -c "(( \$($YOLOCTL -s $SERVER -o json describe experiment $ID | python3 -c 'import json,sys; print(json.load(sys.stdin).get(\"progress\",{}).get(\"batch\",0))') > 0 ))" ||
   fail "no progress reported"
-OUT=$(ctl memory cleanup) || fail "cleanup: $OUT"
+OUT=$(ctl memory cleanup --timeout-seconds 60) || fail "cleanup: $OUT"
 [[ $OUT == *"worker/$ID"* && $OUT == *"cpu cache"* && $OUT == *"total freed"* ]] ||
   fail "cleanup output: $OUT"
 OUT=$(cd "$T" && "$YOLOCTL" -s "$SERVER" memory monitor --duration 1.5 --interval 0.5) ||

@@ -27,16 +27,16 @@ std::string HumanBytes(int64_t bytes) {
   return absl::StrCat(bytes, " B");
 }
 
-namespace {
-
-std::string Json(const google::protobuf::Message& m) {
+std::string ToJson(const google::protobuf::Message& message, bool pretty) {
   std::string out;
   google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = true;
+  opts.add_whitespace = pretty;
   opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
+  (void)google::protobuf::util::MessageToJsonString(message, &out, opts);
   return out;
 }
+
+namespace {
 
 std::string State(v1::ExperimentState s) { return v1::ExperimentState_Name(s); }
 
@@ -107,7 +107,7 @@ int Client::StartExperiments(const std::vector<v1::ExperimentSpec>& specs, bool 
     grpc::Status s = experiments_->StartExperiment(Context().get(), request, &e);
     if (!s.ok()) return Fail(s);
     if (options_.output == "json") {
-      std::printf("%s\n", Json(e).c_str());
+      std::printf("%s\n", ToJson(e).c_str());
     } else {
       std::printf("experiment %s created (%s)\n", e.id().c_str(), State(e.state()).c_str());
     }
@@ -126,7 +126,7 @@ int Client::GetExperiments() {
   grpc::Status s = experiments_->ListExperiments(Context().get(), {}, &list);
   if (!s.ok()) return Fail(s);
   if (options_.output == "json") {
-    std::printf("%s\n", Json(list).c_str());
+    std::printf("%s\n", ToJson(list).c_str());
     return kExitOk;
   }
   std::printf("%-14s %-12s %-16s %-8s %-9s %-9s %-6s\n", "ID", "STATE", "NAME", "MODEL", "EPOCH",
@@ -149,7 +149,7 @@ int Client::DescribeExperiment(const std::string& id) {
   grpc::Status s = experiments_->GetExperiment(Context().get(), request, &e);
   if (!s.ok()) return Fail(s);
   if (options_.output == "json") {
-    std::printf("%s\n", Json(e).c_str());
+    std::printf("%s\n", ToJson(e).c_str());
     return kExitOk;
   }
   std::printf("ID:        %s\nName:      %s\nState:     %s\nReason:    %s\nDevice:    %s\n",

@@ -68,4 +68,7 @@ absl::StatusOr<std::vector<v1::ExperimentSpec>> LoadExperimentsFile(const std::s
 // "1.2 GB", "512 MB", "0 B".
 std::string HumanBytes(int64_t bytes);
 
+// A message as JSON with the .proto field names; one line unless `pretty`.
+std::string ToJson(const google::protobuf::Message& message, bool pretty = true);
+
 }  // namespace yolo

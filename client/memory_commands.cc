@@ -18,15 +18,6 @@ using google::protobuf::util::TimeUtil;
 
 namespace {
 
-std::string Json(const google::protobuf::Message& m, bool pretty = true) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = pretty;
-  opts.preserve_proto_field_names = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, opts);
-  return out;
-}
-
 void PrintReport(const v1::MemoryReport& r) {
   const auto& h = r.host();
   std::printf("host     total %s  available %s  used %.1f%%\n", HumanBytes(h.total_bytes()).c_str(),
@@ -52,7 +43,7 @@ int Client::MemoryReport() {
   grpc::Status s = memory_->GetMemoryReport(Context().get(), {}, &report);
   if (!s.ok()) return Fail(s);
   if (options_.output == "json") {
-    std::printf("%s\n", Json(report).c_str());
+    std::printf("%s\n", ToJson(report).c_str());
   } else {
     PrintReport(report);
   }
@@ -69,7 +60,7 @@ int Client::MemoryCleanup(double timeout_seconds) {
   grpc::Status s = memory_->ForceCleanup(ctx.get(), request, &response);
   if (!s.ok()) return Fail(s);
   if (options_.output == "json") {
-    std::printf("%s\n", Json(response).c_str());
+    std::printf("%s\n", ToJson(response).c_str());
     return kExitOk;
   }
   std::printf("%-24s %8s %12s %12s %12s  %s\n", "COMPONENT", "PID", "RSS BEFORE", "RSS AFTER",
@@ -106,9 +97,9 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
   while (reader->Read(&report)) {
     int64_t workers = 0;
     for (const auto& w : report.workers()) workers += w.process().rss_bytes();
-    absl::StrAppend(&samples, n++ ? ",\n    " : "\n    ", Json(report, false));
+    absl::StrAppend(&samples, n++ ? ",\n    " : "\n    ", ToJson(report, false));
     if (options_.output == "json") {
-      std::printf("%s\n", Json(report, false).c_str());
+      std::printf("%s\n", ToJson(report, false).c_str());
     } else {
       std::printf("%-20s %9.1f%% %12s %12s %12s %8d\n",
                   TimeUtil::ToString(report.time()).substr(0, 19).c_str(),
@@ -140,7 +131,7 @@ int Client::ConfigGet() {
   grpc::Status s = config_->GetTrainingConfig(Context().get(), {}, &config);
   if (!s.ok()) return Fail(s);
   if (options_.output == "json") {
-    std::printf("%s\n", Json(config).c_str());
+    std::printf("%s\n", ToJson(config).c_str());
     return kExitOk;
   }
   if (config.defaults().empty()) std::printf("(no defaults set: Ultralytics' apply)\n");
@@ -167,7 +158,7 @@ int Client::ListProfiles() {
   grpc::Status s = config_->ListDeviceProfiles(Context().get(), {}, &response);
   if (!s.ok()) return Fail(s);
   if (options_.output == "json") {
-    std::printf("%s\n", Json(response).c_str());
+    std::printf("%s\n", ToJson(response).c_str());
     return kExitOk;
   }
   for (const auto& p : response.profiles()) {

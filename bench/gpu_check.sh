@@ -35,7 +35,8 @@ echo "== configure and build"
 CUDA_ROOT=${CUDA_ROOT:-$(dirname "$(dirname "$(command -v nvcc)")")}
 start=$(date +%s)
 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DYOLO_WITH_CUDA=ON \
-  -DYOLO_BUILD_TESTS=ON -DCMAKE_CXX_STANDARD="$STD" -DCMAKE_PREFIX_PATH="$PREFIX" \
+  -DYOLO_BUILD_TESTS="$([[ -n ${SKIP_TESTS:-} ]] && echo OFF || echo ON)" \
+  -DCMAKE_CXX_STANDARD="$STD" -DCMAKE_PREFIX_PATH="$PREFIX" \
   -DCUDAToolkit_ROOT="$CUDA_ROOT" -DCMAKE_CUDA_COMPILER="$CUDA_ROOT/bin/nvcc" >"$BUILD.configure.log" 2>&1 ||
   { tail -40 "$BUILD.configure.log"; exit 1; }
 ninja -C "$BUILD" -j"$JOBS" -k 0 >"$BUILD.build.log" 2>&1 ||
@@ -77,4 +78,30 @@ for row in sys.argv[2:]:
     print(f"{amp:<6}{256 / sec:>8.1f}{sec:>9.2f}{gpu:>9}{rss:>13}{m:>10.3f}")
 print(f"(yolov8n, imgsz 320, batch 16, 256 images, {epochs} epochs; speed: epochs after the first)")
 PY
+
+echo "== yolod on GPU 0: device profile, GPU memory in the report, cleanup of the CUDA cache"
+S=$T/state
+"$BUILD/server/daemon/yolod" --listen 127.0.0.1:0 --state-dir "$S" >"$T/yolod.log" 2>&1 &
+YOLOD_PID=$!
+for _ in $(seq 100); do [[ -s $S/yolod.addr ]] && break; sleep 0.1; done
+CTL="$BUILD/client/yoloctl -s $(cat "$S/yolod.addr")"
+$CTL config profiles
+ID=$($CTL start-experiment data="$T/data/data.yaml" imgsz=320 epochs=20 |
+  sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p')
+for _ in $(seq 300); do
+  $CTL -o json describe experiment "$ID" | grep -q '"progress"' && break  # training
+  sleep 0.2
+done
+$CTL describe experiment "$ID" | grep -E "State|Device|batch=|workers=|amp="
+$CTL memory report
+$CTL memory cleanup --timeout-seconds 30
+$CTL stop "$ID"
+for _ in $(seq 300); do
+  $CTL describe experiment "$ID" | grep -q "State: *STOPPED" && break
+  sleep 0.2
+done
+$CTL describe experiment "$ID" | grep -E "State|Reason|Epochs"
+kill -TERM "$YOLOD_PID"
+wait "$YOLOD_PID"
+echo "yolod exited with $?"
 rm -rf "$T"

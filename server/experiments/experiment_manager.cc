@@ -472,6 +472,10 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
     } else if (shutting_down_ && (end.exit == v1::WORKER_STOPPED || end.signal != 0)) {
       e.exp.set_state(v1::INTERRUPTED);
       e.exp.set_reason("yolod shut down; resume continues from weights/last.pt");
+    } else if (e.stop_requested && end.signal == SIGTERM) {
+      // Stopped while it was still starting, before it could take the signal itself.
+      e.exp.set_state(v1::STOPPED);
+      e.exp.set_reason("stopped by request while the worker was starting");
     } else if (end.exit == v1::WORKER_STOPPED) {
       e.exp.set_state(v1::STOPPED);
       e.exp.set_reason(e.stop_requested ? "stopped by request; weights/last.pt is resumable"

@@ -160,8 +160,6 @@ int RunVal(const yolo::TrainArgs& args) {
 }
 
 int RunTrain(const yolo::TrainArgs& args) {
-  std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
   yolo::TrainHooks hooks;
   hooks.stop_requested = &g_stop;
   // Started by yolod: stop (with a checkpoint) if yolod goes away, report to it and obey its
@@ -215,6 +213,11 @@ int main(int argc, char** argv) {
   spdlog::set_default_logger(spdlog::stderr_color_mt("yolo-worker"));
   spdlog::set_pattern("%^%l%$: %v");
   const std::string command = tokens[0];
+  if (command == "train") {
+    // Before anything slow, so that a stop that comes while the run starts is not a kill.
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGTERM, OnSignal);
+  }
   tokens.erase(tokens.begin());
   if (command == "make-dataset") return RunMakeDataset(tokens);
   if (command == "args") {

@@ -108,6 +108,10 @@ wait_for 60 bash -c "[[ \$($YOLOCTL -s $SERVER -o json describe experiment $ID |
 [[ -s $STATE/runs/$ID/weights/last.pt ]] || fail "stopped run lost last.pt"
 expect 0 "" ctl delete "$ID"
 [[ ! -e $STATE/runs/$ID ]] || fail "delete left the run folder"
+ID=$(ctl start-experiment "${TRAIN[@]}" --epochs 30 | new_id)
+expect 0 "" ctl stop "$ID"  # while the worker starts
+wait_for 60 bash -c "$YOLOCTL -s $SERVER describe experiment $ID | grep -q 'State: *STOPPED'" ||
+  fail "stop during start-up: $(state "$ID")"
 
 echo "== SIGKILL of yolod mid-run; restart: INTERRUPTED; resume finishes every epoch once"
 ID=$(ctl start-experiment "${TRAIN[@]}" --epochs 4 | new_id)

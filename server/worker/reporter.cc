@@ -35,6 +35,7 @@ absl::StatusOr<std::unique_ptr<WorkerReporter>> WorkerReporter::Connect(
 
 WorkerReporter::~WorkerReporter() {
   closing_ = true;
+  if (stream_ == nullptr) return;  // never connected
   {
     std::lock_guard<std::mutex> lock(write_mu_);
     if (!broken_) stream_->WritesDone();

@@ -13,6 +13,7 @@
 #include "absl/strings/strip.h"
 #include "client/commands.h"
 #include "common/atomic_file.h"
+#include "common/state_dir.h"
 #include "common/train_args.h"
 
 namespace {
@@ -21,13 +22,8 @@ namespace fs = std::filesystem;
 // --server, else $YOLOD_SERVER, else the address a local yolod wrote, else the default.
 std::string DefaultServer() {
   if (const char* env = std::getenv("YOLOD_SERVER"); env && *env) return env;
-  const char* xdg = std::getenv("XDG_STATE_HOME");
-  const char* home = std::getenv("HOME");
-  const std::string state = xdg && *xdg     ? absl::StrCat(xdg, "/yolod")
-                            : home && *home ? absl::StrCat(home, "/.local/state/yolod")
-                                            : "/var/lib/yolod";
   std::string addr;
-  if (yolo::ReadFile(state + "/yolod.addr", &addr).ok()) {
+  if (yolo::ReadFile(yolo::DefaultStateDir() + "/yolod.addr", &addr).ok()) {
     return std::string(absl::StripAsciiWhitespace(addr));
   }
   return "127.0.0.1:50051";

@@ -3,12 +3,12 @@
 #include <unistd.h>
 #include <yaml-cpp/yaml.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/state_dir.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -69,13 +69,7 @@ bool IsLoopbackAddress(const std::string& listen) {
 }
 
 absl::Status FinishDaemonConfig(DaemonConfig* config) {
-  if (config->state_dir.empty()) {
-    const char* xdg = std::getenv("XDG_STATE_HOME");
-    const char* home = std::getenv("HOME");
-    config->state_dir = xdg && *xdg     ? absl::StrCat(xdg, "/yolod")
-                        : home && *home ? absl::StrCat(home, "/.local/state/yolod")
-                                        : "/var/lib/yolod";
-  }
+  if (config->state_dir.empty()) config->state_dir = DefaultStateDir();
   if (config->max_running_per_device < 1) {
     return absl::InvalidArgumentError("max_running_per_device: must be >= 1");
   }

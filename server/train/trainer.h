@@ -1,4 +1,4 @@
-// The training job: `yolo-worker train ...` and, later, each round that yolod starts. One thread
+// The training job: `yolo-worker train ...`, and each round that yolod starts. One thread
 // (the caller's) owns the model, optimizer and device; loader threads feed it batches.
 #pragma once
 

@@ -68,11 +68,11 @@ void WorkerReporter::Send(const v1::WorkerMessage& message) {
   if (!stream_->Write(message)) broken_ = true;
 }
 
-void WorkerReporter::SendMemory(int64_t gpu_reserved_bytes) {
+void WorkerReporter::SendMemory(int64_t rss_bytes, int64_t gpu_reserved_bytes) {
   v1::WorkerMessage m;
   auto* mem = m.mutable_memory();
   const CpuAllocatorStats cpu = GetCpuAllocatorStats();
-  mem->set_rss_bytes(CurrentRssBytes());
+  mem->set_rss_bytes(rss_bytes);
   mem->set_gpu_reserved_bytes(gpu_reserved_bytes);
   mem->set_cpu_cached_bytes(cpu.cached_bytes);
   mem->set_cpu_allocated_bytes(cpu.allocated_bytes);
@@ -93,10 +93,11 @@ void WorkerReporter::OnBatch(const BatchReport& report) {
   p->set_cls_loss(report.cls_loss);
   p->set_dfl_loss(report.dfl_loss);
   p->set_images_per_second(report.images_per_second);
-  p->set_rss_bytes(CurrentRssBytes());
+  const int64_t rss = CurrentRssBytes();
+  p->set_rss_bytes(rss);
   p->set_gpu_reserved_bytes(report.gpu_reserved_bytes);
   Send(m);
-  SendMemory(report.gpu_reserved_bytes);
+  SendMemory(rss, report.gpu_reserved_bytes);
 }
 
 void WorkerReporter::OnEpoch(const EpochReport& report) {

@@ -38,7 +38,7 @@ class WorkerReporter {
   WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* cleanup);
   void ReadLoop();
   void Send(const v1::WorkerMessage& message);
-  void SendMemory(int64_t gpu_reserved_bytes);
+  void SendMemory(int64_t rss_bytes, int64_t gpu_reserved_bytes);
 
   std::atomic<bool>* stop_;
   std::atomic<bool>* cleanup_;

@@ -6,13 +6,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/temp_dir.h"
+
 namespace yolo {
 namespace {
 namespace fs = std::filesystem;
 
 TEST(CommandsTest, ExperimentsFilesInEachShape) {
-  const fs::path dir = fs::temp_directory_path() / ("yoloctl_" + std::to_string(getpid()));
-  fs::create_directories(dir);
+  TempDir tmp;
+  const fs::path dir = tmp.str();
   auto write = [&](const std::string& text) {
     std::ofstream(dir / "e.yaml") << text;
     return (dir / "e.yaml").string();
@@ -36,7 +38,6 @@ TEST(CommandsTest, ExperimentsFilesInEachShape) {
   EXPECT_FALSE(LoadExperimentsFile(write("[1\n")).ok());
   EXPECT_EQ(LoadExperimentsFile((dir / "none.yaml").string()).status().code(),
             absl::StatusCode::kNotFound);
-  fs::remove_all(dir);
 }
 
 TEST(CommandsTest, HumanBytes) {

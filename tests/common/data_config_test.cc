@@ -6,28 +6,11 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/temp_dir.h"
+
 namespace yolo {
 namespace {
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("yolo_data_config_test_" + std::to_string(::getpid()) +
-                                         "_" + std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& p) const { return path_ / p; }
-  void Write(const std::string& rel, const std::string& text) const {
-    fs::create_directories((path_ / rel).parent_path());
-    std::ofstream(path_ / rel) << text;
-  }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
 
 TEST(DataConfigTest, NamesAsListOrMap) {
   TempDir d;

@@ -6,13 +6,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/temp_dir.h"
+
 namespace yolo {
 namespace {
 namespace fs = std::filesystem;
 
 TEST(TrainingConfigTest, UpdatesAreCheckedSavedAndReloaded) {
-  const fs::path dir = fs::temp_directory_path() / ("training_config_" + std::to_string(getpid()));
-  fs::create_directories(dir);
+  TempDir tmp;
+  const fs::path dir = tmp.str();
   auto store = TrainingConfigStore::Open(dir.string());
   ASSERT_TRUE(store.ok());
   EXPECT_TRUE((*store)->Get().empty());
@@ -32,7 +34,6 @@ TEST(TrainingConfigTest, UpdatesAreCheckedSavedAndReloaded) {
   EXPECT_EQ((*reopened)->Get().count("batch"), 0u);
   std::ofstream(dir / "training_config.yaml") << "batch: [1\n";
   EXPECT_FALSE(TrainingConfigStore::Open(dir.string()).ok());
-  fs::remove_all(dir);
 }
 
 TEST(TrainingConfigTest, ProfilesFollowTheGuide) {

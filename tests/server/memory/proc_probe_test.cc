@@ -6,12 +6,15 @@
 #include <filesystem>
 #include <fstream>
 
+#include "tests/temp_dir.h"
+
 namespace yolo {
 namespace {
 namespace fs = std::filesystem;
 
 TEST(ProcProbeTest, ReadsFixtureFiles) {
-  const fs::path root = fs::temp_directory_path() / ("proc_probe_" + std::to_string(getpid()));
+  TempDir tmp;
+  const fs::path root = tmp.str();
   fs::create_directories(root / "42");
   std::ofstream(root / "meminfo") << "MemTotal:       24534124 kB\nMemFree:   100 kB\n"
                                      "MemAvailable:   20000000 kB\nSwapTotal: 0 kB\n"
@@ -31,7 +34,6 @@ TEST(ProcProbeTest, ReadsFixtureFiles) {
   EXPECT_EQ(probe.Process(43).status().code(), absl::StatusCode::kNotFound);
   std::ofstream(root / "meminfo") << "MemTotal: 1 kB\n";
   EXPECT_FALSE(probe.Host().ok());
-  fs::remove_all(root);
 }
 
 TEST(ProcProbeTest, ReadsThisMachine) {

@@ -6,33 +6,17 @@
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
 
+#include "tests/temp_dir.h"
+
 namespace yolo {
 namespace {
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() /
-            ("yolo_dataset_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  fs::path operator/(const std::string& p) const { return path_ / p; }
-  void Write(const std::string& rel, const std::string& text) const {
-    fs::create_directories((path_ / rel).parent_path());
-    std::ofstream(path_ / rel) << text;
-  }
-  void Image(const std::string& rel, int w = 32, int h = 24) const {
-    fs::create_directories((path_ / rel).parent_path());
-    cv::imwrite((path_ / rel).string(), cv::Mat(h, w, CV_8UC3, cv::Scalar(10, 20, 30)));
-  }
-  std::string str() const { return path_.string(); }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
+// A plain image of w x h pixels at `rel` under `d`.
+void WriteImage(const TempDir& d, const std::string& rel, int w = 32, int h = 24) {
+  fs::create_directories((d / rel).parent_path());
+  cv::imwrite((d / rel).string(), cv::Mat(h, w, CV_8UC3, cv::Scalar(10, 20, 30)));
+}
 
 TEST(LabelsTest, ParsesBoxes) {
   auto r = ParseLabels("0 0.5 0.5 0.2 0.4\n2 0.1 0.2 0.1 0.1\n", "a.txt", 3);
@@ -98,9 +82,9 @@ TEST(LabelsTest, LabelPathRule) {
 
 TEST(ScanTest, FoldersListsCorruptImagesAndBackgrounds) {
   TempDir d;
-  d.Image("images/train/a.jpg");
-  d.Image("images/train/sub/b.png");
-  d.Image("images/train/tiny.png", 5, 5);
+  WriteImage(d, "images/train/a.jpg");
+  WriteImage(d, "images/train/sub/b.png");
+  WriteImage(d, "images/train/tiny.png", 5, 5);
   d.Write("images/train/broken.jpg", "not an image");
   d.Write("labels/train/a.txt", "0 0.5 0.5 0.2 0.2\n0 9 9\n");
   d.Write("list.txt", "./images/train/a.jpg\nimages/train/sub/b.png\n");
@@ -128,7 +112,7 @@ TEST(ScanTest, NoUsableImageOrMissingSourceIsAnError) {
 
 TEST(ScanTest, ClassOutOfRangeFailsTheScan) {
   TempDir d;
-  d.Image("images/a.jpg");
+  WriteImage(d, "images/a.jpg");
   d.Write("labels/a.txt", "5 0.5 0.5 0.2 0.2\n");
   auto scan = ScanDataset({(d / "images").string()}, 3, false, 1);
   ASSERT_FALSE(scan.ok());

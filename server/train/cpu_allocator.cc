@@ -6,18 +6,16 @@
 #include <torch/version.h>
 
 #include <cstdlib>
-#include <map>
 #include <mutex>
 #include <new>
-#include <unordered_map>
-#include <vector>
+
+#include "server/train/block_pool.h"
 
 namespace yolo {
 namespace {
 
 constexpr size_t kLargeBlock = 1 << 20;  // smaller requests go straight to malloc
 constexpr size_t kAlignment = 64;
-constexpr size_t kSizeQuantum = 64 << 10;  // large sizes are rounded up to 64 KiB
 
 class CachingCpuAllocator final : public c10::Allocator {
  public:
@@ -39,27 +37,19 @@ class CachingCpuAllocator final : public c10::Allocator {
   int64_t cache_limit = int64_t{4} << 30;
 
   int64_t EmptyCache() {
-    std::vector<void*> blocks;
     int64_t released = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [size, list] : free_) {
-        for (void* p : list) {
-          blocks.push_back(p);
-          released += static_cast<int64_t>(size);
-        }
-      }
-      free_.clear();
-      stats_.cached_bytes = 0;
+      released = pool_.ReleaseFreeSegments();
     }
-    for (void* p : blocks) std::free(p);
     malloc_trim(0);
     return released;
   }
 
   CpuAllocatorStats Stats() {
     std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
+    return {pool_.allocated_bytes(), pool_.reserved_bytes() - pool_.allocated_bytes(),
+            pool_.peak_allocated_bytes()};
   }
 
  private:
@@ -70,31 +60,12 @@ class CachingCpuAllocator final : public c10::Allocator {
   c10::DataPtr AllocateImpl(size_t n) {
     void* p = nullptr;
     if (n >= kLargeBlock) {
-      size_t size = (n + kSizeQuantum - 1) / kSizeQuantum * kSizeQuantum;
       {
         std::lock_guard<std::mutex> lock(mu_);
-        // The smallest cached block that fits with at most 1/8 to spare.
-        auto it = free_.lower_bound(size);
-        if (it != free_.end() && it->first <= size + size / 8) {
-          p = it->second.back();
-          it->second.pop_back();
-          size = it->first;
-          stats_.cached_bytes -= static_cast<int64_t>(size);
-          if (it->second.empty()) free_.erase(it);
-        }
-      }
-      if (p == nullptr) p = std::aligned_alloc(kAlignment, size);
-      if (p == nullptr) {
-        EmptyCache();
-        p = std::aligned_alloc(kAlignment, size);
+        p = pool_.Allocate(n);
+        if (p == nullptr && pool_.ReleaseFreeSegments() > 0) p = pool_.Allocate(n);
       }
       if (p == nullptr) throw std::bad_alloc();
-      std::lock_guard<std::mutex> lock(mu_);
-      live_[p] = size;
-      stats_.allocated_bytes += static_cast<int64_t>(size);
-      if (stats_.allocated_bytes > stats_.peak_allocated_bytes) {
-        stats_.peak_allocated_bytes = stats_.allocated_bytes;
-      }
     } else {
       const size_t size =
           std::max<size_t>((n + kAlignment - 1) / kAlignment * kAlignment, kAlignment);
@@ -109,25 +80,18 @@ class CachingCpuAllocator final : public c10::Allocator {
     CachingCpuAllocator& self = Get();
     {
       std::lock_guard<std::mutex> lock(self.mu_);
-      auto it = self.live_.find(p);
-      if (it != self.live_.end()) {
-        const size_t size = it->second;
-        self.live_.erase(it);
-        self.stats_.allocated_bytes -= static_cast<int64_t>(size);
-        if (self.stats_.cached_bytes + static_cast<int64_t>(size) <= self.cache_limit) {
-          self.free_[size].push_back(p);
-          self.stats_.cached_bytes += static_cast<int64_t>(size);
-          return;
+      if (self.pool_.Free(p)) {
+        if (self.pool_.reserved_bytes() - self.pool_.allocated_bytes() > self.cache_limit) {
+          self.pool_.ReleaseFreeSegments();
         }
+        return;
       }
     }
     std::free(p);
   }
 
   std::mutex mu_;
-  std::unordered_map<void*, size_t> live_;
-  std::map<size_t, std::vector<void*>> free_;  // by size, for best fit
-  CpuAllocatorStats stats_;
+  BlockPool pool_;
 };
 
 }  // namespace

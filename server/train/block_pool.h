@@ -1,0 +1,66 @@
+// A pool of large memory blocks carved out of big mmap'd segments, for the CPU caching
+// allocator. A request takes the smallest free block that fits (best fit) and splits off what
+// it does not need; a freed block merges with free neighbours of its segment. A training step
+// asks for the same sizes in the same order every time, so after the first step every request
+// is served from the segments without a page fault, and what the pool holds stays close to the
+// peak of what is live: blocks of one size can serve requests of another. Not thread-safe: the
+// allocator that owns it holds a lock around every call.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+namespace yolo {
+
+class BlockPool {
+ public:
+  static constexpr size_t kQuantum = 64 << 10;  // block sizes are multiples of this
+
+  // Segments are `segment_bytes` (or the request, rounded, where that is larger).
+  explicit BlockPool(size_t segment_bytes = size_t{32} << 20);
+  ~BlockPool();
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
+
+  // A block of at least `n` bytes, page-aligned at segment starts and kQuantum-aligned within;
+  // nullptr when the OS refuses a new segment.
+  void* Allocate(size_t n);
+  // Returns a block of this pool; false (and nothing done) for a pointer it did not hand out.
+  bool Free(void* p);
+  // Unmaps every segment with nothing live in it; returns the bytes given back.
+  int64_t ReleaseFreeSegments();
+
+  int64_t allocated_bytes() const { return allocated_; }  // live blocks
+  int64_t reserved_bytes() const { return reserved_; }    // all segments
+  int64_t peak_allocated_bytes() const { return peak_allocated_; }
+  int64_t segment_count() const { return static_cast<int64_t>(segments_.size()); }
+
+ private:
+  struct Block {
+    char* ptr;
+    size_t size;
+    bool free;
+    Block* prev;  // neighbours in the same segment, by address
+    Block* next;
+  };
+  struct BySizeThenAddress {
+    bool operator()(const Block* a, const Block* b) const {
+      return a->size != b->size ? a->size < b->size : a->ptr < b->ptr;
+    }
+  };
+
+  Block* NewSegment(size_t size);
+
+  size_t segment_bytes_;
+  std::set<Block*, BySizeThenAddress> free_;
+  std::unordered_map<void*, Block*> live_;
+  std::unordered_map<char*, std::pair<size_t, Block*>> segments_;  // start -> size, first block
+  int64_t allocated_ = 0;
+  int64_t reserved_ = 0;
+  int64_t peak_allocated_ = 0;
+};
+
+}  // namespace yolo

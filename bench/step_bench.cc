@@ -3,11 +3,13 @@
 // [batch] [iterations].
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/optim/adamw.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 
 #include "server/train/cpu_allocator.h"
 #include "server/train/loss.h"
@@ -45,10 +47,15 @@ int main(int argc, char** argv) {
   std::printf("scale %s imgsz %d batch %d threads %d\n", scale_name.c_str(), imgsz, batch, threads);
   std::printf("%-14s %10s %10s %10s %10s %10s %10s\n", "layout", "fwd_ms", "loss_ms", "bwd_ms",
               "step_ms", "img/s", "peakRSS_MB");
-  for (bool channels_last : {false, true}) {
+  for (const std::string layout : {"blocked", "nchw", "channels_last"}) {
+    const bool channels_last = layout == "channels_last";
+    // ONLY=blocked, ONLY=nchw or ONLY=channels_last runs one layout.
+    const char* only = std::getenv("ONLY");
+    if (only && layout != only) continue;
     torch::manual_seed(0);
     yolo::DetectionModel model(*scale, 3);
     model->train();
+    model->set_blocked_layout(layout == "blocked");
     if (channels_last) {
       for (auto& p : model->parameters()) {
         if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
@@ -66,11 +73,20 @@ int main(int argc, char** argv) {
     t.boxes = at::cat({at::rand({n, 2}) * 0.6 + 0.2, at::rand({n, 2}) * 0.2 + 0.05}, 1);
     double f = 0, l = 0, b = 0, s = 0;
     for (int i = 0; i < iters + 1; ++i) {
+      // PROFILE=FILE writes a Chrome trace of the last step of the blocked run.
+      std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
+      if (std::getenv("PROFILE") && i == iters && layout == "blocked") {
+        profile =
+            std::make_unique<torch::autograd::profiler::RecordProfile>(std::getenv("PROFILE"));
+      }
       const double rss0 = RssMb();
       auto t0 = Clock::now();
       auto raw = model->forward(x);
       auto t1 = Clock::now();
-      if (i == iters) std::printf("  rss before forward %.0f MB, after %.0f MB\n", rss0, RssMb());
+      if (i == iters) {
+        std::printf("  rss before forward %.0f MB, after %.0f MB; live after forward %.0f MB\n",
+                    rss0, RssMb(), yolo::GetCpuAllocatorStats().allocated_bytes / 1e6);
+      }
       auto out = loss(raw, t);
       auto t2 = Clock::now();
       out.total.backward();
@@ -82,10 +98,10 @@ int main(int argc, char** argv) {
       f += Ms(t0, t1), l += Ms(t1, t2), b += Ms(t2, t3), s += Ms(t3, t4);
     }
     const double total = (f + l + b + s) / iters;
-    std::printf("%-14s %10.1f %10.1f %10.1f %10.1f %10.1f %10.0f\n",
-                channels_last ? "channels_last" : "nchw", f / iters, l / iters, b / iters,
-                s / iters, batch * 1000.0 / total, yolo::PeakRssBytes() / 1e6);
-    std::printf("  allocator: peak live %.0f MB, cached %.0f MB\n",
+    std::printf("%-14s %10.1f %10.1f %10.1f %10.1f %10.1f %10.0f\n", layout.c_str(), f / iters,
+                l / iters, b / iters, s / iters, batch * 1000.0 / total,
+                yolo::PeakRssBytes() / 1e6);
+    std::printf("  allocator: peak live %.0f MB, reserved and free %.0f MB\n",
                 yolo::GetCpuAllocatorStats().peak_allocated_bytes / 1e6,
                 yolo::GetCpuAllocatorStats().cached_bytes / 1e6);
   }

@@ -6,9 +6,10 @@ set -euo pipefail
 PACKAGES=(
   # build tools
   build-essential cmake ninja-build ccache pkg-config clang-format git
-  # training: LibTorch (CPU), a fast BLAS for it, OpenCV for images, YAML, CLI parsing, logs
-  libtorch-dev libopenblas0-pthread libopencv-dev libyaml-cpp-dev libcli11-dev libspdlog-dev
-  libfmt-dev
+  # training: LibTorch (CPU), a fast BLAS for it, the headers of the oneDNN it uses (we call it
+  # directly for convolutions), OpenCV for images, YAML, CLI parsing, logs
+  libtorch-dev libopenblas0-pthread libdnnl-dev libopencv-dev libyaml-cpp-dev libcli11-dev
+  libspdlog-dev libfmt-dev
   # control plane: gRPC, protobuf, abseil, Prometheus exposition
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev

@@ -1,6 +1,7 @@
 #include "server/train/model.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/upsampling.h>
@@ -10,6 +11,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "server/train/blocked_ops.h"
+#include "server/train/bn_silu_kernel.h"
 
 namespace yolo {
 namespace {
@@ -70,6 +73,60 @@ class BatchNormSiluFunction : public torch::autograd::Function<BatchNormSiluFunc
   }
 };
 
+// The same on the CPU with one kernel per direction (bn_silu_kernel.h): two memory passes
+// each way, and the normalised input kept in bfloat16, half of the above's saved activation.
+class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSiluFunction> {
+ public:
+  static bool Handles(const at::Tensor& z) {
+    return z.device().is_cpu() && z.scalar_type() == at::kFloat && z.dim() == 4 &&
+           z.is_contiguous();
+  }
+
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z,
+                            const at::Tensor& gamma, const at::Tensor& beta,
+                            at::Tensor running_mean, at::Tensor running_var, double momentum,
+                            double eps) {
+    const BnSiluShape s{z.size(0), z.size(1), z.size(2) * z.size(3)};
+    at::Tensor y = at::empty_like(z);
+    at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(at::kBFloat16));
+    at::Tensor stats = at::empty({3, s.c}, z.options());  // mean, invstd, unbiased variance
+    const at::Tensor g = gamma.contiguous(), b = beta.contiguous();
+    float* st = stats.data_ptr<float>();
+    at::parallel_for(0, s.c, 1, [&](int64_t c0, int64_t c1) {
+      BnSiluForward(z.data_ptr<float>(), s, c0, c1, eps, g.data_ptr<float>(), b.data_ptr<float>(),
+                    st, st + s.c, st + 2 * s.c,
+                    reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>()),
+                    y.data_ptr<float>());
+    });
+    {
+      at::NoGradGuard no_grad;
+      running_mean.mul_(1.0 - momentum).add_(stats[0], momentum);
+      running_var.mul_(1.0 - momentum).add_(stats[2], momentum);
+    }
+    ctx->save_for_backward({xhat, g, b, stats[1]});
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &xhat = saved[0], &gamma = saved[1], &beta = saved[2];
+    const at::Tensor invstd = saved[3].contiguous();
+    const at::Tensor gy = grads[0].to(at::kFloat).contiguous();
+    const BnSiluShape s{xhat.size(0), xhat.size(1), xhat.size(2) * xhat.size(3)};
+    at::Tensor gz = at::empty_like(gy);
+    at::Tensor gparams = at::empty({2, s.c}, gy.options());  // gamma, beta
+    float* gp = gparams.data_ptr<float>();
+    at::parallel_for(0, s.c, 1, [&](int64_t c0, int64_t c1) {
+      BnSiluBackward(gy.data_ptr<float>(),
+                     reinterpret_cast<const uint16_t*>(xhat.data_ptr<at::BFloat16>()), s, c0, c1,
+                     gamma.data_ptr<float>(), beta.data_ptr<float>(), invstd.data_ptr<float>(),
+                     gz.data_ptr<float>(), gp, gp + s.c);
+    });
+    return {gz, gparams[0], gparams[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 int Channels(int c, const ModelScale& s) {
   const double scaled = std::min(c, s.max_channels) * s.width;
   return static_cast<int>(std::ceil(scaled / 8.0)) * 8;
@@ -121,17 +178,32 @@ ConvImpl::ConvImpl(int c1, int c2, int k, int s) {
 }
 
 torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
+  if (x.dim() == 5) return forward_blocked(x);
   torch::Tensor y = conv->forward(x);
   CountConv(conv, y);
   if (is_training() && at::GradMode::is_enabled()) {
     const auto& o = bn->options;
     bn->num_batches_tracked += 1;
+    if (CpuBatchNormSiluFunction::Handles(y)) {
+      return CpuBatchNormSiluFunction::apply(y, bn->weight, bn->bias, bn->running_mean,
+                                             bn->running_var, o.momentum().value(), o.eps());
+    }
     return BatchNormSiluFunction::apply(y, bn->weight, bn->bias, bn->running_mean, bn->running_var,
                                         o.momentum().value(), o.eps());
   }
   y = bn->forward(y);
   CountBatchNorm(y);
   return at::silu(y);
+}
+
+torch::Tensor ConvImpl::forward_blocked(const torch::Tensor& x) {
+  const auto& o = bn->options;
+  bn->num_batches_tracked += 1;
+  const torch::Tensor z =
+      BlockedConv2d(x, conv->weight, /*bias=*/{}, conv->options.stride()->at(0),
+                    conv->options.kernel_size()->at(0) / 2, /*out_blocked=*/true);
+  return BlockedBatchNormSilu(z, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                              o.momentum().value(), o.eps());
 }
 
 BottleneckImpl::BottleneckImpl(int c1, int c2, bool shortcut) {
@@ -171,6 +243,13 @@ SPPFImpl::SPPFImpl(int c1, int c2, int k) {
 }
 
 torch::Tensor SPPFImpl::forward(const torch::Tensor& x) {
+  if (x.dim() == 5) {  // pooled in NCHW: at stride 32 the conversions cost next to nothing
+    torch::Tensor y0 = FromBlocked(cv1->forward(x));
+    torch::Tensor y1 = m->forward(y0);
+    torch::Tensor y2 = m->forward(y1);
+    torch::Tensor y3 = m->forward(y2);
+    return cv2->forward(ToBlocked(at::cat({y0, y1, y2, y3}, 1)));
+  }
   torch::Tensor y0 = cv1->forward(x);
   torch::Tensor y1 = m->forward(y0);
   torch::Tensor y2 = m->forward(y1);
@@ -179,6 +258,7 @@ torch::Tensor SPPFImpl::forward(const torch::Tensor& x) {
 }
 
 torch::Tensor UpsampleImpl::forward(const torch::Tensor& x) {
+  if (x.dim() == 5) return BlockedUpsample2x(x);
   return at::upsample_nearest2d(x, {x.size(2) * 2, x.size(3) * 2});
 }
 
@@ -189,7 +269,12 @@ HeadBranchImpl::HeadBranchImpl(int c_in, int c_mid, int c_out) {
 }
 
 torch::Tensor HeadBranchImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = out->forward(conv1->forward(conv0->forward(x)));
+  torch::Tensor h = conv1->forward(conv0->forward(x));
+  if (h.dim() == 5) {
+    return BlockedConv2d(h, out->weight, out->bias, /*stride=*/1, /*padding=*/0,
+                         /*out_blocked=*/false);
+  }
+  torch::Tensor y = out->forward(h);
   CountConv(out, y);
   return y;
 }
@@ -299,10 +384,27 @@ DetectionModelImpl::DetectionModelImpl(const ModelScale& s, int nc) : scale(s), 
   detect = Detect(nc, std::vector<int>{c256, c512, c1024});
   model->push_back(detect);
   detect->InitBiases();
+  // The blocked layout holds channels in groups of 8: every Conv's output and every input but
+  // the image's must fill whole groups (a head for, say, 85 classes does not).
+  blocked_channels_ = true;
+  for (const auto& m : modules(/*include_self=*/false)) {
+    if (const auto* c = m->as<ConvImpl>()) {
+      const auto& o = c->conv->options;
+      const bool image = c == convs_[0].get();
+      blocked_channels_ &= o.out_channels() % 8 == 0 && (image || o.in_channels() % 8 == 0);
+    }
+  }
+}
+
+bool DetectionModelImpl::UsesBlockedLayout(const torch::Tensor& x) const {
+  return blocked_layout_ && blocked_channels_ && is_training() && at::GradMode::is_enabled() &&
+         x.device().is_cpu() && x.scalar_type() == at::kFloat && BlockedLayoutAvailable();
 }
 
 std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& x) {
-  torch::Tensor y = convs_[1]->forward(convs_[0]->forward(x));
+  // In the blocked layout from the first convolution on: every layer after it sees 5-D tensors.
+  torch::Tensor y = UsesBlockedLayout(x) ? convs_[0]->forward_blocked(x) : convs_[0]->forward(x);
+  y = convs_[1]->forward(y);
   y = c2fs_[2]->forward(y);
   torch::Tensor p3 = c2fs_[4]->forward(convs_[3]->forward(y));
   torch::Tensor p4 = c2fs_[6]->forward(convs_[5]->forward(p3));

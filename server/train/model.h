@@ -31,7 +31,10 @@ absl::StatusOr<ModelScale> ScaleFromName(const std::string& name);
 class ConvImpl : public torch::nn::Module {
  public:
   ConvImpl(int c1, int c2, int k = 1, int s = 1);
+  // NCHW in, NCHW out; a blocked (5-D, blocked_ops.h) input gives a blocked output.
   torch::Tensor forward(const torch::Tensor& x);
+  // Training only: a blocked or NCHW input, a blocked output.
+  torch::Tensor forward_blocked(const torch::Tensor& x);
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 };
@@ -118,6 +121,10 @@ class DetectionModelImpl : public torch::nn::Module {
  public:
   DetectionModelImpl(const ModelScale& scale, int nc);
   std::vector<torch::Tensor> forward(const torch::Tensor& x);
+  // CPU training runs in oneDNN's blocked layout (blocked_ops.h) where it can; false makes it
+  // use LibTorch's NCHW ops, as evaluation and GPUs always do. Same results up to rounding.
+  void set_blocked_layout(bool on) { blocked_layout_ = on; }
+  bool UsesBlockedLayout(const torch::Tensor& x) const;
 
   ModelScale scale;
   int nc;
@@ -136,6 +143,8 @@ class DetectionModelImpl : public torch::nn::Module {
   std::vector<C2f> c2fs_;
   SPPF sppf_{nullptr};
   Upsample up10_{nullptr}, up13_{nullptr};
+  bool blocked_layout_ = true;
+  bool blocked_channels_ = false;  // every channel count fits the blocked layout
 };
 TORCH_MODULE(DetectionModel);
 

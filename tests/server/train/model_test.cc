@@ -7,6 +7,8 @@
 
 #include <cmath>
 
+#include "server/train/blocked_ops.h"
+
 namespace yolo {
 namespace {
 
@@ -97,13 +99,57 @@ TEST(ModelTest, FusedBatchNormSiluMatchesTheUnfusedOps) {
       at::batch_norm(z, conv->bn->weight, conv->bn->bias, rm, rv, true, 0.03, 1e-3, false));
   (ref * upstream).sum().backward();
   EXPECT_TRUE(at::allclose(y, ref, 1e-5, 1e-5));
-  EXPECT_TRUE(at::allclose(gx, x.grad(), 1e-4, 1e-5));
-  EXPECT_TRUE(at::allclose(gw, conv->conv->weight.grad(), 1e-4, 1e-5));
-  EXPECT_TRUE(at::allclose(gg, conv->bn->weight.grad(), 1e-4, 1e-5));
-  EXPECT_TRUE(at::allclose(gb, conv->bn->bias.grad(), 1e-4, 1e-5));
+  // The fused path keeps the normalised input in bfloat16 for backward (8 significant bits), so
+  // gradients agree to a few parts in a thousand; a wrong formula would be off by far more.
+  auto rel = [](const at::Tensor& a, const at::Tensor& b) {
+    return ((a - b).norm() / b.norm()).item<double>();
+  };
+  EXPECT_LT(rel(gx, x.grad()), 3e-3);
+  EXPECT_LT(rel(gw, conv->conv->weight.grad()), 3e-3);
+  EXPECT_LT(rel(gg, conv->bn->weight.grad()), 1e-2);
+  EXPECT_LT(rel(gb, conv->bn->bias.grad()), 3e-3);
   // Running statistics moved as they would have.
   EXPECT_TRUE(at::allclose(conv->bn->running_mean, rm, 1e-5, 1e-6));
   EXPECT_TRUE(at::allclose(conv->bn->running_var, rv, 1e-5, 1e-6));
+}
+
+// A training step in the blocked layout gives what LibTorch's NCHW ops give.
+TEST(ModelTest, BlockedLayoutTrainsLikeNchw) {
+  auto scale = ScaleFromName("yolov8n");
+  ASSERT_TRUE(scale.ok());
+  std::vector<at::Tensor> grads[2], outputs[2], running[2];
+  for (int blocked = 0; blocked < 2; ++blocked) {
+    torch::manual_seed(4);
+    DetectionModel m(*scale, 3);
+    m->train();
+    m->set_blocked_layout(blocked == 1);
+    at::Tensor x = at::rand({2, 3, 64, 64});
+    EXPECT_EQ(m->UsesBlockedLayout(x), blocked == 1 && BlockedLayoutAvailable());
+    at::Tensor loss = at::zeros({});
+    for (const at::Tensor& level : m->forward(x)) {
+      outputs[blocked].push_back(level.detach());
+      loss = loss + (level * at::randn(level.sizes())).sum();
+    }
+    loss.backward();
+    for (const auto& p : m->parameters()) {
+      if (p.requires_grad()) grads[blocked].push_back(p.grad().clone());
+    }
+    for (const auto& b : m->buffers()) running[blocked].push_back(b.clone());
+  }
+  auto rel = [](const at::Tensor& a, const at::Tensor& b) {
+    return ((a - b).norm() / (b.norm() + 1e-12)).item<double>();
+  };
+  for (size_t i = 0; i < outputs[0].size(); ++i) {
+    EXPECT_LT(rel(outputs[1][i], outputs[0][i]), 1e-4) << "output " << i;
+  }
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    EXPECT_LT(rel(grads[1][i], grads[0][i]), 1e-2) << "parameter " << i;
+  }
+  for (size_t i = 0; i < running[0].size(); ++i) {
+    EXPECT_LT(rel(running[1][i].to(at::kFloat), running[0][i].to(at::kFloat)), 1e-4)
+        << "buffer " << i;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,82 @@
+// Times BatchNorm + SiLU in training, forward and backward, on the activation shapes of
+// yolov8n at 320 px, batch 16: the fused CPU kernel (bn_silu_kernel.h) against the ATen ops it
+// replaces (native_batch_norm + silu_, then the recomputed BN output, silu_backward and
+// native_batch_norm_backward). Best of 10 runs each, interleaved. Run by hand:
+// build/bench/bn_silu_bench
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <vector>
+
+#include "server/train/bn_silu_kernel.h"
+#include "server/train/cpu_allocator.h"
+#include "server/train/run_support.h"
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double Ms(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+}  // namespace
+
+int main() {
+  const int threads = yolo::ConfigureThreads(0);
+  yolo::InstallCachingCpuAllocator();
+  std::printf("threads %d, vectorised kernel %s\n", threads,
+              yolo::BnSiluVectorised() ? "yes" : "no");
+  std::printf("%-14s %12s %12s %12s %12s\n", "C x H x W", "fused_fwd", "aten_fwd", "fused_bwd",
+              "aten_bwd");
+  const std::vector<std::vector<int64_t>> shapes = {
+      {16, 16, 160, 160}, {16, 32, 80, 80}, {16, 64, 40, 40}, {16, 128, 20, 20}};
+  for (const auto& shape : shapes) {
+    const int64_t c = shape[1];
+    const yolo::BnSiluShape s{shape[0], c, shape[2] * shape[3]};
+    at::Tensor z = at::randn(shape), gy = at::randn(shape);
+    at::Tensor gamma = at::rand({c}) + 0.5, beta = at::rand({c}) - 0.5;
+    at::Tensor running_mean = at::zeros({c}), running_var = at::ones({c});
+    double fused_fwd = 1e9, fused_bwd = 1e9, aten_fwd = 1e9, aten_bwd = 1e9;
+    for (int run = 0; run < 10; ++run) {
+      auto t0 = Clock::now();
+      at::Tensor y = at::empty_like(z), stats = at::empty({3, c});
+      at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(at::kBFloat16));
+      auto* xh = reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>());
+      float* st = stats.data_ptr<float>();
+      at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
+        yolo::BnSiluForward(z.data_ptr<float>(), s, c0, c1, 1e-3, gamma.data_ptr<float>(),
+                            beta.data_ptr<float>(), st, st + c, st + 2 * c, xh,
+                            y.data_ptr<float>());
+      });
+      auto t1 = Clock::now();
+      at::Tensor gz = at::empty_like(z), gparams = at::empty({2, c});
+      at::parallel_for(0, c, 1, [&](int64_t c0, int64_t c1) {
+        yolo::BnSiluBackward(gy.data_ptr<float>(), xh, s, c0, c1, gamma.data_ptr<float>(),
+                             beta.data_ptr<float>(), st + c, gz.data_ptr<float>(),
+                             gparams.data_ptr<float>(), gparams.data_ptr<float>() + c);
+      });
+      auto t2 = Clock::now();
+      auto [u, mean, invstd] = at::native_batch_norm(z, gamma, beta, running_mean, running_var,
+                                                     /*training=*/true, 0.03, 1e-3);
+      at::silu_(u);
+      auto t3 = Clock::now();
+      at::Tensor scale = (gamma * invstd).view({1, c, 1, 1});
+      at::Tensor shift = (beta - mean * gamma * invstd).view({1, c, 1, 1});
+      at::Tensor gu = at::silu_backward(gy, at::addcmul(shift, z, scale));
+      auto grads = at::native_batch_norm_backward(gu, z, gamma, {}, {}, mean, invstd,
+                                                  /*train=*/true, 1e-3, {true, true, true});
+      auto t4 = Clock::now();
+      fused_fwd = std::min(fused_fwd, Ms(t0, t1));
+      fused_bwd = std::min(fused_bwd, Ms(t1, t2));
+      aten_fwd = std::min(aten_fwd, Ms(t2, t3));
+      aten_bwd = std::min(aten_bwd, Ms(t3, t4));
+    }
+    char name[32];
+    std::snprintf(name, sizeof name, "%ldx%ldx%ld", static_cast<long>(c),
+                  static_cast<long>(shape[2]), static_cast<long>(shape[3]));
+    std::printf("%-14s %9.2f ms %9.2f ms %9.2f ms %9.2f ms\n", name, fused_fwd, aten_fwd, fused_bwd,
+                aten_bwd);
+  }
+  return 0;
+}

@@ -1,0 +1,39 @@
+// Training on the CPU in oneDNN's blocked layout. LibTorch keeps NCHW tensors and its oneDNN
+// convolutions reorder every activation into the layout the kernels use (8 channels
+// interleaved, "nChw8c") and back, several times per layer and step. Here activations stay in
+// that layout from the first convolution to the head: a blocked tensor is an at::Tensor of
+// shape (N, C/8, H, W, 8), convolutions call oneDNN directly, BatchNorm + SiLU run on it
+// (bn_silu_kernel.h), and cat, chunk and add work on it as they are (channel blocks are
+// dimension 1). Every function here is differentiable through LibTorch's autograd.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace yolo {
+
+// Built with oneDNN, running on a CPU with AVX2 and FMA, and not turned off with the
+// environment variable YOLO_BLOCKED_LAYOUT=0 (which makes CPU training use LibTorch's ops).
+bool BlockedLayoutAvailable();
+
+// (N, C, H, W) <-> (N, C/8, H, W, 8); C a multiple of 8.
+at::Tensor ToBlocked(const at::Tensor& nchw);
+at::Tensor FromBlocked(const at::Tensor& blocked);
+
+// A 2-D convolution with square kernel, stride and padding taken from `weight` (OIHW) and the
+// arguments. `x` is blocked (5-D) or NCHW (4-D, the image); the result is blocked or, with
+// `out_blocked` false, NCHW. `bias` may be undefined.
+at::Tensor BlockedConv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                         int64_t stride, int64_t padding, bool out_blocked);
+
+// BatchNorm in training mode followed by SiLU on a blocked tensor; updates the running
+// statistics as BatchNorm2d does.
+at::Tensor BlockedBatchNormSilu(const at::Tensor& z, const at::Tensor& gamma,
+                                const at::Tensor& beta, at::Tensor running_mean,
+                                at::Tensor running_var, double momentum, double eps);
+
+// Nearest-neighbour upsampling by 2 of a blocked tensor.
+at::Tensor BlockedUpsample2x(const at::Tensor& x);
+
+}  // namespace yolo

@@ -57,6 +57,15 @@ void* BlockPool::Allocate(size_t n) {
   return b->ptr;
 }
 
+void BlockPool::Absorb(Block* b, Block* next) {
+  free_.erase(next);
+  free_.erase(b);  // keyed by size, which changes
+  b->size += next->size;
+  b->next = next->next;
+  if (b->next != nullptr) b->next->prev = b;
+  delete next;
+}
+
 bool BlockPool::Free(void* p) {
   auto it = live_.find(p);
   if (it == live_.end()) return false;
@@ -64,22 +73,10 @@ bool BlockPool::Free(void* p) {
   live_.erase(it);
   allocated_ -= static_cast<int64_t>(b->size);
   b->free = true;
-  if (b->next != nullptr && b->next->free) {  // absorb the free block after
-    Block* next = b->next;
-    free_.erase(next);
-    b->size += next->size;
-    b->next = next->next;
-    if (b->next != nullptr) b->next->prev = b;
-    delete next;
-  }
-  if (b->prev != nullptr && b->prev->free) {  // and merge into the free block before
-    Block* prev = b->prev;
-    free_.erase(prev);
-    prev->size += b->size;
-    prev->next = b->next;
-    if (prev->next != nullptr) prev->next->prev = prev;
-    delete b;
-    b = prev;
+  if (b->next != nullptr && b->next->free) Absorb(b, b->next);
+  if (b->prev != nullptr && b->prev->free) {
+    b = b->prev;
+    Absorb(b, b->next);
   }
   free_.insert(b);
   return true;

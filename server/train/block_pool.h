@@ -53,6 +53,8 @@ class BlockPool {
   };
 
   Block* NewSegment(size_t size);
+  // `b` takes in `next`, its free neighbour after it; both leave the free set.
+  void Absorb(Block* b, Block* next);
 
   size_t segment_bytes_;
   std::set<Block*, BySizeThenAddress> free_;

@@ -24,29 +24,26 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// A blocked tensor's geometry as the BatchNorm kernels see it.
-BnSiluShape Geometry(const at::Tensor& b) {
-  return {b.size(0), b.size(1) * 8, b.size(2) * b.size(3)};
-}
-
-class BlockedBatchNormSiluFunction
-    : public torch::autograd::Function<BlockedBatchNormSiluFunction> {
+// BatchNorm (training) + SiLU through the fused kernels of bn_silu_kernel.h, on a contiguous
+// NCHW tensor (threads split the channels) or a blocked one (threads split channel blocks).
+class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSiluFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& z_in, const at::Tensor& gamma,
                             const at::Tensor& beta, at::Tensor running_mean, at::Tensor running_var,
                             double momentum, double eps) {
     const at::Tensor z = z_in.contiguous();
+    const bool blocked = z.dim() == 5;
     const BnSiluShape s = Geometry(z);
     at::Tensor y = at::empty_like(z);
     at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(at::kBFloat16));
     at::Tensor stats = at::empty({3, s.c}, z.options());  // mean, invstd, unbiased variance
     const at::Tensor g = gamma.contiguous(), b = beta.contiguous();
     float* st = stats.data_ptr<float>();
-    at::parallel_for(0, s.c / 8, 1, [&](int64_t b0, int64_t b1) {
-      BnSiluForwardBlocked(z.data_ptr<float>(), s, b0, b1, eps, g.data_ptr<float>(),
-                           b.data_ptr<float>(), st, st + s.c, st + 2 * s.c,
-                           reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>()),
-                           y.data_ptr<float>());
+    at::parallel_for(0, blocked ? s.c / 8 : s.c, 1, [&](int64_t begin, int64_t end) {
+      (blocked ? BnSiluForwardBlocked : BnSiluForward)(
+          z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(), b.data_ptr<float>(), st,
+          st + s.c, st + 2 * s.c, reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>()),
+          y.data_ptr<float>());
     });
     {
       at::NoGradGuard no_grad;
@@ -61,18 +58,26 @@ class BlockedBatchNormSiluFunction
     auto saved = ctx->get_saved_variables();
     const at::Tensor &xhat = saved[0], &gamma = saved[1], &beta = saved[2];
     const at::Tensor invstd = saved[3].contiguous();
-    const at::Tensor gy = grads[0].contiguous();
+    const at::Tensor gy = grads[0].to(at::kFloat).contiguous();
+    const bool blocked = xhat.dim() == 5;
     const BnSiluShape s = Geometry(xhat);
     at::Tensor gz = at::empty_like(gy);
     at::Tensor gparams = at::empty({2, s.c}, gy.options());  // gamma, beta
     float* gp = gparams.data_ptr<float>();
-    at::parallel_for(0, s.c / 8, 1, [&](int64_t b0, int64_t b1) {
-      BnSiluBackwardBlocked(gy.data_ptr<float>(),
-                            reinterpret_cast<const uint16_t*>(xhat.data_ptr<at::BFloat16>()), s, b0,
-                            b1, gamma.data_ptr<float>(), beta.data_ptr<float>(),
-                            invstd.data_ptr<float>(), gz.data_ptr<float>(), gp, gp + s.c);
+    at::parallel_for(0, blocked ? s.c / 8 : s.c, 1, [&](int64_t begin, int64_t end) {
+      (blocked ? BnSiluBackwardBlocked : BnSiluBackward)(
+          gy.data_ptr<float>(), reinterpret_cast<const uint16_t*>(xhat.data_ptr<at::BFloat16>()), s,
+          begin, end, gamma.data_ptr<float>(), beta.data_ptr<float>(), invstd.data_ptr<float>(),
+          gz.data_ptr<float>(), gp, gp + s.c);
     });
     return {gz, gparams[0], gparams[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+ private:
+  // (N, C, H, W) or blocked (N, C/8, H, W, 8), as the kernels see it.
+  static BnSiluShape Geometry(const at::Tensor& t) {
+    return t.dim() == 5 ? BnSiluShape{t.size(0), t.size(1) * 8, t.size(2) * t.size(3)}
+                        : BnSiluShape{t.size(0), t.size(1), t.size(2) * t.size(3)};
   }
 };
 
@@ -324,11 +329,15 @@ at::Tensor BlockedConv2d(const at::Tensor& x, const at::Tensor& weight, const at
 #endif
 }
 
-at::Tensor BlockedBatchNormSilu(const at::Tensor& z, const at::Tensor& gamma,
-                                const at::Tensor& beta, at::Tensor running_mean,
-                                at::Tensor running_var, double momentum, double eps) {
-  return BlockedBatchNormSiluFunction::apply(z, gamma, beta, running_mean, running_var, momentum,
-                                             eps);
+bool CpuBatchNormSiluHandles(const at::Tensor& z) {
+  return z.device().is_cpu() && z.scalar_type() == at::kFloat &&
+         ((z.dim() == 4 && z.is_contiguous()) || (z.dim() == 5 && BlockedLayoutAvailable()));
+}
+
+at::Tensor CpuBatchNormSilu(const at::Tensor& z, const at::Tensor& gamma, const at::Tensor& beta,
+                            at::Tensor running_mean, at::Tensor running_var, double momentum,
+                            double eps) {
+  return CpuBatchNormSiluFunction::apply(z, gamma, beta, running_mean, running_var, momentum, eps);
 }
 
 at::Tensor BlockedUpsample2x(const at::Tensor& x) { return BlockedUpsampleFunction::apply(x); }

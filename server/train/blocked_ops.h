@@ -27,11 +27,13 @@ at::Tensor FromBlocked(const at::Tensor& blocked);
 at::Tensor BlockedConv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                          int64_t stride, int64_t padding, bool out_blocked);
 
-// BatchNorm in training mode followed by SiLU on a blocked tensor; updates the running
-// statistics as BatchNorm2d does.
-at::Tensor BlockedBatchNormSilu(const at::Tensor& z, const at::Tensor& gamma,
-                                const at::Tensor& beta, at::Tensor running_mean,
-                                at::Tensor running_var, double momentum, double eps);
+// BatchNorm in training mode followed by SiLU (bn_silu_kernel.h) on a CPU float tensor, NCHW
+// and contiguous or blocked (CpuBatchNormSiluHandles says which tensors qualify); updates the
+// running statistics as BatchNorm2d does.
+bool CpuBatchNormSiluHandles(const at::Tensor& z);
+at::Tensor CpuBatchNormSilu(const at::Tensor& z, const at::Tensor& gamma, const at::Tensor& beta,
+                            at::Tensor running_mean, at::Tensor running_var, double momentum,
+                            double eps);
 
 // Nearest-neighbour upsampling by 2 of a blocked tensor.
 at::Tensor BlockedUpsample2x(const at::Tensor& x);

@@ -1,7 +1,6 @@
 #include "server/train/model.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/functional/activation.h>
 #include <torch/nn/functional/upsampling.h>
@@ -12,7 +11,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/train/blocked_ops.h"
-#include "server/train/bn_silu_kernel.h"
 
 namespace yolo {
 namespace {
@@ -73,60 +71,6 @@ class BatchNormSiluFunction : public torch::autograd::Function<BatchNormSiluFunc
   }
 };
 
-// The same on the CPU with one kernel per direction (bn_silu_kernel.h): two memory passes
-// each way, and the normalised input kept in bfloat16, half of the above's saved activation.
-class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSiluFunction> {
- public:
-  static bool Handles(const at::Tensor& z) {
-    return z.device().is_cpu() && z.scalar_type() == at::kFloat && z.dim() == 4 &&
-           z.is_contiguous();
-  }
-
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z,
-                            const at::Tensor& gamma, const at::Tensor& beta,
-                            at::Tensor running_mean, at::Tensor running_var, double momentum,
-                            double eps) {
-    const BnSiluShape s{z.size(0), z.size(1), z.size(2) * z.size(3)};
-    at::Tensor y = at::empty_like(z);
-    at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(at::kBFloat16));
-    at::Tensor stats = at::empty({3, s.c}, z.options());  // mean, invstd, unbiased variance
-    const at::Tensor g = gamma.contiguous(), b = beta.contiguous();
-    float* st = stats.data_ptr<float>();
-    at::parallel_for(0, s.c, 1, [&](int64_t c0, int64_t c1) {
-      BnSiluForward(z.data_ptr<float>(), s, c0, c1, eps, g.data_ptr<float>(), b.data_ptr<float>(),
-                    st, st + s.c, st + 2 * s.c,
-                    reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>()),
-                    y.data_ptr<float>());
-    });
-    {
-      at::NoGradGuard no_grad;
-      running_mean.mul_(1.0 - momentum).add_(stats[0], momentum);
-      running_var.mul_(1.0 - momentum).add_(stats[2], momentum);
-    }
-    ctx->save_for_backward({xhat, g, b, stats[1]});
-    return y;
-  }
-
-  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
-                                                 torch::autograd::variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    const at::Tensor &xhat = saved[0], &gamma = saved[1], &beta = saved[2];
-    const at::Tensor invstd = saved[3].contiguous();
-    const at::Tensor gy = grads[0].to(at::kFloat).contiguous();
-    const BnSiluShape s{xhat.size(0), xhat.size(1), xhat.size(2) * xhat.size(3)};
-    at::Tensor gz = at::empty_like(gy);
-    at::Tensor gparams = at::empty({2, s.c}, gy.options());  // gamma, beta
-    float* gp = gparams.data_ptr<float>();
-    at::parallel_for(0, s.c, 1, [&](int64_t c0, int64_t c1) {
-      BnSiluBackward(gy.data_ptr<float>(),
-                     reinterpret_cast<const uint16_t*>(xhat.data_ptr<at::BFloat16>()), s, c0, c1,
-                     gamma.data_ptr<float>(), beta.data_ptr<float>(), invstd.data_ptr<float>(),
-                     gz.data_ptr<float>(), gp, gp + s.c);
-    });
-    return {gz, gparams[0], gparams[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-};
-
 int Channels(int c, const ModelScale& s) {
   const double scaled = std::min(c, s.max_channels) * s.width;
   return static_cast<int>(std::ceil(scaled / 8.0)) * 8;
@@ -184,9 +128,9 @@ torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
   if (is_training() && at::GradMode::is_enabled()) {
     const auto& o = bn->options;
     bn->num_batches_tracked += 1;
-    if (CpuBatchNormSiluFunction::Handles(y)) {
-      return CpuBatchNormSiluFunction::apply(y, bn->weight, bn->bias, bn->running_mean,
-                                             bn->running_var, o.momentum().value(), o.eps());
+    if (CpuBatchNormSiluHandles(y)) {
+      return CpuBatchNormSilu(y, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                              o.momentum().value(), o.eps());
     }
     return BatchNormSiluFunction::apply(y, bn->weight, bn->bias, bn->running_mean, bn->running_var,
                                         o.momentum().value(), o.eps());
@@ -202,8 +146,8 @@ torch::Tensor ConvImpl::forward_blocked(const torch::Tensor& x) {
   const torch::Tensor z =
       BlockedConv2d(x, conv->weight, /*bias=*/{}, conv->options.stride()->at(0),
                     conv->options.kernel_size()->at(0) / 2, /*out_blocked=*/true);
-  return BlockedBatchNormSilu(z, bn->weight, bn->bias, bn->running_mean, bn->running_var,
-                              o.momentum().value(), o.eps());
+  return CpuBatchNormSilu(z, bn->weight, bn->bias, bn->running_mean, bn->running_var,
+                          o.momentum().value(), o.eps());
 }
 
 BottleneckImpl::BottleneckImpl(int c1, int c2, bool shortcut) {

@@ -125,7 +125,8 @@ struct ConvPrimitives {
   dnnl::convolution_backward_weights::primitive_desc weights_pd;
   dnnl::convolution_backward_weights weights_prim;
   // oneDNN's optimised kernels cover every direction: for some tiny geometries (a 3x3 kernel
-  // over a 2x2 map) only its reference code does, which is far slower than LibTorch's own.
+  // over a 2x2 map) only its reference code does, which is far slower than LibTorch's own;
+  // false also where oneDNN refused the geometry.
   bool optimised = true;
 };
 
@@ -178,7 +179,14 @@ const ConvPrimitives& Primitives(const ConvKey& key) {
   static std::map<ConvKey, std::unique_ptr<ConvPrimitives>> cache;
   std::lock_guard<std::mutex> lock(mu);
   auto& slot = cache[key];
-  if (!slot) slot = MakePrimitives(key);
+  if (!slot) {
+    try {
+      slot = MakePrimitives(key);
+    } catch (const dnnl::error&) {  // a geometry oneDNN does not take: LibTorch's ops run it
+      slot = std::make_unique<ConvPrimitives>();
+      slot->optimised = false;
+    }
+  }
   return *slot;
 }
 

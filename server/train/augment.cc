@@ -4,6 +4,8 @@
 #include <cmath>
 #include <opencv2/imgproc.hpp>
 
+#include "server/train/rounding.h"
+
 namespace yolo {
 
 constexpr int kPadValue = 114;
@@ -38,8 +40,8 @@ cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, Lett
   double r =
       std::min(static_cast<double>(out_h) / image.rows, static_cast<double>(out_w) / image.cols);
   if (!scaleup) r = std::min(r, 1.0);
-  const int new_w = static_cast<int>(std::lround(image.cols * r));
-  const int new_h = static_cast<int>(std::lround(image.rows * r));
+  const int new_w = static_cast<int>(RoundHalfEven(image.cols * r));
+  const int new_h = static_cast<int>(RoundHalfEven(image.rows * r));
   const double dw = (out_w - new_w) / 2.0;
   const double dh = (out_h - new_h) / 2.0;
   cv::Mat resized = image;

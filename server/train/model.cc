@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/train/blocked_ops.h"
+#include "server/train/rounding.h"
 
 namespace yolo {
 namespace {
@@ -77,7 +78,7 @@ int Channels(int c, const ModelScale& s) {
 }
 
 int Repeats(int n, const ModelScale& s) {
-  return n > 1 ? std::max(static_cast<int>(std::lround(n * s.depth)), 1) : n;
+  return n > 1 ? std::max(static_cast<int>(RoundHalfEven(n * s.depth)), 1) : n;
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "absl/strings/match.h"
+#include "server/train/rounding.h"
 
 namespace yolo {
 
@@ -90,6 +91,18 @@ double Interp(double x, double x0, double x1, double y0, double y1) {
   if (x <= x0) return y0;
   if (x >= x1) return y1;
   return y0 + (x - x0) * (y1 - y0) / (x1 - x0);
+}
+
+int AccumulateCount(int64_t ni, int64_t nw, int nbs, int batch) {
+  const double full = static_cast<double>(nbs) / batch;
+  const double count =
+      ni <= nw ? Interp(static_cast<double>(ni), 0, static_cast<double>(nw), 1, full) : full;
+  return static_cast<int>(std::max<int64_t>(RoundHalfEven(count), 1));
+}
+
+int64_t WarmupIterations(double warmup_epochs, int batches_per_epoch) {
+  if (warmup_epochs <= 0) return -1;
+  return std::max<int64_t>(RoundHalfEven(warmup_epochs * batches_per_epoch), 100);
 }
 
 ModelEma::ModelEma(DetectionModel& model, int64_t updates) : updates_(updates) {

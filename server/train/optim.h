@@ -47,6 +47,14 @@ double LrFactor(int epoch, int epochs, double lrf, bool cos_lr);
 // Linear interpolation of x in [x0, x1] -> [y0, y1], clamped.
 double Interp(double x, double x0, double x1, double y0, double y1);
 
+// How many batches' gradients one optimizer step takes at iteration `ni`: nbs / batch, and
+// during warmup (ni <= nw) a linear rise from 1 to it; rounded half to even as Ultralytics
+// rounds (numpy), at least 1.
+int AccumulateCount(int64_t ni, int64_t nw, int nbs, int batch);
+
+// Warmup iterations: max(round(warmup_epochs * batches_per_epoch), 100), or -1 without warmup.
+int64_t WarmupIterations(double warmup_epochs, int batches_per_epoch);
+
 // Exponential moving average of every floating parameter and buffer; decay
 // 0.9999 * (1 - exp(-updates / 2000)).
 class ModelEma {

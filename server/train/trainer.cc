@@ -21,6 +21,7 @@
 #include "server/train/checkpoint.h"
 #include "server/train/cpu_allocator.h"
 #include "server/train/optim.h"
+#include "server/train/rounding.h"
 #include "server/train/run_support.h"
 
 namespace yolo {
@@ -140,7 +141,7 @@ absl::Status TrainRun::Setup() {
   spdlog::info("val: {}", val_scan.Summary());
   const double fraction = args_.GetFloat("fraction");
   if (fraction < 1.0) {
-    const size_t keep = std::max<size_t>(1, std::lround(train_scan.images.size() * fraction));
+    const size_t keep = std::max<int64_t>(1, RoundHalfEven(train_scan.images.size() * fraction));
     train_scan.images.resize(std::min(keep, train_scan.images.size()));
   }
 
@@ -203,8 +204,7 @@ absl::Status TrainRun::Setup() {
 
   // Optimizer.
   const int nbs = static_cast<int>(args_.GetInt("nbs"));
-  const int accumulate =
-      std::max(static_cast<int>(std::lround(static_cast<double>(nbs) / batch_)), 1);
+  const int accumulate = AccumulateCount(/*ni=*/0, /*nw=*/-1, nbs, batch_);
   const double weight_decay = args_.GetFloat("weight_decay") * batch_ * accumulate / nbs;
   const int64_t iterations =
       static_cast<int64_t>(
@@ -324,8 +324,7 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   outcome.run_dir = run_dir_;
   const int nb = train_loader_->BatchesPerEpoch();
   const double warmup_epochs = args_.GetFloat("warmup_epochs");
-  const int nw =
-      warmup_epochs > 0 ? std::max(static_cast<int>(std::lround(warmup_epochs * nb)), 100) : -1;
+  const int64_t nw = WarmupIterations(warmup_epochs, nb);
   const int nbs = static_cast<int>(args_.GetInt("nbs"));
   const int close_mosaic = static_cast<int>(args_.GetInt("close_mosaic"));
   const double lrf = args_.GetFloat("lrf");
@@ -338,7 +337,7 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   nms.iou = args_.GetFloat("iou");
   nms.max_det = static_cast<int>(args_.GetInt("max_det"));
   nms.agnostic = args_.GetBool("single_cls");
-  int accumulate = std::max(static_cast<int>(std::lround(static_cast<double>(nbs) / batch_)), 1);
+  int accumulate = AccumulateCount(/*ni=*/0, /*nw=*/-1, nbs, batch_);
   int64_t last_opt_step = -1;
   const auto run_start = Clock::now();
 
@@ -364,9 +363,7 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       if (StopRequested()) break;
       const int64_t ni = i + static_cast<int64_t>(nb) * epoch;
       if (ni <= nw) {
-        accumulate = std::max(
-            1,
-            static_cast<int>(std::lround(Interp(ni, 0, nw, 1, static_cast<double>(nbs) / batch_))));
+        accumulate = AccumulateCount(ni, nw, nbs, batch_);
         for (size_t g = 0; g < initial_lr_.size(); ++g) {
           const double from = g == 0 ? choice_.warmup_bias_lr : 0.0;
           SetGroupLr(*optimizer_, g, Interp(ni, 0, nw, from, initial_lr_[g] * lf));

@@ -35,15 +35,27 @@ class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSi
     const bool blocked = z.dim() == 5;
     const BnSiluShape s = Geometry(z);
     at::Tensor y = at::empty_like(z);
-    at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(at::kBFloat16));
+    const bool bf16 = FusedBatchNormKeepsBf16();
+    at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(bf16 ? at::kBFloat16 : at::kFloat));
     at::Tensor stats = at::empty({3, s.c}, z.options());  // mean, invstd, unbiased variance
     const at::Tensor g = gamma.contiguous(), b = beta.contiguous();
     float* st = stats.data_ptr<float>();
     at::parallel_for(0, blocked ? s.c / 8 : s.c, 1, [&](int64_t begin, int64_t end) {
-      (blocked ? BnSiluForwardBlocked : BnSiluForward)(
-          z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(), b.data_ptr<float>(), st,
-          st + s.c, st + 2 * s.c, reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>()),
-          y.data_ptr<float>());
+      auto run = [&](auto* x) {  // x̂ as bfloat16 bits or float: the kernel overloads
+        if (blocked) {
+          BnSiluForwardBlocked(z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(),
+                               b.data_ptr<float>(), st, st + s.c, st + 2 * s.c, x,
+                               y.data_ptr<float>());
+        } else {
+          BnSiluForward(z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(),
+                        b.data_ptr<float>(), st, st + s.c, st + 2 * s.c, x, y.data_ptr<float>());
+        }
+      };
+      if (bf16) {
+        run(reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>()));
+      } else {
+        run(xhat.data_ptr<float>());
+      }
     });
     {
       at::NoGradGuard no_grad;
@@ -65,10 +77,22 @@ class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSi
     at::Tensor gparams = at::empty({2, s.c}, gy.options());  // gamma, beta
     float* gp = gparams.data_ptr<float>();
     at::parallel_for(0, blocked ? s.c / 8 : s.c, 1, [&](int64_t begin, int64_t end) {
-      (blocked ? BnSiluBackwardBlocked : BnSiluBackward)(
-          gy.data_ptr<float>(), reinterpret_cast<const uint16_t*>(xhat.data_ptr<at::BFloat16>()), s,
-          begin, end, gamma.data_ptr<float>(), beta.data_ptr<float>(), invstd.data_ptr<float>(),
-          gz.data_ptr<float>(), gp, gp + s.c);
+      auto run = [&](const auto* x) {
+        if (blocked) {
+          BnSiluBackwardBlocked(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
+                                beta.data_ptr<float>(), invstd.data_ptr<float>(),
+                                gz.data_ptr<float>(), gp, gp + s.c);
+        } else {
+          BnSiluBackward(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
+                         beta.data_ptr<float>(), invstd.data_ptr<float>(), gz.data_ptr<float>(), gp,
+                         gp + s.c);
+        }
+      };
+      if (xhat.scalar_type() == at::kBFloat16) {
+        run(reinterpret_cast<const uint16_t*>(xhat.data_ptr<at::BFloat16>()));
+      } else {
+        run(xhat.data_ptr<float>());
+      }
     });
     return {gz, gparams[0], gparams[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
@@ -296,11 +320,28 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
 
 }  // namespace
 
+bool FusedBatchNormEnabled() {
+  static const bool enabled = [] {
+    const char* env = std::getenv("YOLO_FUSED_BN");
+    return !(env != nullptr && std::string(env) == "0");
+  }();
+  return enabled;
+}
+
+bool FusedBatchNormKeepsBf16() {
+  static const bool bf16 = [] {
+    const char* env = std::getenv("YOLO_BN_BF16");
+    return env != nullptr && std::string(env) == "1";
+  }();
+  return bf16;
+}
+
 bool BlockedLayoutAvailable() {
 #ifdef YOLO_WITH_ONEDNN
   static const bool available = [] {
     const char* env = std::getenv("YOLO_BLOCKED_LAYOUT");
-    return BnSiluVectorised() && !(env != nullptr && std::string(env) == "0");
+    return BnSiluVectorised() && FusedBatchNormEnabled() &&
+           !(env != nullptr && std::string(env) == "0");
   }();
   return available;
 #else
@@ -338,7 +379,7 @@ at::Tensor BlockedConv2d(const at::Tensor& x, const at::Tensor& weight, const at
 }
 
 bool CpuBatchNormSiluHandles(const at::Tensor& z) {
-  return z.device().is_cpu() && z.scalar_type() == at::kFloat &&
+  return FusedBatchNormEnabled() && z.device().is_cpu() && z.scalar_type() == at::kFloat &&
          ((z.dim() == 4 && z.is_contiguous()) || (z.dim() == 5 && BlockedLayoutAvailable()));
 }
 

@@ -14,8 +14,18 @@
 namespace yolo {
 
 // Built with oneDNN, running on a CPU with AVX2 and FMA, and not turned off with the
-// environment variable YOLO_BLOCKED_LAYOUT=0 (which makes CPU training use LibTorch's ops).
+// environment variable YOLO_BLOCKED_LAYOUT=0 (which makes CPU training use LibTorch's ops)
+// nor with YOLO_FUSED_BN=0.
 bool BlockedLayoutAvailable();
+
+// The fused BatchNorm + SiLU (bn_silu_kernel.h, which keeps its normalised input in bfloat16
+// for backward) trains CPU models unless YOLO_FUSED_BN=0: then BatchNorm runs as LibTorch's,
+// in float32 throughout, the reference the parity harness compares with.
+bool FusedBatchNormEnabled();
+
+// Whether the fused BatchNorm keeps x̂ in bfloat16 (YOLO_BN_BF16=1): half the memory it holds
+// for backward, for gradients within ~1e-2 relative of float's instead of ~1e-5.
+bool FusedBatchNormKeepsBf16();
 
 // (N, C, H, W) <-> (N, C/8, H, W, 8); C a multiple of 8.
 at::Tensor ToBlocked(const at::Tensor& nchw);

@@ -29,6 +29,12 @@ uint16_t FloatToBf16(float f) {  // round to nearest even
 
 float Sigmoid(float u) { return 1.0f / (1.0f + std::exp(-u)); }
 
+// The saved normalised input x̂ is bfloat16 bits (uint16_t) or float.
+inline float FromX(uint16_t b) { return Bf16ToFloat(b); }
+inline float FromX(float f) { return f; }
+inline void StoreX(uint16_t* p, float x) { *p = FloatToBf16(x); }
+inline void StoreX(float* p, float x) { *p = x; }
+
 // The row operations, one element at a time; also the tails of the vectorised rows.
 struct ScalarRows {
   static void Sums(const float* z, int64_t len, float shift, double* sum, double* sumsq) {
@@ -41,11 +47,12 @@ struct ScalarRows {
     *sum += s;
     *sumsq += q;
   }
+  template <class X>
   static void Forward(const float* z, int64_t len, float mean, float invstd, float gamma,
-                      float beta, uint16_t* xhat, float* y) {
+                      float beta, X* xhat, float* y) {
     for (int64_t i = 0; i < len; ++i) {
       const float x = (z[i] - mean) * invstd;
-      xhat[i] = FloatToBf16(x);
+      StoreX(xhat + i, x);
       const float u = gamma * x + beta;
       y[i] = u * Sigmoid(u);
     }
@@ -56,11 +63,12 @@ struct ScalarRows {
     const float s = Sigmoid(u);
     return g * s * (1.0f + u * (1.0f - s));
   }
-  static void BackwardSums(const float* gy, const uint16_t* xhat, int64_t len, float gamma,
-                           float beta, double* sum_gu, double* sum_gu_x) {
+  template <class X>
+  static void BackwardSums(const float* gy, const X* xhat, int64_t len, float gamma, float beta,
+                           double* sum_gu, double* sum_gu_x) {
     double a = 0, b = 0;
     for (int64_t i = 0; i < len; ++i) {
-      const float x = Bf16ToFloat(xhat[i]);
+      const float x = FromX(xhat[i]);
       const float gu = Gu(gy[i], x, gamma, beta);
       a += gu;
       b += static_cast<double>(gu) * x;
@@ -68,10 +76,11 @@ struct ScalarRows {
     *sum_gu += a;
     *sum_gu_x += b;
   }
-  static void BackwardApply(const float* gy, const uint16_t* xhat, int64_t len, float gamma,
-                            float beta, float scale, float k1, float k2, float* gz) {
+  template <class X>
+  static void BackwardApply(const float* gy, const X* xhat, int64_t len, float gamma, float beta,
+                            float scale, float k1, float k2, float* gz) {
     for (int64_t i = 0; i < len; ++i) {
-      const float x = Bf16ToFloat(xhat[i]);
+      const float x = FromX(xhat[i]);
       gz[i] = scale * (Gu(gy[i], x, gamma, beta) - k1 - x * k2);
     }
   }
@@ -119,6 +128,11 @@ YOLO_AVX2 inline void StoreBf16x8(uint16_t* p, __m256 v) {  // round to nearest 
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_castsi256_si128(packed));
 }
 
+YOLO_AVX2 inline __m256 LoadX8(const uint16_t* p) { return LoadBf16x8(p); }
+YOLO_AVX2 inline __m256 LoadX8(const float* p) { return _mm256_loadu_ps(p); }
+YOLO_AVX2 inline void StoreX8(uint16_t* p, __m256 v) { StoreBf16x8(p, v); }
+YOLO_AVX2 inline void StoreX8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+
 YOLO_AVX2 inline double HorizontalSum(__m256 v) {
   const __m256d d = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)),
                                   _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
@@ -144,14 +158,15 @@ struct Avx2Rows {
     }
     ScalarRows::Sums(z + i, len - i, shift, sum, sumsq);
   }
+  template <class X>
   YOLO_AVX2 static void Forward(const float* z, int64_t len, float mean, float invstd, float gamma,
-                                float beta, uint16_t* xhat, float* y) {
+                                float beta, X* xhat, float* y) {
     const __m256 m = _mm256_set1_ps(mean), is = _mm256_set1_ps(invstd);
     const __m256 g = _mm256_set1_ps(gamma), b = _mm256_set1_ps(beta);
     int64_t i = 0;
     for (; i + 8 <= len; i += 8) {
       const __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(z + i), m), is);
-      StoreBf16x8(xhat + i, x);
+      StoreX8(xhat + i, x);
       const __m256 u = _mm256_fmadd_ps(g, x, b);
       _mm256_storeu_ps(y + i, _mm256_mul_ps(u, Sigmoid8(u)));
     }
@@ -163,15 +178,16 @@ struct Avx2Rows {
     const __m256 s = Sigmoid8(u);
     return _mm256_mul_ps(_mm256_mul_ps(gy, s), _mm256_fmadd_ps(u, _mm256_sub_ps(one, s), one));
   }
-  YOLO_AVX2 static void BackwardSums(const float* gy, const uint16_t* xhat, int64_t len,
-                                     float gamma, float beta, double* sum_gu, double* sum_gu_x) {
+  template <class X>
+  YOLO_AVX2 static void BackwardSums(const float* gy, const X* xhat, int64_t len, float gamma,
+                                     float beta, double* sum_gu, double* sum_gu_x) {
     const __m256 g = _mm256_set1_ps(gamma), b = _mm256_set1_ps(beta);
     int64_t i = 0;
     for (; i + 8 <= len;) {
       const int64_t end = std::min(len, i + kSumBlock) / 8 * 8;
       __m256 a = _mm256_setzero_ps(), c = _mm256_setzero_ps();
       for (; i < end; i += 8) {
-        const __m256 x = LoadBf16x8(xhat + i);
+        const __m256 x = LoadX8(xhat + i);
         const __m256 gu = Gu8(_mm256_loadu_ps(gy + i), x, g, b);
         a = _mm256_add_ps(a, gu);
         c = _mm256_fmadd_ps(gu, x, c);
@@ -181,14 +197,14 @@ struct Avx2Rows {
     }
     ScalarRows::BackwardSums(gy + i, xhat + i, len - i, gamma, beta, sum_gu, sum_gu_x);
   }
-  YOLO_AVX2 static void BackwardApply(const float* gy, const uint16_t* xhat, int64_t len,
-                                      float gamma, float beta, float scale, float k1, float k2,
-                                      float* gz) {
+  template <class X>
+  YOLO_AVX2 static void BackwardApply(const float* gy, const X* xhat, int64_t len, float gamma,
+                                      float beta, float scale, float k1, float k2, float* gz) {
     const __m256 g = _mm256_set1_ps(gamma), b = _mm256_set1_ps(beta);
     const __m256 sc = _mm256_set1_ps(scale), v1 = _mm256_set1_ps(k1), v2 = _mm256_set1_ps(k2);
     int64_t i = 0;
     for (; i + 8 <= len; i += 8) {
-      const __m256 x = LoadBf16x8(xhat + i);
+      const __m256 x = LoadX8(xhat + i);
       const __m256 gu = Gu8(_mm256_loadu_ps(gy + i), x, g, b);
       _mm256_storeu_ps(
           gz + i, _mm256_mul_ps(sc, _mm256_sub_ps(_mm256_sub_ps(gu, v1), _mm256_mul_ps(x, v2))));
@@ -197,10 +213,10 @@ struct Avx2Rows {
   }
 };
 
-template <class Rows>
+template <class Rows, class X>
 void Forward(const float* z, const BnSiluShape& s, int64_t c0, int64_t c1, double eps,
              const float* gamma, const float* beta, float* mean, float* invstd, float* var_unbiased,
-             uint16_t* xhat, float* y) {
+             X* xhat, float* y) {
   const double count = static_cast<double>(s.n * s.hw);
   for (int64_t c = c0; c < c1; ++c) {
     // Sums of z - z[first] keep the variance exact when the mean is large beside the spread.
@@ -220,8 +236,8 @@ void Forward(const float* z, const BnSiluShape& s, int64_t c0, int64_t c1, doubl
   }
 }
 
-template <class Rows>
-void Backward(const float* gy, const uint16_t* xhat, const BnSiluShape& s, int64_t c0, int64_t c1,
+template <class Rows, class X>
+void Backward(const float* gy, const X* xhat, const BnSiluShape& s, int64_t c0, int64_t c1,
               const float* gamma, const float* beta, const float* invstd, float* gz, float* ggamma,
               float* gbeta) {
   const double count = static_cast<double>(s.n * s.hw);
@@ -252,9 +268,10 @@ YOLO_AVX2 inline void AddLanes(double* acc, __m256 v) {  // acc[0..7] += v
                                           _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
 }
 
+template <class X>
 YOLO_AVX2 void ForwardBlocked8(const float* z, const BnSiluShape& s, int64_t b, double eps,
                                const float* gamma, const float* beta, float* mean, float* invstd,
-                               float* var_unbiased, uint16_t* xhat, float* y) {
+                               float* var_unbiased, X* xhat, float* y) {
   const int64_t blocks = s.c / 8, row = s.hw * 8;
   const __m256 shift = _mm256_loadu_ps(z + b * row);
   double sums[8] = {}, squares[8] = {};
@@ -288,16 +305,17 @@ YOLO_AVX2 void ForwardBlocked8(const float* z, const BnSiluShape& s, int64_t b, 
     const int64_t off = (n * blocks + b) * row;
     for (int64_t i = 0; i < row; i += 8) {
       const __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(z + off + i), m), is);
-      StoreBf16x8(xhat + off + i, x);
+      StoreX8(xhat + off + i, x);
       const __m256 u = _mm256_fmadd_ps(g, x, bt);
       _mm256_storeu_ps(y + off + i, _mm256_mul_ps(u, Sigmoid8(u)));
     }
   }
 }
 
-YOLO_AVX2 void BackwardBlocked8(const float* gy, const uint16_t* xhat, const BnSiluShape& s,
-                                int64_t b, const float* gamma, const float* beta,
-                                const float* invstd, float* gz, float* ggamma, float* gbeta) {
+template <class X>
+YOLO_AVX2 void BackwardBlocked8(const float* gy, const X* xhat, const BnSiluShape& s, int64_t b,
+                                const float* gamma, const float* beta, const float* invstd,
+                                float* gz, float* ggamma, float* gbeta) {
   const int64_t blocks = s.c / 8, row = s.hw * 8;
   const __m256 g = _mm256_loadu_ps(gamma + b * 8), bt = _mm256_loadu_ps(beta + b * 8);
   double a[8] = {}, c[8] = {};
@@ -307,7 +325,7 @@ YOLO_AVX2 void BackwardBlocked8(const float* gy, const uint16_t* xhat, const BnS
       const int64_t end = std::min(row, i + kSumBlock);
       __m256 va = _mm256_setzero_ps(), vc = _mm256_setzero_ps();
       for (; i < end; i += 8) {
-        const __m256 x = LoadBf16x8(xhat + off + i);
+        const __m256 x = LoadX8(xhat + off + i);
         const __m256 gu = Avx2Rows::Gu8(_mm256_loadu_ps(gy + off + i), x, g, bt);
         va = _mm256_add_ps(va, gu);
         vc = _mm256_fmadd_ps(gu, x, vc);
@@ -329,11 +347,47 @@ YOLO_AVX2 void BackwardBlocked8(const float* gy, const uint16_t* xhat, const BnS
   for (int64_t n = 0; n < s.n; ++n) {
     const int64_t off = (n * blocks + b) * row;
     for (int64_t i = 0; i < row; i += 8) {
-      const __m256 x = LoadBf16x8(xhat + off + i);
+      const __m256 x = LoadX8(xhat + off + i);
       const __m256 gu = Avx2Rows::Gu8(_mm256_loadu_ps(gy + off + i), x, g, bt);
       _mm256_storeu_ps(gz + off + i, _mm256_mul_ps(sc, _mm256_sub_ps(_mm256_sub_ps(gu, v1),
                                                                      _mm256_mul_ps(x, v2))));
     }
+  }
+}
+
+template <class X>
+void ForwardAny(const float* z, const BnSiluShape& s, int64_t c0, int64_t c1, double eps,
+                const float* gamma, const float* beta, float* mean, float* invstd,
+                float* var_unbiased, X* xhat, float* y) {
+  (BnSiluVectorised() ? Forward<Avx2Rows, X> : Forward<ScalarRows, X>)(z, s, c0, c1, eps, gamma,
+                                                                       beta, mean, invstd,
+                                                                       var_unbiased, xhat, y);
+}
+
+template <class X>
+void BackwardAny(const float* gy, const X* xhat, const BnSiluShape& s, int64_t c0, int64_t c1,
+                 const float* gamma, const float* beta, const float* invstd, float* gz,
+                 float* ggamma, float* gbeta) {
+  (BnSiluVectorised() ? Backward<Avx2Rows, X> : Backward<ScalarRows, X>)(gy, xhat, s, c0, c1, gamma,
+                                                                         beta, invstd, gz, ggamma,
+                                                                         gbeta);
+}
+
+template <class X>
+void ForwardBlockedAny(const float* z, const BnSiluShape& s, int64_t b0, int64_t b1, double eps,
+                       const float* gamma, const float* beta, float* mean, float* invstd,
+                       float* var_unbiased, X* xhat, float* y) {
+  for (int64_t b = b0; b < b1; ++b) {
+    ForwardBlocked8(z, s, b, eps, gamma, beta, mean, invstd, var_unbiased, xhat, y);
+  }
+}
+
+template <class X>
+void BackwardBlockedAny(const float* gy, const X* xhat, const BnSiluShape& s, int64_t b0,
+                        int64_t b1, const float* gamma, const float* beta, const float* invstd,
+                        float* gz, float* ggamma, float* gbeta) {
+  for (int64_t b = b0; b < b1; ++b) {
+    BackwardBlocked8(gy, xhat, s, b, gamma, beta, invstd, gz, ggamma, gbeta);
   }
 }
 
@@ -347,32 +401,42 @@ bool BnSiluVectorised() {
 void BnSiluForward(const float* z, const BnSiluShape& s, int64_t c0, int64_t c1, double eps,
                    const float* gamma, const float* beta, float* mean, float* invstd,
                    float* var_unbiased, uint16_t* xhat, float* y) {
-  (BnSiluVectorised() ? Forward<Avx2Rows> : Forward<ScalarRows>)(z, s, c0, c1, eps, gamma, beta,
-                                                                 mean, invstd, var_unbiased, xhat,
-                                                                 y);
+  ForwardAny(z, s, c0, c1, eps, gamma, beta, mean, invstd, var_unbiased, xhat, y);
 }
-
+void BnSiluForward(const float* z, const BnSiluShape& s, int64_t c0, int64_t c1, double eps,
+                   const float* gamma, const float* beta, float* mean, float* invstd,
+                   float* var_unbiased, float* xhat, float* y) {
+  ForwardAny(z, s, c0, c1, eps, gamma, beta, mean, invstd, var_unbiased, xhat, y);
+}
 void BnSiluBackward(const float* gy, const uint16_t* xhat, const BnSiluShape& s, int64_t c0,
                     int64_t c1, const float* gamma, const float* beta, const float* invstd,
                     float* gz, float* ggamma, float* gbeta) {
-  (BnSiluVectorised() ? Backward<Avx2Rows> : Backward<ScalarRows>)(gy, xhat, s, c0, c1, gamma, beta,
-                                                                   invstd, gz, ggamma, gbeta);
+  BackwardAny(gy, xhat, s, c0, c1, gamma, beta, invstd, gz, ggamma, gbeta);
 }
-
+void BnSiluBackward(const float* gy, const float* xhat, const BnSiluShape& s, int64_t c0,
+                    int64_t c1, const float* gamma, const float* beta, const float* invstd,
+                    float* gz, float* ggamma, float* gbeta) {
+  BackwardAny(gy, xhat, s, c0, c1, gamma, beta, invstd, gz, ggamma, gbeta);
+}
 void BnSiluForwardBlocked(const float* z, const BnSiluShape& s, int64_t b0, int64_t b1, double eps,
                           const float* gamma, const float* beta, float* mean, float* invstd,
                           float* var_unbiased, uint16_t* xhat, float* y) {
-  for (int64_t b = b0; b < b1; ++b) {
-    ForwardBlocked8(z, s, b, eps, gamma, beta, mean, invstd, var_unbiased, xhat, y);
-  }
+  ForwardBlockedAny(z, s, b0, b1, eps, gamma, beta, mean, invstd, var_unbiased, xhat, y);
 }
-
+void BnSiluForwardBlocked(const float* z, const BnSiluShape& s, int64_t b0, int64_t b1, double eps,
+                          const float* gamma, const float* beta, float* mean, float* invstd,
+                          float* var_unbiased, float* xhat, float* y) {
+  ForwardBlockedAny(z, s, b0, b1, eps, gamma, beta, mean, invstd, var_unbiased, xhat, y);
+}
 void BnSiluBackwardBlocked(const float* gy, const uint16_t* xhat, const BnSiluShape& s, int64_t b0,
                            int64_t b1, const float* gamma, const float* beta, const float* invstd,
                            float* gz, float* ggamma, float* gbeta) {
-  for (int64_t b = b0; b < b1; ++b) {
-    BackwardBlocked8(gy, xhat, s, b, gamma, beta, invstd, gz, ggamma, gbeta);
-  }
+  BackwardBlockedAny(gy, xhat, s, b0, b1, gamma, beta, invstd, gz, ggamma, gbeta);
+}
+void BnSiluBackwardBlocked(const float* gy, const float* xhat, const BnSiluShape& s, int64_t b0,
+                           int64_t b1, const float* gamma, const float* beta, const float* invstd,
+                           float* gz, float* ggamma, float* gbeta) {
+  BackwardBlockedAny(gy, xhat, s, b0, b1, gamma, beta, invstd, gz, ggamma, gbeta);
 }
 
 }  // namespace yolo

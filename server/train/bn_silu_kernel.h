@@ -1,9 +1,10 @@
 // BatchNorm (training mode) followed by SiLU on a contiguous NCHW float tensor, in two
 // memory passes per direction instead of ATen's five or six: forward reads z twice (statistics,
-// then normalise + SiLU) and writes y and the normalised input x̂ as bfloat16, the only thing
-// backward needs (recomputing u = γx̂ + β there); backward reads the output gradient and x̂
-// twice and writes the input gradient. Keeping x̂ in 16 bits halves what BatchNorm keeps
-// for backward, as mixed precision does, while every sum and the output stay in float/double.
+// then normalise + SiLU) and writes y and the normalised input x̂, the only thing backward
+// needs (recomputing u = γx̂ + β there); backward reads the output gradient and x̂ twice and
+// writes the input gradient. x̂ is kept as float (backward then matches LibTorch's BatchNorm to
+// rounding) or as bfloat16 bits (uint16_t), half the memory, as mixed precision keeps it; every
+// sum and the output stay in float/double either way.
 // LibTorch-free: the caller splits the channels over threads (each call owns [c0, c1)).
 #pragma once
 
@@ -23,14 +24,20 @@ bool BnSiluVectorised();
 
 // Statistics of channels [c0, c1) and the forward pass for them: mean[c], invstd[c] =
 // 1/sqrt(var + eps) with the biased variance, var_unbiased[c] (for the running estimate),
-// xhat = (z - mean) * invstd as bfloat16 bits, y = silu(gamma * xhat + beta).
+// xhat = (z - mean) * invstd (as bfloat16 bits or float), y = silu(gamma * xhat + beta).
 void BnSiluForward(const float* z, const BnSiluShape& s, int64_t c0, int64_t c1, double eps,
                    const float* gamma, const float* beta, float* mean, float* invstd,
                    float* var_unbiased, uint16_t* xhat, float* y);
+void BnSiluForward(const float* z, const BnSiluShape& s, int64_t c0, int64_t c1, double eps,
+                   const float* gamma, const float* beta, float* mean, float* invstd,
+                   float* var_unbiased, float* xhat, float* y);
 
 // Backward for channels [c0, c1), from the output gradient gy and the saved xhat: writes gz,
 // ggamma[c] and gbeta[c].
 void BnSiluBackward(const float* gy, const uint16_t* xhat, const BnSiluShape& s, int64_t c0,
+                    int64_t c1, const float* gamma, const float* beta, const float* invstd,
+                    float* gz, float* ggamma, float* gbeta);
+void BnSiluBackward(const float* gy, const float* xhat, const BnSiluShape& s, int64_t c0,
                     int64_t c1, const float* gamma, const float* beta, const float* invstd,
                     float* gz, float* ggamma, float* gbeta);
 
@@ -39,7 +46,13 @@ void BnSiluBackward(const float* gy, const uint16_t* xhat, const BnSiluShape& s,
 void BnSiluForwardBlocked(const float* z, const BnSiluShape& s, int64_t b0, int64_t b1, double eps,
                           const float* gamma, const float* beta, float* mean, float* invstd,
                           float* var_unbiased, uint16_t* xhat, float* y);
+void BnSiluForwardBlocked(const float* z, const BnSiluShape& s, int64_t b0, int64_t b1, double eps,
+                          const float* gamma, const float* beta, float* mean, float* invstd,
+                          float* var_unbiased, float* xhat, float* y);
 void BnSiluBackwardBlocked(const float* gy, const uint16_t* xhat, const BnSiluShape& s, int64_t b0,
+                           int64_t b1, const float* gamma, const float* beta, const float* invstd,
+                           float* gz, float* ggamma, float* gbeta);
+void BnSiluBackwardBlocked(const float* gy, const float* xhat, const BnSiluShape& s, int64_t b0,
                            int64_t b1, const float* gamma, const float* beta, const float* invstd,
                            float* gz, float* ggamma, float* gbeta);
 

@@ -95,7 +95,8 @@ DetectionLoss::DetectionLoss(int nc, std::vector<double> strides, LossGains gain
 }
 
 LossOutput DetectionLoss::operator()(const std::vector<at::Tensor>& raw,
-                                     const DetectionTargets& targets) const {
+                                     const DetectionTargets& targets,
+                                     Assignment* assignment) const {
   const int64_t b = raw[0].size(0);
   const int64_t no = 4 * reg_max_ + nc_;
   std::vector<at::Tensor> flat;
@@ -166,6 +167,7 @@ LossOutput DetectionLoss::operator()(const std::vector<at::Tensor>& raw,
   loss_box = loss_box * gains_.box;
   loss_cls = loss_cls * gains_.cls;
   loss_dfl = loss_dfl * gains_.dfl;
+  if (assignment != nullptr) *assignment = std::move(assigned);
   LossOutput out;
   out.items = at::stack({loss_box, loss_cls, loss_dfl}).detach();
   out.total = (loss_box + loss_cls + loss_dfl) * static_cast<double>(b);

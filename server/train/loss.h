@@ -58,7 +58,9 @@ class DetectionLoss {
  public:
   DetectionLoss(int nc, std::vector<double> strides, LossGains gains, int reg_max = 16);
   // `raw`: the Detect head's per-level outputs (B, 4 * reg_max + nc, H, W).
-  LossOutput operator()(const std::vector<at::Tensor>& raw, const DetectionTargets& targets) const;
+  // `assignment`, when given, receives the assigner's result (boxes in input pixels).
+  LossOutput operator()(const std::vector<at::Tensor>& raw, const DetectionTargets& targets,
+                        Assignment* assignment = nullptr) const;
 
  private:
   int nc_;

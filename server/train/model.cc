@@ -241,12 +241,16 @@ torch::Tensor DFLImpl::forward(const torch::Tensor& x) {
 DetectImpl::DetectImpl(int nc, const std::vector<int>& channels) : nc(nc) {
   const int c2 = std::max({16, channels[0] / 4, reg_max * 4});
   const int c3 = std::max(channels[0], std::min(nc, 100));
+  // Built in Ultralytics' order (every box branch, then every class branch, then the DFL), so
+  // that the same seed draws the same initial weights.
   cv2 = register_module("cv2", torch::nn::ModuleList());
-  cv3 = register_module("cv3", torch::nn::ModuleList());
   for (int ch : channels) {
     box_branches.push_back(HeadBranch(ch, c2, 4 * reg_max));
-    cls_branches.push_back(HeadBranch(ch, c3, nc));
     cv2->push_back(box_branches.back());
+  }
+  cv3 = register_module("cv3", torch::nn::ModuleList());
+  for (int ch : channels) {
+    cls_branches.push_back(HeadBranch(ch, c3, nc));
     cv3->push_back(cls_branches.back());
   }
   dfl = register_module("dfl", DFL(reg_max));
@@ -329,6 +333,18 @@ DetectionModelImpl::DetectionModelImpl(const ModelScale& s, int nc) : scale(s), 
   detect = Detect(nc, std::vector<int>{c256, c512, c1024});
   model->push_back(detect);
   detect->InitBiases();
+  // Ultralytics' model, once built, runs one forward pass of zeros in training mode (to find
+  // the strides) while BatchNorm's momentum is still PyTorch's 0.1: every running variance
+  // becomes 0.9 (the running means stay 0) and every layer counts one batch. The same start.
+  {
+    torch::NoGradGuard no_grad;
+    for (const auto& m : modules(/*include_self=*/false)) {
+      if (auto* bn = m->as<torch::nn::BatchNorm2dImpl>()) {
+        bn->running_var.fill_(0.9);
+        bn->num_batches_tracked.fill_(1);
+      }
+    }
+  }
   // The blocked layout holds channels in groups of 8: every Conv's output and every input but
   // the image's must fill whole groups (a head for, say, 85 classes does not).
   blocked_channels_ = true;
@@ -392,6 +408,8 @@ double DetectionModelImpl::Gflops(int imgsz) {
   return 2.0 * macs / 1e9 * (static_cast<double>(imgsz) / probe) *
          (static_cast<double>(imgsz) / probe);
 }
+
+void SeedLikeUltralytics(int64_t seed) { at::manual_seed(static_cast<uint64_t>(seed)); }
 
 void MakeAnchors(const std::vector<torch::Tensor>& feats, const std::vector<double>& strides,
                  torch::Tensor* points, torch::Tensor* stride_tensor) {

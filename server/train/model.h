@@ -148,6 +148,11 @@ class DetectionModelImpl : public torch::nn::Module {
 };
 TORCH_MODULE(DetectionModel);
 
+// Seeds LibTorch's generator for training with `seed` as Ultralytics' trainer does in a single
+// process (init_seeds(seed + 1 + RANK) with RANK -1), so that a model built next draws the
+// weights Ultralytics draws for that seed.
+void SeedLikeUltralytics(int64_t seed);
+
 // Anchor centres (A, 2) in grid units (+0.5) and their strides (A, 1), levels in order.
 void MakeAnchors(const std::vector<torch::Tensor>& feats, const std::vector<double>& strides,
                  torch::Tensor* points, torch::Tensor* stride_tensor);

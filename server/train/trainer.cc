@@ -126,7 +126,7 @@ absl::Status TrainRun::Setup() {
                  args_.GetString("batch"), device_.str());
     batch_ = 16;
   }
-  torch::manual_seed(static_cast<uint64_t>(args_.GetInt("seed")));
+  SeedLikeUltralytics(args_.GetInt("seed"));
 
   ASSIGN_OR_RETURN(data_, LoadDataConfig(args_.GetString("data")));
   const bool single_cls = args_.GetBool("single_cls");
@@ -200,7 +200,6 @@ absl::Status TrainRun::Setup() {
   val_opts.rect = true;
   val_opts.cache = CacheMode::kNone;
   val_loader_ = std::make_unique<BatchLoader>(std::move(val_scan.images), val_opts);
-  batch_ = std::min(batch_, train_loader_->size());
 
   // Optimizer.
   const int nbs = static_cast<int>(args_.GetInt("nbs"));

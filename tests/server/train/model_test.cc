@@ -62,6 +62,27 @@ TEST(ModelTest, OutputShapesAndDecode) {
   EXPECT_LT(pred.narrow(1, 4, 3).max().item<float>(), 0.05);
 }
 
+TEST(ModelTest, SeedDrawsUltralyticsInitialWeights) {
+  // Figures from Ultralytics 8.1.47 on PyTorch 1.13: init_seeds(0), then
+  // DetectionModel("yolov8n.yaml", nc=3). bench/parity/run.sh compares every tensor.
+  SeedLikeUltralytics(0);
+  DetectionModel model(ModelScale{'n', 0.33, 0.25, 1024}, 3);
+  auto state = model->named_parameters();
+  auto first = [&](const char* name) { return state[name].flatten()[0].item<double>(); };
+  auto sum = [&](const char* name) { return state[name].to(at::kDouble).sum().item<double>(); };
+  EXPECT_FLOAT_EQ(first("model.0.conv.weight"), -0.0014408392598852515);
+  EXPECT_NEAR(sum("model.0.conv.weight"), -0.5913192177831661, 1e-9);
+  // Every box branch draws before any class branch.
+  EXPECT_FLOAT_EQ(first("model.22.cv2.0.2.weight"), 0.026126250624656677);
+  EXPECT_FLOAT_EQ(first("model.22.cv3.0.0.conv.weight"), -0.006812920328229666);
+  EXPECT_NEAR(sum("model.22.cv3.2.2.weight"), 0.4307890832424164, 1e-9);
+  EXPECT_FLOAT_EQ(first("model.22.cv3.2.2.bias"), -5.4806389808654785);
+  // Ultralytics' stride probe leaves every BatchNorm at running_var 0.9 after one batch.
+  auto buffers = model->named_buffers();
+  EXPECT_FLOAT_EQ(buffers["model.9.cv2.bn.running_var"][0].item<float>(), 0.9f);
+  EXPECT_EQ(buffers["model.9.cv2.bn.num_batches_tracked"].item<int64_t>(), 1);
+}
+
 TEST(ModelTest, HeadBiasInitialisation) {
   DetectionModel m(*ScaleFromName("n"), 80);
   const auto& det = m->detect;

@@ -1,0 +1,238 @@
+// yolod's half of the parity harness (bench/parity/run.sh): writes what yolod computes as
+// PyTorch-readable files (torch.load gives a dict of tensors named as Ultralytics names them),
+// for peer_parity.py to compare with Ultralytics 8.1.47 on the same input.
+//
+//   parity_tool init   scale=n nc=3 seed=0 out=DIR
+//       DIR/init.state: the model as `yolo-worker train seed=S` initialises it;
+//       DIR/init.pt:    the same weights as a yolod checkpoint, to train from with model=
+//   parity_tool step   data=YAML state=FILE out=FILE [imgsz=320] [batch=8]
+//       the first batch of the train split (no augmentation, file order) through one training
+//       step: the batch, the raw outputs, the loss terms, the assigner's result, the BatchNorm
+//       statistics after the forward pass and every parameter's gradient
+//   parity_tool export ckpt=FILE out=FILE
+//       the training model ("model.*") and its EMA ("ema.model.*") of a yolod checkpoint
+//
+// The layout follows the trainer's: the blocked one with the fused BatchNorm+SiLU where the CPU
+// allows; YOLO_BLOCKED_LAYOUT=0 and YOLO_FUSED_BN=0 select the others.
+#include <ATen/ATen.h>
+#include <torch/csrc/jit/serialization/pickle.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "common/data_config.h"
+#include "common/status_macros.h"
+#include "server/train/blocked_ops.h"
+#include "server/train/checkpoint.h"
+#include "server/train/dataset.h"
+#include "server/train/loader.h"
+#include "server/train/loss.h"
+#include "server/train/model.h"
+#include "server/train/run_support.h"
+
+namespace yolo {
+namespace {
+
+using Args = std::map<std::string, std::string>;
+using TensorDict = c10::Dict<std::string, at::Tensor>;
+
+std::string Get(const Args& a, const std::string& key, const std::string& fallback = "") {
+  auto it = a.find(key);
+  return it == a.end() ? fallback : it->second;
+}
+
+absl::StatusOr<int> GetInt(const Args& a, const std::string& key, int fallback) {
+  const std::string v = Get(a, key);
+  if (v.empty()) return fallback;
+  int out = 0;
+  if (!absl::SimpleAtoi(v, &out)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", key, "' must be an integer, not '", v, "'"));
+  }
+  return out;
+}
+
+absl::Status WriteDict(const TensorDict& dict, const std::string& path) {
+  const std::vector<char> bytes = torch::jit::pickle_save(c10::IValue(dict));
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  f.close();
+  if (!f) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TensorDict> ReadDict(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::vector<char> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  c10::IValue v = torch::jit::pickle_load(bytes);
+  TensorDict out;
+  for (const auto& item : v.toGenericDict()) {
+    out.insert(item.key().toStringRef(), item.value().toTensor());
+  }
+  return out;
+}
+
+// Every parameter and buffer under its Ultralytics name, prefixed.
+void AddState(torch::nn::Module& model, const std::string& prefix, TensorDict* dict) {
+  for (const auto& p : model.named_parameters()) {
+    dict->insert(prefix + p.key(), p.value().detach().clone());
+  }
+  for (const auto& b : model.named_buffers()) {
+    dict->insert(prefix + b.key(), b.value().detach().clone());
+  }
+}
+
+absl::Status LoadState(const TensorDict& dict, torch::nn::Module& model) {
+  torch::NoGradGuard no_grad;
+  int copied = 0;
+  auto copy = [&](const std::string& name, at::Tensor dst) -> absl::Status {
+    if (!dict.contains(name)) return absl::NotFoundError(absl::StrCat("state lacks ", name));
+    at::Tensor src = dict.at(name);
+    if (!src.sizes().equals(dst.sizes())) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": shape mismatch"));
+    }
+    dst.copy_(src);
+    ++copied;
+    return absl::OkStatus();
+  };
+  for (auto& p : model.named_parameters()) RETURN_IF_ERROR(copy(p.key(), p.value()));
+  for (auto& b : model.named_buffers()) RETURN_IF_ERROR(copy(b.key(), b.value()));
+  if (static_cast<size_t>(copied) != dict.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state has ", dict.size(), " tensors, the model ", copied));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Init(const Args& a) {
+  ASSIGN_OR_RETURN(ModelScale scale, ScaleFromName(Get(a, "scale", "n")));
+  ASSIGN_OR_RETURN(int nc, GetInt(a, "nc", 3));
+  ASSIGN_OR_RETURN(int seed, GetInt(a, "seed", 0));
+  const std::string out = Get(a, "out");
+  if (out.empty()) return absl::InvalidArgumentError("init: out=DIR is required");
+  std::filesystem::create_directories(out);
+  SeedLikeUltralytics(seed);
+  DetectionModel model(scale, nc);
+  TensorDict dict;
+  AddState(*model, "", &dict);
+  RETURN_IF_ERROR(WriteDict(dict, out + "/init.state"));
+  CheckpointMeta meta;
+  meta.epoch = -1;  // a finished run's format: trained from with model=, not resumed
+  meta.scale = std::string(1, scale.letter);
+  meta.nc = nc;
+  for (int c = 0; c < nc; ++c) absl::StrAppend(&meta.names, c ? "\n" : "", "class", c);
+  return SaveCheckpoint(out + "/init.pt", meta, model, nullptr, nullptr);
+}
+
+absl::Status Step(const Args& a) {
+  ASSIGN_OR_RETURN(int imgsz, GetInt(a, "imgsz", 320));
+  ASSIGN_OR_RETURN(int batch_size, GetInt(a, "batch", 8));
+  ASSIGN_OR_RETURN(ModelScale scale, ScaleFromName(Get(a, "scale", "n")));
+  ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(Get(a, "data")));
+  ASSIGN_OR_RETURN(DatasetScan scan, ScanDataset(data.train, data.nc(), false, 2));
+  ASSIGN_OR_RETURN(TensorDict init, ReadDict(Get(a, "state")));
+  const std::string out = Get(a, "out");
+  if (out.empty()) return absl::InvalidArgumentError("step: out=FILE is required");
+
+  LoaderOptions o;
+  o.imgsz = imgsz;
+  o.batch = batch_size;
+  o.workers = 0;
+  BatchLoader loader(std::move(scan.images), o);
+  loader.StartEpoch(0, /*mosaic=*/false);
+  std::optional<Batch> batch = loader.Next();
+  if (!batch) return absl::FailedPreconditionError("the train split is empty");
+
+  DetectionModel model(scale, data.nc());
+  RETURN_IF_ERROR(LoadState(init, *model));
+  model->train();
+  DetectionLoss loss(data.nc(), model->detect->strides, LossGains{});
+  const at::Tensor input = ModelInput(*batch, c10::Device(c10::kCPU));
+  std::vector<at::Tensor> raw = model->forward(input);
+  Assignment assigned;
+  LossOutput l = loss(raw, batch->targets, &assigned);
+  l.total.backward();
+
+  TensorDict d;
+  d.insert("batch.img", batch->images);
+  d.insert("batch.batch_idx", batch->targets.batch_idx);
+  d.insert("batch.cls", batch->targets.cls);
+  d.insert("batch.bboxes", batch->targets.boxes);
+  for (size_t i = 0; i < raw.size(); ++i) d.insert(absl::StrCat("out.", i), raw[i].detach());
+  d.insert("loss.total", l.total.detach());
+  d.insert("loss.items", l.items);
+  d.insert("assign.fg_mask", assigned.fg_mask);
+  d.insert("assign.target_scores", assigned.target_scores);
+  d.insert("assign.target_bboxes", assigned.target_boxes);
+  for (const auto& b : model->named_buffers()) d.insert("after." + b.key(), b.value().clone());
+  for (const auto& p : model->named_parameters()) {
+    if (p.value().grad().defined()) d.insert("grad." + p.key(), p.value().grad());
+  }
+  const char* layout = !FusedBatchNormEnabled()          ? "NCHW, LibTorch's BatchNorm"
+                       : model->UsesBlockedLayout(input) ? "blocked, fused BatchNorm"
+                                                         : "NCHW, fused BatchNorm";
+  std::printf("step: %lld images %dx%d, %d targets, layout %s%s, loss %.6f\n",
+              static_cast<long long>(batch->images.size(0)), static_cast<int>(input.size(2)),
+              static_cast<int>(input.size(3)), batch->instances, layout,
+              FusedBatchNormEnabled() && FusedBatchNormKeepsBf16() ? " (bf16 x̂)" : "",
+              l.total.item<double>());
+  return WriteDict(d, out);
+}
+
+absl::Status Export(const Args& a) {
+  ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(Get(a, "ckpt")));
+  const std::string out = Get(a, "out");
+  if (out.empty()) return absl::InvalidArgumentError("export: out=FILE is required");
+  TensorDict d;
+  AddState(*ckpt.raw, "model.", &d);
+  AddState(*ckpt.model, "ema.", &d);
+  return WriteDict(d, out);
+}
+
+}  // namespace
+}  // namespace yolo
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: parity_tool init|step|export key=value ... (see the source)\n");
+    return 2;
+  }
+  yolo::ConfigureThreads(0);
+  yolo::Args args;
+  for (int i = 2; i < argc; ++i) {
+    const std::string word = argv[i];
+    const size_t eq = word.find('=');
+    if (eq == std::string::npos) {
+      std::fprintf(stderr, "error: '%s' is not key=value\n", argv[i]);
+      return 2;
+    }
+    args[word.substr(0, eq)] = word.substr(eq + 1);
+  }
+  const std::string verb = argv[1];
+  absl::Status s;
+  try {
+    if (verb == "init") {
+      s = yolo::Init(args);
+    } else if (verb == "step") {
+      s = yolo::Step(args);
+    } else if (verb == "export") {
+      s = yolo::Export(args);
+    } else {
+      s = absl::InvalidArgumentError("the verbs are init, step and export");
+    }
+  } catch (const std::exception& e) {
+    s = absl::InternalError(e.what());
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  return 0;
+}

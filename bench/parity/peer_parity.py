@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Ultralytics 8.1.47's half of the parity harness (run.sh beside this file runs both halves).
+
+  peer_parity.py init  --yolod DIR/init.state --nc N --seed S
+      builds Ultralytics' DetectionModel as its trainer does for seed S and compares every
+      parameter and buffer with yolod's initial state
+  peer_parity.py step  --state DIR/init.state --yolod STEP_FILE
+      loads yolod's initial state, runs the batch yolod used through Ultralytics' forward pass,
+      v8DetectionLoss and backward, and compares the outputs, loss terms, assigner results,
+      BatchNorm statistics and gradients with yolod's
+  peer_parity.py train --state DIR/init.state --data DATA_YAML --out FILE [--epochs E ...]
+      trains with Ultralytics' own trainer from yolod's initial state (augmentation off, file
+      order) and writes the final training model and EMA
+  peer_parity.py compare --yolod FILE --peer FILE
+      compares two such final states
+
+Differences are printed per layer: rel = |a - b| / |b| in the max norm over the tensor.
+Needs PYTHONPATH with the Ultralytics sources and Debian's python3-torch (same LibTorch 1.13).
+"""
+import argparse
+import sys
+
+import torch
+
+
+def rel(a, b):
+    a, b = a.double(), b.double()
+    den = b.abs().max().item()
+    num = (a - b).abs().max().item()
+    return num / den if den > 0 else num
+
+
+def table(title, rows, limit):
+    """rows: (name, rel). Prints the worst and a summary; returns the worst value."""
+    worst = max((r for _, r in rows), default=0.0)
+    print(f"\n{title}: {len(rows)} tensors, worst rel {worst:.2e} (expected <= {limit:.0e})")
+    for name, r in sorted(rows, key=lambda x: -x[1])[:8]:
+        print(f"  {r:10.2e}  {name}")
+    return worst
+
+
+def ultralytics_model(nc):
+    from ultralytics.nn.tasks import DetectionModel
+
+    return DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
+
+
+def cmd_init(a):
+    from ultralytics.utils.torch_utils import init_seeds
+
+    init_seeds(a.seed + 1 - 1, deterministic=False)  # BaseTrainer: seed + 1 + RANK, RANK = -1
+    peer = ultralytics_model(a.nc).state_dict()
+    ours = torch.load(a.yolod)
+    missing = sorted(set(peer) - set(ours))
+    extra = sorted(set(ours) - set(peer))
+    if missing or extra:
+        print(f"names differ: missing in yolod {missing[:5]}, only in yolod {extra[:5]}")
+        return 1
+    rows = [(k, rel(ours[k], v)) for k, v in peer.items() if v.is_floating_point()]
+    same = sum(torch.equal(ours[k], v) for k, v in peer.items())
+    print(f"initial state, seed {a.seed}: {len(peer)} tensors, {same} bit-identical")
+    worst = table("initial weights and buffers", rows, 0)
+    return 0 if worst == 0 else 1
+
+
+def cmd_step(a):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.utils.loss import v8DetectionLoss
+
+    d = torch.load(a.yolod)
+    init = torch.load(a.state)
+    nc = init["model.22.cv3.0.2.bias"].numel()
+    model = ultralytics_model(nc)
+    model.load_state_dict(init)
+    model.args = get_cfg()  # the default hyper-parameters: box 7.5, cls 0.5, dfl 1.5
+    model.train()
+    img = d["batch.img"].float() / 255
+    batch = {"img": img, "batch_idx": d["batch.batch_idx"], "cls": d["batch.cls"].view(-1, 1),
+             "bboxes": d["batch.bboxes"]}
+    crit = v8DetectionLoss(model)
+    captured = {}
+    assign = crit.assigner.forward
+
+    def capture(*args):
+        out = assign(*args)
+        captured["bboxes"], captured["scores"], captured["fg"] = (t.clone() for t in out[1:4])
+        return out
+
+    crit.assigner.forward = capture
+    preds = model(img)
+    loss, items = crit(preds, batch)
+    loss.backward()
+
+    print(f"batch: {tuple(img.shape)}, {batch['cls'].shape[0]} targets")
+    limit_out, limit_grad = 1e-5, 1e-4
+    worst = {}
+    worst["outputs"] = table("raw outputs per level",
+                             [(f"level {i} (stride {8 << i})", rel(d[f"out.{i}"], p.detach()))
+                              for i, p in enumerate(preds)], limit_out)
+    rows = [(n, rel(d["loss.items"][i], items[i])) for i, n in enumerate(("box", "cls", "dfl"))]
+    rows.append(("total (x batch)", rel(d["loss.total"], loss.detach())))
+    worst["loss"] = table("loss terms", rows, limit_out)
+    print("  yolod " + " ".join(f"{v:.6f}" for v in d["loss.items"].tolist()) +
+          "\n  peer  " + " ".join(f"{v:.6f}" for v in items.tolist()))
+    fg_ours, fg_peer = d["assign.fg_mask"].bool(), captured["fg"].bool()
+    mismatch = (fg_ours != fg_peer).sum().item()
+    print(f"\nassigner: {fg_peer.sum().item()} foreground anchors in Ultralytics, "
+          f"{fg_ours.sum().item()} in yolod, {mismatch} differ")
+    both = fg_ours & fg_peer
+    rows = [("target_scores", rel(d["assign.target_scores"], captured["scores"])),
+            ("target_bboxes (foreground)", rel(d["assign.target_bboxes"][both], captured["bboxes"][both]))]
+    worst["assigner"] = max(table("assigner targets", rows, limit_out), float(mismatch))
+    buffers = dict(model.named_buffers())
+    rows = [(k, rel(d["after." + k], v)) for k, v in buffers.items() if v.is_floating_point()]
+    worst["bn"] = table("BatchNorm running statistics after the forward pass", rows, limit_out)
+    rows = []
+    for name, p in model.named_parameters():
+        if p.grad is None:
+            continue
+        key = "grad." + name
+        if key not in d:
+            rows.append((name + " (no gradient in yolod)", float("inf")))
+            continue
+        rows.append((name, rel(d[key], p.grad)))
+    worst["gradients"] = table("gradients per parameter", rows, limit_grad)
+    ok = all(worst[k] <= limit_out for k in ("outputs", "loss", "assigner", "bn")) and \
+        worst["gradients"] <= limit_grad
+    print("\nsummary: " + ", ".join(f"{k} {v:.1e}" for k, v in worst.items()) +
+          (" -- within the limits" if ok else " -- OUTSIDE the limits"))
+    return 0 if ok else 1
+
+
+def cmd_train(a):
+    from ultralytics import YOLO
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    init = torch.load(a.state)
+    state = {}
+
+    class FromYolodInit(DetectionTrainer):
+        def get_model(self, cfg=None, weights=None, verbose=True):
+            model = super().get_model(cfg=cfg, weights=None, verbose=False)
+            model.load_state_dict(init)
+            return model
+
+    def on_train_epoch_end(tr):
+        if tr.epoch + 1 == tr.epochs:
+            state.update({"model." + k: v.detach().clone().float() for k, v in tr.model.state_dict().items()})
+            state.update({"ema." + k: v.detach().clone().float() for k, v in tr.ema.ema.state_dict().items()})
+
+    torch.set_num_threads(a.threads)
+    model = YOLO("yolov8n.yaml")
+    model.add_callback("on_train_epoch_end", on_train_epoch_end)
+    model.train(trainer=FromYolodInit, data=a.data, imgsz=a.imgsz, batch=a.batch, epochs=a.epochs,
+                workers=0, device="cpu", cache=False, amp=False, plots=False, val=False,
+                pretrained=False, project=a.project, name="parity", exist_ok=True, seed=0,
+                verbose=False, rect=True, mosaic=0.0, mixup=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
+                degrees=0.0, translate=0.0, scale=0.0, shear=0.0, perspective=0.0, flipud=0.0,
+                fliplr=0.0, close_mosaic=0, warmup_epochs=a.warmup_epochs)
+    torch.save(state, a.out)
+    return 0
+
+
+def cmd_compare(a):
+    ours, peer = torch.load(a.yolod), torch.load(a.peer)
+    worst = 0.0
+    for prefix, title in (("model.", "training model"), ("ema.", "EMA")):
+        rows = [(k[len(prefix):], rel(ours[k], v)) for k, v in peer.items()
+                if k.startswith(prefix) and v.is_floating_point() and "num_batches" not in k]
+        worst = max(worst, table(f"{title} after training", rows, a.limit))
+    print(f"\nsummary: weights after training within {worst:.1e} of Ultralytics'")
+    return 0 if worst <= a.limit else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("init")
+    p.add_argument("--yolod", required=True)
+    p.add_argument("--nc", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("step")
+    p.add_argument("--state", required=True)
+    p.add_argument("--yolod", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("--state", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--project", required=True)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--imgsz", type=int, default=128)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--warmup-epochs", type=float, default=3.0)
+    p = sub.add_parser("compare")
+    p.add_argument("--yolod", required=True)
+    p.add_argument("--peer", required=True)
+    p.add_argument("--limit", type=float, default=1e-3)
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    return {"init": cmd_init, "step": cmd_step, "train": cmd_train, "compare": cmd_compare}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,7 +10,12 @@
 //       step: the batch, the raw outputs, the loss terms, the assigner's result, the BatchNorm
 //       statistics after the forward pass and every parameter's gradient
 //   parity_tool export ckpt=FILE out=FILE
-//       the training model ("model.*") and its EMA ("ema.model.*") of a yolod checkpoint
+//       the training model ("model.*") and its EMA ("ema.*") of a yolod checkpoint
+//   parity_tool augment data=YAML out=FILE [imgsz=320] [batch=16] [samples=2048] [seed=0]
+//                       [key=value training arguments, e.g. mosaic=0]
+//       statistics of the training loader's samples, with the default augmentation, epoch
+//       after epoch: objects per image, every box's width and height (fractions of the image),
+//       each image's mean R, G, B and H, S, V (OpenCV's 8-bit HSV)
 //
 // The layout follows the trainer's: the blocked one with the fused BatchNorm+SiLU where the CPU
 // allows; YOLO_BLOCKED_LAYOUT=0 and YOLO_FUSED_BN=0 select the others.
@@ -21,6 +26,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -28,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/data_config.h"
 #include "common/status_macros.h"
+#include "common/train_args.h"
 #include "server/train/blocked_ops.h"
 #include "server/train/checkpoint.h"
 #include "server/train/dataset.h"
@@ -186,6 +194,62 @@ absl::Status Step(const Args& a) {
   return WriteDict(d, out);
 }
 
+absl::Status Augment(const Args& a) {
+  TrainArgs args;  // Ultralytics' defaults, then what was given
+  for (const auto& [key, value] : a) {
+    if (key != "data" && key != "out" && key != "samples") RETURN_IF_ERROR(args.Set(key, value));
+  }
+  ASSIGN_OR_RETURN(int samples, GetInt(a, "samples", 2048));
+  ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(Get(a, "data")));
+  ASSIGN_OR_RETURN(DatasetScan scan, ScanDataset(data.train, data.nc(), false, 2));
+  const std::string out = Get(a, "out");
+  if (out.empty()) return absl::InvalidArgumentError("augment: out=FILE is required");
+  const int imgsz = CheckImgsz(args);
+  LoaderOptions o = BaseLoaderOptions(args, imgsz);
+  o.batch = static_cast<int>(args.GetInt("batch"));
+  o.augment = true;
+  o.shuffle = true;
+  BatchLoader loader(std::move(scan.images), o);
+  std::vector<float> objects, widths, heights, colour;
+  for (int epoch = 0; static_cast<int>(objects.size()) < samples; ++epoch) {
+    loader.StartEpoch(epoch, /*mosaic=*/true);
+    while (auto batch = loader.Next()) {
+      const int64_t b = batch->images.size(0);
+      const at::Tensor idx = batch->targets.batch_idx.to(at::kLong);
+      const at::Tensor boxes = batch->targets.boxes;
+      for (int64_t i = 0; i < b && static_cast<int>(objects.size()) < samples; ++i) {
+        const at::Tensor mine = idx.eq(i);
+        objects.push_back(static_cast<float>(mine.sum().item<int64_t>()));
+        const at::Tensor wh = boxes.index({mine}).narrow(1, 2, 2).contiguous();
+        for (int64_t k = 0; k < wh.size(0); ++k) {
+          widths.push_back(wh[k][0].item<float>());
+          heights.push_back(wh[k][1].item<float>());
+        }
+        // (3, H, W) RGB planes -> an interleaved image, its channel means in RGB and in HSV.
+        const at::Tensor hwc = batch->images[i].permute({1, 2, 0}).contiguous();
+        cv::Mat rgb(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3,
+                    hwc.data_ptr<uint8_t>());
+        cv::Mat hsv;
+        cv::cvtColor(rgb, hsv, cv::COLOR_RGB2HSV);
+        const cv::Scalar m = cv::mean(rgb), mh = cv::mean(hsv);
+        for (int c = 0; c < 3; ++c) colour.push_back(static_cast<float>(m[c]));
+        for (int c = 0; c < 3; ++c) colour.push_back(static_cast<float>(mh[c]));
+      }
+      if (static_cast<int>(objects.size()) >= samples) break;
+    }
+  }
+  auto tensor = [](std::vector<float>& v) {
+    return at::from_blob(v.data(), {static_cast<int64_t>(v.size())}, at::kFloat).clone();
+  };
+  TensorDict d;
+  d.insert("objects", tensor(objects));
+  d.insert("box_w", tensor(widths));
+  d.insert("box_h", tensor(heights));
+  d.insert("colour", tensor(colour).view({-1, 6}));
+  std::printf("augment: %zu samples, %zu boxes\n", objects.size(), widths.size());
+  return WriteDict(d, out);
+}
+
 absl::Status Export(const Args& a) {
   ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(Get(a, "ckpt")));
   const std::string out = Get(a, "out");
@@ -201,7 +265,8 @@ absl::Status Export(const Args& a) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: parity_tool init|step|export key=value ... (see the source)\n");
+    std::fprintf(stderr,
+                 "usage: parity_tool init|step|export|augment key=value ... (see the source)\n");
     return 2;
   }
   yolo::ConfigureThreads(0);
@@ -224,8 +289,10 @@ int main(int argc, char** argv) {
       s = yolo::Step(args);
     } else if (verb == "export") {
       s = yolo::Export(args);
+    } else if (verb == "augment") {
+      s = yolo::Augment(args);
     } else {
-      s = absl::InvalidArgumentError("the verbs are init, step and export");
+      s = absl::InvalidArgumentError("the verbs are init, step, export and augment");
     }
   } catch (const std::exception& e) {
     s = absl::InternalError(e.what());

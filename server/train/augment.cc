@@ -11,7 +11,8 @@ namespace yolo {
 constexpr int kPadValue = 114;
 
 double Uniform(std::mt19937& rng, double lo, double hi) {
-  return std::uniform_real_distribution<double>(lo, hi)(rng);
+  const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+  return lo == hi ? lo : lo + (hi - lo) * u;  // a draw either way: the stream stays in step
 }
 
 cv::Mat ResizeLongSide(const cv::Mat& image, int imgsz) {
@@ -111,39 +112,39 @@ Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng) {
   return out;
 }
 
-void RandomAffine(Sample* sample, const AugmentParams& p, int out, std::mt19937& rng) {
+void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt19937& rng) {
   const int in_h = sample->image.rows, in_w = sample->image.cols;
   // Centre, perspective, rotation+scale, shear, translation; applied right to left.
   cv::Matx33d C = cv::Matx33d::eye();
   C(0, 2) = -in_w / 2.0;
   C(1, 2) = -in_h / 2.0;
   cv::Matx33d P = cv::Matx33d::eye();
-  P(2, 0) = Uniform(rng, -p.perspective, p.perspective + 1e-12);
-  P(2, 1) = Uniform(rng, -p.perspective, p.perspective + 1e-12);
-  const double angle = Uniform(rng, -p.degrees, p.degrees + 1e-12);
+  P(2, 0) = Uniform(rng, -p.perspective, p.perspective);
+  P(2, 1) = Uniform(rng, -p.perspective, p.perspective);
+  const double angle = Uniform(rng, -p.degrees, p.degrees);
   const double s = Uniform(rng, 1 - p.scale, 1 + p.scale);
   cv::Mat rot = cv::getRotationMatrix2D(cv::Point2f(0, 0), angle, s);
   cv::Matx33d R = cv::Matx33d::eye();
   for (int r = 0; r < 2; ++r)
     for (int c = 0; c < 3; ++c) R(r, c) = rot.at<double>(r, c);
   cv::Matx33d S = cv::Matx33d::eye();
-  S(0, 1) = std::tan(Uniform(rng, -p.shear, p.shear + 1e-12) * M_PI / 180);
-  S(1, 0) = std::tan(Uniform(rng, -p.shear, p.shear + 1e-12) * M_PI / 180);
+  S(0, 1) = std::tan(Uniform(rng, -p.shear, p.shear) * M_PI / 180);
+  S(1, 0) = std::tan(Uniform(rng, -p.shear, p.shear) * M_PI / 180);
   cv::Matx33d T = cv::Matx33d::eye();
-  T(0, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out;
-  T(1, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out;
+  T(0, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out.width;
+  T(1, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out.height;
   const cv::Matx33d M = T * S * R * P * C;
 
-  const bool identity = (M == cv::Matx33d::eye()) && in_w == out && in_h == out;
+  const bool identity = (M == cv::Matx33d::eye()) && in_w == out.width && in_h == out.height;
   if (!identity) {
     cv::Mat warped;
     if (p.perspective != 0) {
-      cv::warpPerspective(sample->image, warped, cv::Mat(M), cv::Size(out, out), cv::INTER_LINEAR,
+      cv::warpPerspective(sample->image, warped, cv::Mat(M), out, cv::INTER_LINEAR,
                           cv::BORDER_CONSTANT, cv::Scalar::all(kPadValue));
     } else {
       cv::Mat affine = cv::Mat(M).rowRange(0, 2);
-      cv::warpAffine(sample->image, warped, affine, cv::Size(out, out), cv::INTER_LINEAR,
-                     cv::BORDER_CONSTANT, cv::Scalar::all(kPadValue));
+      cv::warpAffine(sample->image, warped, affine, out, cv::INTER_LINEAR, cv::BORDER_CONSTANT,
+                     cv::Scalar::all(kPadValue));
     }
     sample->image = warped;
   }
@@ -164,10 +165,10 @@ void RandomAffine(Sample* sample, const AugmentParams& p, int out, std::mt19937&
       nx1 = std::min(nx1, x), nx2 = std::max(nx2, x);
       ny1 = std::min(ny1, y), ny2 = std::max(ny2, y);
     }
-    nx1 = std::clamp(nx1, 0.0, static_cast<double>(out));
-    nx2 = std::clamp(nx2, 0.0, static_cast<double>(out));
-    ny1 = std::clamp(ny1, 0.0, static_cast<double>(out));
-    ny2 = std::clamp(ny2, 0.0, static_cast<double>(out));
+    nx1 = std::clamp(nx1, 0.0, static_cast<double>(out.width));
+    nx2 = std::clamp(nx2, 0.0, static_cast<double>(out.width));
+    ny1 = std::clamp(ny1, 0.0, static_cast<double>(out.height));
+    ny2 = std::clamp(ny2, 0.0, static_cast<double>(out.height));
     // Keep boxes that stay > 2 px, keep > 10 % of their scaled area, aspect ratio < 100.
     const double w0 = (b.x2 - b.x1) * s, h0 = (b.y2 - b.y1) * s;
     const double w1 = nx2 - nx1, h1 = ny2 - ny1;
@@ -183,16 +184,15 @@ void RandomAffine(Sample* sample, const AugmentParams& p, int out, std::mt19937&
 
 void AugmentHsv(cv::Mat* image, double hgain, double sgain, double vgain, std::mt19937& rng) {
   if (hgain == 0 && sgain == 0 && vgain == 0) return;
-  const double rh = Uniform(rng, -1, 1) * hgain;
+  const double rh = Uniform(rng, -1, 1) * hgain + 1;
   const double rs = Uniform(rng, -1, 1) * sgain + 1;
   const double rv = Uniform(rng, -1, 1) * vgain + 1;
   cv::Mat hsv;
   cv::cvtColor(*image, hsv, cv::COLOR_BGR2HSV);
   cv::Mat lut_h(1, 256, CV_8U), lut_s(1, 256, CV_8U), lut_v(1, 256, CV_8U);
   for (int i = 0; i < 256; ++i) {
-    int h = static_cast<int>(std::floor(i + 180 * rh));
-    h = ((h % 180) + 180) % 180;
-    lut_h.at<uchar>(i) = static_cast<uchar>(h);
+    // Hue scaled (Ultralytics 8.1.47: (x * r) % 180, truncated), not shifted.
+    lut_h.at<uchar>(i) = static_cast<uchar>(std::fmod(i * rh, 180.0));
     lut_s.at<uchar>(i) = static_cast<uchar>(std::clamp(i * rs, 0.0, 255.0));
     lut_v.at<uchar>(i) = static_cast<uchar>(std::clamp(i * rv, 0.0, 255.0));
   }

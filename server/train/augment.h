@@ -51,17 +51,19 @@ cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, Lett
 Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng);
 
 // Random rotation/scale/shear/translation (and perspective) about the input's centre, output
-// `out` x `out` (a 2s mosaic canvas becomes s x s). Boxes that shrink away are dropped as
-// Ultralytics does.
-void RandomAffine(Sample* sample, const AugmentParams& p, int out, std::mt19937& rng);
+// `out` (a 2s mosaic canvas becomes s x s; a rectangular batch keeps its shape). Boxes that
+// shrink away are dropped as Ultralytics does. A range of zero draws exactly zero, so that all
+// gains at zero leave the sample as it was.
+void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt19937& rng);
 
-// Random hue/saturation/value gains in OpenCV's 8-bit HSV.
+// Random hue/saturation/value gains in OpenCV's 8-bit HSV, as Ultralytics 8.1.47 applies them:
+// each channel value multiplied by 1 + U(-1, 1) x gain, hue modulo 180, the others clipped.
 void AugmentHsv(cv::Mat* image, double hgain, double sgain, double vgain, std::mt19937& rng);
 
 void FlipHorizontal(Sample* sample);
 void FlipVertical(Sample* sample);
 
-// Uniform draw in [lo, hi).
+// Uniform draw in [lo, hi); exactly lo when lo == hi (one draw from rng either way).
 double Uniform(std::mt19937& rng, double lo, double hi);
 
 }  // namespace yolo

@@ -1,6 +1,7 @@
 #include "server/train/loader.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -92,8 +93,79 @@ cv::Mat ReadNpy(const std::string& path) {
   return image;
 }
 
+// Ultralytics' 6148914691236517205 + RANK, with RANK -1 outside distributed training.
+constexpr uint64_t kShuffleSeed = 6148914691236517204ULL;
+
+EpochPlanner::EpochPlanner(int n, int batch, bool shuffle, int close_mosaic_epoch)
+    : n_(n),
+      batch_(std::max(1, std::min(batch, n))),
+      capacity_(std::max(0, std::min({n, 8 * batch, 1000}) - 1)),
+      close_mosaic_epoch_(close_mosaic_epoch),
+      shuffle_(shuffle) {
+  Restart();
+}
+
+void EpochPlanner::Restart() {
+  generator_ = at::make_generator<at::CPUGeneratorImpl>(kShuffleSeed);
+  // PyTorch's DataLoader draws one seed from the generator when its iterator starts.
+  if (shuffle_) at::empty({}, at::kLong).random_(generator_);
+  next_epoch_ = 0;
+  last_entered_.assign(n_, -1);
+  tail_.clear();
+  entered_ = 0;
+  last_.reset();
+}
+
+void EpochPlanner::Advance() {
+  auto plan = std::make_shared<Plan>();
+  plan->capacity = capacity_;
+  plan->order.resize(n_);
+  if (shuffle_) {
+    // PyTorch's RandomSampler draws a second permutation at the end of each pass and discards
+    // it: at the end of the epoch when the last batch is partial, when the next epoch asks for
+    // its first batch otherwise, so not at all before a restart then.
+    auto seed = [&] { at::empty({}, at::kLong).random_(generator_); };
+    auto discard = [&] { at::randperm(n_, generator_, at::kLong); };
+    if (next_epoch_ == close_mosaic_epoch_) {
+      if (next_epoch_ > 0 && n_ % batch_ != 0) discard();
+      seed();
+    } else if (next_epoch_ > 0) {
+      discard();
+    }
+    const at::Tensor perm = at::randperm(n_, generator_, at::kLong);
+    const int64_t* p = perm.data_ptr<int64_t>();
+    for (int i = 0; i < n_; ++i) plan->order[i] = static_cast<int>(p[i]);
+  } else {
+    std::iota(plan->order.begin(), plan->order.end(), 0);
+  }
+  plan->loaded = tail_;
+  plan->buffer_end.reserve(n_);
+  for (int index : plan->order) {
+    const bool in_buffer =
+        last_entered_[index] >= 0 && last_entered_[index] >= entered_ - capacity_;
+    if (!in_buffer) {
+      plan->loaded.push_back(index);
+      last_entered_[index] = entered_++;
+    }
+    plan->buffer_end.push_back(static_cast<int>(plan->loaded.size()));
+  }
+  const size_t keep = std::min(plan->loaded.size(), static_cast<size_t>(capacity_));
+  tail_.assign(plan->loaded.end() - static_cast<std::ptrdiff_t>(keep), plan->loaded.end());
+  ++next_epoch_;
+  last_ = std::move(plan);
+}
+
+std::shared_ptr<const EpochPlanner::Plan> EpochPlanner::ForEpoch(int epoch) {
+  if (epoch < next_epoch_ - 1) Restart();
+  while (next_epoch_ <= epoch) Advance();
+  return last_;
+}
+
 BatchLoader::BatchLoader(std::vector<ImageRecord> records, LoaderOptions options)
-    : records_(std::move(records)), options_(options) {
+    : records_(std::move(records)),
+      options_(options),
+      planner_(static_cast<int>(records_.size()), options.batch, options.shuffle,
+               options.close_mosaic_epoch) {
   options_.batch = std::max(1, std::min(options_.batch, static_cast<int>(records_.size())));
   if (options_.prefetch <= 0) options_.prefetch = std::max(2, 2 * options_.workers);
   if (options_.rect) {
@@ -237,7 +309,8 @@ Sample BatchLoader::LoadResized(int index, double* gain) const {
   return s;
 }
 
-Sample BatchLoader::GeometricSample(int index, bool mosaic, std::mt19937& rng) const {
+Sample BatchLoader::GeometricSample(int index, const EpochPlanner::Plan* plan, int position,
+                                    bool mosaic, std::mt19937& rng) const {
   const AugmentParams& hyp = options_.hyp;
   const int s = options_.imgsz;
   double gain = 1;
@@ -245,26 +318,44 @@ Sample BatchLoader::GeometricSample(int index, bool mosaic, std::mt19937& rng) c
   if (mosaic && Uniform(rng, 0, 1) < hyp.mosaic) {
     std::vector<Sample> four;
     four.push_back(LoadResized(index, &gain));
-    std::uniform_int_distribution<int> pick(0, size() - 1);
-    for (int k = 0; k < 3; ++k) four.push_back(LoadResized(pick(rng), &gain));
+    // Partners from the images loaded most recently (Ultralytics' buffer), the image itself
+    // when that is empty (a one-image dataset).
+    const int buffered = plan != nullptr ? plan->BufferSize(position) : 0;
+    std::uniform_int_distribution<int> pick(0, std::max(buffered, 1) - 1);
+    for (int k = 0; k < 3; ++k) {
+      const int partner = buffered > 0 ? plan->BufferImage(position, pick(rng)) : index;
+      four.push_back(LoadResized(partner, &gain));
+    }
     sample = Mosaic4(four, s, rng);
-    RandomAffine(&sample, hyp, s, rng);
+    RandomAffine(&sample, hyp, cv::Size(s, s), rng);
   } else {
     sample = LoadResized(index, &gain);
     sample.image = Letterbox(sample.image, s, s, /*scaleup=*/true, nullptr, &sample.boxes);
-    RandomAffine(&sample, hyp, s, rng);
+    RandomAffine(&sample, hyp, cv::Size(s, s), rng);
   }
   return sample;
 }
 
-Sample BatchLoader::TrainSample(int index, int epoch, bool mosaic) const {
+Sample BatchLoader::TrainSample(int position, int epoch, bool mosaic) const {
+  std::shared_ptr<const EpochPlanner::Plan> plan;
+  {
+    std::lock_guard<std::mutex> lock(planner_mu_);
+    plan = planner_.ForEpoch(epoch);
+  }
+  return TrainSample(*plan, position, epoch, mosaic);
+}
+
+Sample BatchLoader::TrainSample(const EpochPlanner::Plan& plan, int position, int epoch,
+                                bool mosaic) const {
+  const int index = plan.order[position];
   std::mt19937 rng = SampleRng(options_.seed, epoch, index);
   const AugmentParams& hyp = options_.hyp;
-  Sample sample = GeometricSample(index, mosaic, rng);
-  // MixUp, while mosaic is on: blend with another sample, ratio ~ Beta(32, 32).
+  Sample sample = GeometricSample(index, &plan, position, mosaic, rng);
+  // MixUp, while mosaic is on: blend with another sample (any image, itself a mosaic), ratio
+  // ~ Beta(32, 32).
   if (mosaic && hyp.mixup > 0 && Uniform(rng, 0, 1) < hyp.mixup) {
     std::uniform_int_distribution<int> pick(0, size() - 1);
-    Sample other = GeometricSample(pick(rng), mosaic, rng);
+    Sample other = GeometricSample(pick(rng), &plan, position, mosaic, rng);
     std::gamma_distribution<double> gamma(32.0, 1.0);
     const double a = gamma(rng), b = gamma(rng);
     const double r = a / (a + b);
@@ -280,14 +371,16 @@ Sample BatchLoader::TrainSample(int index, int epoch, bool mosaic) const {
 Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
   std::vector<Sample> samples;
   Batch batch;
-  for (int index : plan.indices) {
+  for (size_t k = 0; k < plan.indices.size(); ++k) {
+    const int index = plan.indices[k];
     const ImageRecord& r = records_[index];
     BatchImageInfo info;
     info.index = index;
     info.width = r.width;
     info.height = r.height;
     if (options_.augment && !options_.rect) {
-      samples.push_back(TrainSample(index, epoch, mosaic));
+      samples.push_back(
+          TrainSample(*plan.epoch, plan.first_position + static_cast<int>(k), epoch, mosaic));
     } else {
       double gain = 1;
       Sample s = LoadResized(index, &gain);
@@ -295,8 +388,9 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
       const int h = options_.rect ? plan.height : options_.imgsz;
       const int w = options_.rect ? plan.width : options_.imgsz;
       s.image = Letterbox(s.image, h, w, /*scaleup=*/options_.augment, &lb, &s.boxes);
-      if (options_.augment) {
+      if (options_.augment) {  // rectangular training: no mosaic, the rest as usual
         std::mt19937 rng = SampleRng(options_.seed, epoch, index);
+        RandomAffine(&s, options_.hyp, cv::Size(w, h), rng);
         AugmentHsv(&s.image, options_.hyp.hsv_h, options_.hyp.hsv_s, options_.hyp.hsv_v, rng);
         if (Uniform(rng, 0, 1) < options_.hyp.flipud) FlipVertical(&s);
         if (Uniform(rng, 0, 1) < options_.hyp.fliplr) FlipHorizontal(&s);
@@ -361,17 +455,19 @@ void BatchLoader::StartEpoch(int epoch, bool mosaic) {
   if (options_.rect) {
     plan = rect_plans_;
   } else {
-    std::vector<int> order(records_.size());
-    std::iota(order.begin(), order.end(), 0);
-    if (options_.shuffle) {
-      std::mt19937 rng = SampleRng(options_.seed, epoch, -1);
-      std::shuffle(order.begin(), order.end(), rng);
+    std::shared_ptr<const EpochPlanner::Plan> epoch_plan;
+    {
+      std::lock_guard<std::mutex> lock(planner_mu_);
+      epoch_plan = planner_.ForEpoch(epoch);
     }
+    const std::vector<int>& order = epoch_plan->order;
     for (size_t start = 0; start < order.size(); start += options_.batch) {
       BatchPlan p;
       p.indices.assign(order.begin() + start,
                        order.begin() + std::min(order.size(), start + options_.batch));
       p.height = p.width = options_.imgsz;
+      p.first_position = static_cast<int>(start);
+      p.epoch = epoch_plan;
       plan.push_back(std::move(p));
     }
   }

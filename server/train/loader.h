@@ -5,10 +5,12 @@
 #pragma once
 
 #include <ATen/Tensor.h>
+#include <ATen/core/Generator.h>
 #include <c10/core/Device.h>
 
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -36,7 +38,53 @@ struct LoaderOptions {
   double rect_pad = 0.5;  // in strides, for rect batch shapes
   AugmentParams hyp;
   CacheMode cache = CacheMode::kNone;
-  uint64_t seed = 0;
+  uint64_t seed = 0;  // augmentation; the shuffle order does not depend on it (EpochPlanner)
+  // The epoch at which mosaic closes (Ultralytics restarts its loader there, which moves the
+  // shuffle order on by one draw); -1 for never.
+  int close_mosaic_epoch = -1;
+};
+
+// The order in which each training epoch visits the images, and the images that a mosaic at
+// each position may take its three partners from, as Ultralytics 8.1.47 trains in one loader
+// process (its CPU default):
+// - the order is the permutation torch.randperm(n) gives PyTorch's DataLoader, whose generator
+//   Ultralytics seeds with 6148914691236517204 (6148914691236517205 + RANK) whatever the
+//   training seed, drawn in the same sequence (a seed when the loader starts and when it
+//   restarts at close_mosaic, a discarded permutation after each epoch's);
+// - the partners come from a buffer of the images loaded most recently, at most
+//   min(n, 8 x batch, 1000) - 1, the sample's own included; an image enters it when loaded
+//   while not in it, and the oldest leaves when it is full.
+// Epochs are planned in order; asking for an earlier one replays from the first.
+class EpochPlanner {
+ public:
+  EpochPlanner(int n, int batch, bool shuffle, int close_mosaic_epoch);
+  struct Plan {
+    std::vector<int> order;  // image indices, in the order visited
+    // The buffer at position p is loaded[buffer_end[p] - size, buffer_end[p]) with size =
+    // min(buffer_end[p], capacity): the images entered, oldest first (the tail of earlier epochs
+    // included).
+    std::vector<int> loaded;
+    std::vector<int> buffer_end;
+    int capacity = 0;
+    int BufferSize(int position) const { return std::min(buffer_end[position], capacity); }
+    int BufferImage(int position, int k) const {  // k-th of the buffer, 0 the oldest
+      return loaded[buffer_end[position] - BufferSize(position) + k];
+    }
+  };
+  std::shared_ptr<const Plan> ForEpoch(int epoch);
+
+ private:
+  void Restart();
+  void Advance();  // plans epoch next_epoch_
+
+  const int n_, batch_, capacity_, close_mosaic_epoch_;
+  const bool shuffle_;
+  at::Generator generator_;
+  int next_epoch_ = 0;
+  std::vector<int64_t> last_entered_;  // per image: its index in the stream of entries, or -1
+  std::vector<int> tail_;              // the buffer after the last planned epoch
+  int64_t entered_ = 0;                // entries so far
+  std::shared_ptr<const Plan> last_;
 };
 
 // Where a batch image came from, to map predictions back to the original pixels.
@@ -77,18 +125,24 @@ class BatchLoader {
   int size() const { return static_cast<int>(records_.size()); }
   const std::vector<ImageRecord>& records() const { return records_; }
 
-  // One training sample (exposed for tests and the demo): augmented as the epoch would.
-  Sample TrainSample(int index, int epoch, bool mosaic) const;
+  // The training sample at `position` of the epoch's order (exposed for tests and the demo),
+  // augmented as the epoch would augment it.
+  Sample TrainSample(int position, int epoch, bool mosaic) const;
 
  private:
   struct BatchPlan {
     std::vector<int> indices;
-    int height = 0, width = 0;  // batch image size
+    int height = 0, width = 0;                        // batch image size
+    int first_position = 0;                           // of indices[0] in the epoch's order
+    std::shared_ptr<const EpochPlanner::Plan> epoch;  // null for rectangular batches
   };
   cv::Mat LoadImage(int index) const;  // decoded at original size (or from the cache)
   Sample LoadResized(int index, double* gain) const;
-  // Mosaic (with probability hyp.mosaic when `mosaic`) or letterbox, then the random affine.
-  Sample GeometricSample(int index, bool mosaic, std::mt19937& rng) const;
+  Sample TrainSample(const EpochPlanner::Plan& plan, int position, int epoch, bool mosaic) const;
+  // Mosaic (with probability hyp.mosaic when `mosaic`, partners from the plan's buffer at
+  // `position`) or letterbox, then the random affine.
+  Sample GeometricSample(int index, const EpochPlanner::Plan* plan, int position, bool mosaic,
+                         std::mt19937& rng) const;
   Batch Build(const BatchPlan& plan, int epoch, bool mosaic) const;
   void WorkerLoop();
 
@@ -98,6 +152,8 @@ class BatchLoader {
   std::vector<cv::Mat> ram_cache_;      // resized images, when cache=ram
   bool disk_cache_ = false;
   std::vector<BatchPlan> rect_plans_;  // fixed batches when rect
+  mutable std::mutex planner_mu_;      // guards planner_
+  mutable EpochPlanner planner_;
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -16,7 +16,7 @@ namespace yolo {
 namespace fs = std::filesystem;
 namespace {
 
-const char* const kNames[] = {"circle", "rectangle", "triangle"};
+const char* const kNames[] = {"circle", "rectangle", "triangle", "ring", "cross"};
 
 double U(std::mt19937_64& rng, double lo, double hi) {
   return std::uniform_real_distribution<double>(lo, hi)(rng);
@@ -43,17 +43,19 @@ double Iou(const Box& a, const Box& b) {
   return uni > 0 ? inter / uni : 0;
 }
 
-// One image and its label text.
-void DrawImage(int size, std::mt19937_64& rng, cv::Mat* image, std::string* labels) {
+// One image of width x height with shapes of `classes` kinds, and its label text.
+void DrawImage(int width, int height, int classes, std::mt19937_64& rng, cv::Mat* image,
+               std::string* labels) {
+  const int size = std::min(width, height);  // shapes are sized against the short side
   // Background: a linear gradient between two colours in a random direction.
   const cv::Scalar c0 = RandomColor(rng), c1 = RandomColor(rng);
   const double angle = U(rng, 0, 2 * M_PI);
   const double dx = std::cos(angle), dy = std::sin(angle);
-  cv::Mat img(size, size, CV_8UC3);
-  for (int y = 0; y < size; ++y) {
+  cv::Mat img(height, width, CV_8UC3);
+  for (int y = 0; y < height; ++y) {
     auto* row = img.ptr<cv::Vec3b>(y);
-    for (int x = 0; x < size; ++x) {
-      double t = ((x - size / 2.0) * dx + (y - size / 2.0) * dy) / size + 0.5;
+    for (int x = 0; x < width; ++x) {
+      double t = ((x - width / 2.0) * dx + (y - height / 2.0) * dy) / size + 0.5;
       t = std::clamp(t, 0.0, 1.0);
       for (int c = 0; c < 3; ++c) {
         row[x][c] = cv::saturate_cast<uchar>(c0[c] * (1 - t) + c1[c] * t);
@@ -66,12 +68,12 @@ void DrawImage(int size, std::mt19937_64& rng, cv::Mat* image, std::string* labe
   std::vector<Box> placed;
   labels->clear();
   for (int n = 0, tries = 0; n < count && tries < 100; ++tries) {
-    const int cls = std::uniform_int_distribution<int>(0, 2)(rng);
+    const int cls = std::uniform_int_distribution<int>(0, classes - 1)(rng);
     const double side = U(rng, 0.08, 0.4) * size;
-    const double aspect = cls == 0 ? 1.0 : std::exp(U(rng, -0.5, 0.5));
+    const double aspect = cls == 0 || cls == 3 ? 1.0 : std::exp(U(rng, -0.5, 0.5));
     const double w = side * std::sqrt(aspect), h = side / std::sqrt(aspect);
-    if (w >= size - 2 || h >= size - 2) continue;
-    const double x1 = U(rng, 1, size - 1 - w), y1 = U(rng, 1, size - 1 - h);
+    if (w >= width - 2 || h >= height - 2) continue;
+    const double x1 = U(rng, 1, width - 1 - w), y1 = U(rng, 1, height - 1 - h);
     Box box{x1, y1, x1 + w, y1 + h};
     bool crowded = false;
     for (const Box& other : placed) crowded = crowded || Iou(box, other) > 0.2;
@@ -79,12 +81,28 @@ void DrawImage(int size, std::mt19937_64& rng, cv::Mat* image, std::string* labe
     cv::Scalar color = RandomColor(rng);
     for (int k = 0; k < 10 && ColorDistance(color, mean_bg) < 80; ++k) color = RandomColor(rng);
 
-    if (cls == 0) {
+    if (cls == 0 || cls == 3) {  // a disc, or a ring a fifth of its radius thick
       const cv::Point centre(static_cast<int>(std::lround(x1 + w / 2)),
                              static_cast<int>(std::lround(y1 + h / 2)));
       const int r = static_cast<int>(std::lround(w / 2));
-      cv::circle(img, centre, r, color, cv::FILLED, cv::LINE_AA);
+      if (cls == 0) {
+        cv::circle(img, centre, r, color, cv::FILLED, cv::LINE_AA);
+      } else {
+        const int thick = std::max(2, r / 5);
+        cv::circle(img, centre, r - thick / 2, color, thick, cv::LINE_AA);
+      }
       box = {centre.x - r + 0.0, centre.y - r + 0.0, centre.x + r + 1.0, centre.y + r + 1.0};
+    } else if (cls == 4) {  // a cross: two bars a third of the box wide
+      const int ax = static_cast<int>(std::lround(x1)), ay = static_cast<int>(std::lround(y1));
+      const int bx = static_cast<int>(std::lround(x1 + w)),
+                by = static_cast<int>(std::lround(y1 + h));
+      const int bar_w = std::max(1, (bx - ax) / 3), bar_h = std::max(1, (by - ay) / 3);
+      const int mx = (ax + bx) / 2, my = (ay + by) / 2;
+      cv::rectangle(img, cv::Point(mx - bar_w / 2, ay), cv::Point(mx + bar_w / 2, by), color,
+                    cv::FILLED, cv::LINE_AA);
+      cv::rectangle(img, cv::Point(ax, my - bar_h / 2), cv::Point(bx, my + bar_h / 2), color,
+                    cv::FILLED, cv::LINE_AA);
+      box = {ax + 0.0, ay + 0.0, bx + 1.0, by + 1.0};
     } else if (cls == 1) {
       const cv::Point a(static_cast<int>(std::lround(x1)), static_cast<int>(std::lround(y1)));
       const cv::Point b(static_cast<int>(std::lround(x1 + w)),
@@ -111,17 +129,17 @@ void DrawImage(int size, std::mt19937_64& rng, cv::Mat* image, std::string* labe
       }
       box = {bx1, by1, bx2, by2};
     }
-    box = {std::clamp(box.x1, 0.0, double(size)), std::clamp(box.y1, 0.0, double(size)),
-           std::clamp(box.x2, 0.0, double(size)), std::clamp(box.y2, 0.0, double(size))};
+    box = {std::clamp(box.x1, 0.0, double(width)), std::clamp(box.y1, 0.0, double(height)),
+           std::clamp(box.x2, 0.0, double(width)), std::clamp(box.y2, 0.0, double(height))};
     placed.push_back(box);
     absl::StrAppend(labels,
-                    absl::StrFormat("%d %.6f %.6f %.6f %.6f\n", cls, (box.x1 + box.x2) / 2 / size,
-                                    (box.y1 + box.y2) / 2 / size, (box.x2 - box.x1) / size,
-                                    (box.y2 - box.y1) / size));
+                    absl::StrFormat("%d %.6f %.6f %.6f %.6f\n", cls, (box.x1 + box.x2) / 2 / width,
+                                    (box.y1 + box.y2) / 2 / height, (box.x2 - box.x1) / width,
+                                    (box.y2 - box.y1) / height));
     ++n;
   }
   // Sensor-like noise over everything.
-  cv::Mat noise(size, size, CV_16SC3);
+  cv::Mat noise(height, width, CV_16SC3);
   cv::randn(noise, cv::Scalar::all(0), cv::Scalar::all(U(rng, 3, 15)));
   cv::Mat noisy;
   img.convertTo(noisy, CV_16SC3);
@@ -142,13 +160,25 @@ absl::Status WriteSplit(const ShapesOptions& o, const std::string& split, int co
     // Each image has its own generator so that train=N is a prefix of train=N+1.
     std::mt19937_64 rng(o.seed * 1000003ULL + stream * 7919ULL + static_cast<uint64_t>(i));
     cv::theRNG().state = rng();
+    int width = o.imgsz, height = o.imgsz;
+    if (o.mixed) {  // long side 3/8 to 1 x imgsz, aspect 1:2 to 2:1
+      const double long_side = U(rng, 0.375, 1.0) * o.imgsz;
+      const double aspect = std::exp(U(rng, -std::log(2.0), std::log(2.0)));  // width / height
+      width = static_cast<int>(std::lround(aspect >= 1 ? long_side : long_side * aspect));
+      height = static_cast<int>(std::lround(aspect >= 1 ? long_side / aspect : long_side));
+    }
     cv::Mat image;
     std::string text;
-    DrawImage(o.imgsz, rng, &image, &text);
+    DrawImage(width, height, o.mixed ? 5 : 3, rng, &image, &text);
+    const bool png = o.mixed && i % 2 == 1;
     std::vector<uchar> encoded;
-    cv::imencode(".jpg", image, encoded, {cv::IMWRITE_JPEG_QUALITY, 95});
+    if (png) {
+      cv::imencode(".png", image, encoded);
+    } else {
+      cv::imencode(".jpg", image, encoded, {cv::IMWRITE_JPEG_QUALITY, 95});
+    }
     const std::string stem = absl::StrFormat("%s_%05d", split, i);
-    absl::Status s = WriteFileAtomic((images / (stem + ".jpg")).string(),
+    absl::Status s = WriteFileAtomic((images / (stem + (png ? ".png" : ".jpg"))).string(),
                                      std::string(encoded.begin(), encoded.end()));
     if (!s.ok()) return s;
     s = WriteFileAtomic((labels / (stem + ".txt")).string(), text);
@@ -165,10 +195,12 @@ absl::Status MakeShapesDataset(const ShapesOptions& o) {
     return absl::InvalidArgumentError("make-dataset: 'train' and 'val' must be >= 1");
   }
   if (o.imgsz < 32) return absl::InvalidArgumentError("make-dataset: 'imgsz' must be >= 32");
-  const std::string yaml = absl::StrCat(
-      "# Generated shapes dataset: train=", o.train, " val=", o.val, " imgsz=", o.imgsz,
-      " seed=", o.seed, "\npath: .\ntrain: images/train\nval: images/val\nnames:\n  0: ", kNames[0],
-      "\n  1: ", kNames[1], "\n  2: ", kNames[2], "\n");
+  std::string yaml =
+      absl::StrCat("# Generated ", o.mixed ? "mixed-shapes" : "shapes", " dataset: train=", o.train,
+                   " val=", o.val, " imgsz=", o.imgsz, " seed=", o.seed,
+                   "\npath: .\ntrain: images/train\nval: images/val\nnames:\n");
+  for (int c = 0; c < (o.mixed ? 5 : 3); ++c)
+    absl::StrAppend(&yaml, "  ", c, ": ", kNames[c], "\n");
   const fs::path yaml_path = fs::path(o.out_dir) / "data.yaml";
   if (fs::exists(yaml_path)) {
     std::string existing;

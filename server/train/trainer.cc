@@ -193,6 +193,8 @@ absl::Status TrainRun::Setup() {
   train_opts.rect = args_.GetBool("rect");
   train_opts.rect_pad = 0.0;
   train_opts.shuffle = !train_opts.rect;
+  const int close_at = epochs_ - static_cast<int>(args_.GetInt("close_mosaic"));
+  train_opts.close_mosaic_epoch = close_at >= 0 && close_at < epochs_ ? close_at : -1;
   train_loader_ = std::make_unique<BatchLoader>(std::move(train_scan.images), train_opts);
   RETURN_IF_ERROR(train_loader_->PrepareCache());
   LoaderOptions val_opts = BaseLoaderOptions(args_, imgsz_);
@@ -345,8 +347,11 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   for (; epoch < epochs_; ++epoch) {
     const double lf = LrFactor(epoch, epochs_, lrf, cos_lr);
     for (size_t g = 0; g < initial_lr_.size(); ++g) SetGroupLr(*optimizer_, g, initial_lr_[g] * lf);
-    const bool mosaic = epoch < epochs_ - close_mosaic;
-    if (epoch == epochs_ - close_mosaic) spdlog::info("Closing dataloader mosaic");
+    // Ultralytics closes mosaic when the epoch reaches epochs - close_mosaic; a run shorter
+    // than close_mosaic never reaches it and keeps mosaic throughout.
+    const int close_at = epochs_ - close_mosaic;
+    const bool mosaic = close_at < 0 || epoch < close_at;
+    if (epoch == close_at) spdlog::info("Closing dataloader mosaic");
     train_loader_->StartEpoch(epoch, mosaic);
     model_->train();
     optimizer_->zero_grad();

@@ -50,6 +50,8 @@ void PrintUsage() {
       "  val           validate a checkpoint: model=.../best.pt [data=...] [format=json]\n"
       "  info          model summary: model=yolov8n nc=80 imgsz=640\n"
       "  make-dataset  make-dataset shapes out=DIR train=256 val=64 imgsz=320 seed=0\n"
+      "                (mixed-shapes instead of shapes: 5 classes, mixed sizes and aspects,\n"
+      "                JPEG and PNG, long side up to imgsz)\n"
       "  args          list every argument with its default\n\n"
       "Arguments use Ultralytics' names and defaults (default.yaml).\n");
 }
@@ -73,11 +75,13 @@ std::string JsonString(const std::string& s) {
 }
 
 int RunMakeDataset(const std::vector<std::string>& tokens) {
-  if (tokens.empty() || tokens[0] != "shapes") {
-    std::fprintf(stderr, "error: make-dataset: the only generated dataset is 'shapes'\n");
+  if (tokens.empty() || (tokens[0] != "shapes" && tokens[0] != "mixed-shapes")) {
+    std::fprintf(stderr,
+                 "error: make-dataset: the generated datasets are 'shapes' and 'mixed-shapes'\n");
     return kExitUsage;
   }
   yolo::ShapesOptions o;
+  o.mixed = tokens[0] == "mixed-shapes";
   for (size_t i = 1; i < tokens.size(); ++i) {
     const std::string& t = tokens[i];
     const size_t eq = t.find('=');

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <opencv2/imgproc.hpp>
+
 namespace yolo {
 namespace {
 
@@ -69,7 +72,7 @@ TEST(AugmentTest, MosaicAndAffineKeepBoxesInsideTheOutput) {
   for (int i = 0; i < 20; ++i) {
     Sample m = Mosaic4(four, 64, rng);
     EXPECT_EQ(m.image.rows, 128);
-    RandomAffine(&m, p, 64, rng);
+    RandomAffine(&m, p, cv::Size(64, 64), rng);
     EXPECT_EQ(m.image.rows, 64);
     EXPECT_EQ(m.image.cols, 64);
     for (const auto& b : m.boxes) {
@@ -88,10 +91,45 @@ TEST(AugmentTest, AffineWithoutChangeIsIdentity) {
   Sample s;
   s.image = cv::Mat(32, 32, CV_8UC3, cv::Scalar::all(7));
   s.boxes = {{0, 4, 4, 20, 20}};
-  RandomAffine(&s, p, 32, rng);
+  RandomAffine(&s, p, cv::Size(32, 32), rng);
   ASSERT_EQ(s.boxes.size(), 1u);
   EXPECT_NEAR(s.boxes[0].x1, 4, 1e-4);
   EXPECT_NEAR(s.boxes[0].y2, 20, 1e-4);
+}
+
+TEST(AugmentTest, HueIsScaledNotShifted) {
+  // Hues 0, 30, 60 and 120 at full saturation and value; only the hue gain is on.
+  const int hues[] = {0, 30, 60, 120};
+  cv::Mat hsv(1, 4, CV_8UC3);
+  for (int i = 0; i < 4; ++i) hsv.at<cv::Vec3b>(0, i) = cv::Vec3b(hues[i], 255, 255);
+  cv::Mat bgr;
+  cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
+  std::mt19937 rng(5);
+  AugmentHsv(&bgr, 0.5, 0, 0, rng);
+  cv::cvtColor(bgr, hsv, cv::COLOR_BGR2HSV);
+  EXPECT_EQ(hsv.at<cv::Vec3b>(0, 0)[0], 0);  // red stays red: 0 x r = 0
+  const double r = hsv.at<cv::Vec3b>(0, 3)[0] / 120.0;
+  EXPECT_GT(std::abs(r - 1), 0.01);  // the draw did change the hue
+  for (int i = 1; i < 4; ++i) {
+    EXPECT_NEAR(hsv.at<cv::Vec3b>(0, i)[0], hues[i] * r, 2.0) << "hue " << hues[i];
+  }
+}
+
+TEST(AugmentTest, ZeroGainsLeaveTheSampleAsItWas) {
+  Sample s;
+  s.image = cv::Mat(48, 64, CV_8UC3);
+  cv::randu(s.image, 0, 255);
+  s.boxes = {{1, 10.5f, 8.25f, 30.0f, 40.0f}};
+  const cv::Mat before = s.image.clone();
+  AugmentParams p;
+  p.degrees = p.translate = p.scale = p.shear = p.perspective = 0;
+  std::mt19937 rng(1);
+  RandomAffine(&s, p, cv::Size(64, 48), rng);
+  AugmentHsv(&s.image, 0, 0, 0, rng);
+  EXPECT_EQ(cv::norm(s.image, before, cv::NORM_INF), 0);
+  ASSERT_EQ(s.boxes.size(), 1u);
+  EXPECT_EQ(s.boxes[0].x1, 10.5f);
+  EXPECT_EQ(s.boxes[0].y2, 40.0f);
 }
 
 }  // namespace

@@ -28,6 +28,47 @@ class LoaderTest : public ::testing::Test {
   static inline std::vector<ImageRecord> records_;
 };
 
+TEST(EpochPlannerTest, ShuffleOrderIsUltralyticsWhateverTheSeed) {
+  // Ultralytics 8.1.47's InfiniteDataLoader (workers=0) over 10 images, batch 4, its generator
+  // seeded as build_dataloader seeds it, reset() before epoch 2 (close_mosaic): PyTorch 1.13
+  // gives these orders.
+  EpochPlanner planner(10, 4, /*shuffle=*/true, /*close_mosaic_epoch=*/2);
+  const std::vector<std::vector<int>> want = {{3, 6, 1, 0, 5, 7, 2, 8, 9, 4},
+                                              {7, 3, 9, 5, 2, 4, 8, 0, 1, 6},
+                                              {7, 1, 5, 3, 9, 8, 2, 0, 6, 4},
+                                              {2, 1, 5, 6, 4, 0, 8, 7, 9, 3}};
+  for (int e = 0; e < 4; ++e) EXPECT_EQ(planner.ForEpoch(e)->order, want[e]) << "epoch " << e;
+  // Asking again for an earlier epoch replays the same orders.
+  EXPECT_EQ(planner.ForEpoch(1)->order, want[1]);
+  // 8 images in whole batches, restarted before epoch 2 and before epoch 0.
+  EpochPlanner whole(8, 4, true, 2);
+  EXPECT_EQ(whole.ForEpoch(3)->order, (std::vector<int>{4, 7, 5, 1, 6, 3, 2, 0}));
+  EpochPlanner at_start(8, 4, true, 0);
+  EXPECT_EQ(at_start.ForEpoch(0)->order, (std::vector<int>{4, 1, 3, 5, 0, 6, 7, 2}));
+  EXPECT_EQ(at_start.ForEpoch(2)->order, (std::vector<int>{6, 5, 7, 3, 4, 2, 1, 0}));
+  EXPECT_EQ(EpochPlanner(10, 4, false, -1).ForEpoch(3)->order,
+            (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+TEST(EpochPlannerTest, MosaicBufferHoldsTheMostRecentlyLoadedImages) {
+  // 20 images, batch 1: a buffer of min(20, 8, 1000) - 1 = 7 images, in file order.
+  EpochPlanner planner(20, 1, /*shuffle=*/false, -1);
+  auto epoch0 = planner.ForEpoch(0);
+  auto buffer = [](const EpochPlanner::Plan& p, int position) {
+    std::vector<int> out;
+    for (int k = 0; k < p.BufferSize(position); ++k) out.push_back(p.BufferImage(position, k));
+    return out;
+  };
+  EXPECT_EQ(buffer(*epoch0, 0), std::vector<int>{0});  // the first image's partners: itself
+  EXPECT_EQ(buffer(*epoch0, 2), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(buffer(*epoch0, 12), (std::vector<int>{6, 7, 8, 9, 10, 11, 12}));
+  // The next epoch starts from the previous one's last images, which are not loaded again
+  // while they are in the buffer.
+  auto epoch1 = planner.ForEpoch(1);
+  EXPECT_EQ(buffer(*epoch1, 0), (std::vector<int>{14, 15, 16, 17, 18, 19, 0}));
+  EXPECT_EQ(buffer(*epoch1, 6), (std::vector<int>{0, 1, 2, 3, 4, 5, 6}));
+}
+
 TEST_F(LoaderTest, TrainBatchesAreDeterministicWhateverTheWorkerCount) {
   LoaderOptions o;
   o.imgsz = 64, o.batch = 5, o.augment = true, o.shuffle = true, o.seed = 3;

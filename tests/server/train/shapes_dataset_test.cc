@@ -40,5 +40,31 @@ TEST(ShapesDatasetTest, WritesAValidDeterministicDataset) {
   fs::remove_all(root);
 }
 
+TEST(ShapesDatasetTest, MixedKindHasFiveClassesAndImagesOfMixedSizesAndFormats) {
+  const fs::path root = fs::temp_directory_path() / ("mixed_test_" + std::to_string(::getpid()));
+  ShapesOptions o;
+  o.train = 12, o.val = 2, o.imgsz = 160, o.mixed = true;
+  o.out_dir = root.string();
+  ASSERT_TRUE(MakeShapesDataset(o).ok());
+  auto config = LoadDataConfig((root / "data.yaml").string());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->nc(), 5);
+  auto scan = ScanDataset(config->train, config->nc(), false, 1);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  ASSERT_EQ(scan->images.size(), 12u);
+  EXPECT_EQ(scan->skipped_lines, 0);
+  int png = 0, non_square = 0;
+  for (const ImageRecord& r : scan->images) {
+    png += fs::path(r.path).extension() == ".png";
+    non_square += r.width != r.height;
+    EXPECT_LE(std::max(r.width, r.height), 160) << r.path;
+    EXPECT_GE(std::max(r.width, r.height), 59) << r.path;  // 3/8 of 160, rounded
+    EXPECT_LE(std::max(r.width, r.height), 2 * std::min(r.width, r.height) + 1) << r.path;
+  }
+  EXPECT_EQ(png, 6);
+  EXPECT_GE(non_square, 10);
+  fs::remove_all(root);
+}
+
 }  // namespace
 }  // namespace yolo

@@ -8,11 +8,12 @@
       loads yolod's initial state, runs the batch yolod used through Ultralytics' forward pass,
       v8DetectionLoss and backward, and compares the outputs, loss terms, assigner results,
       BatchNorm statistics and gradients with yolod's
-  peer_parity.py train --state DIR/init.state --data DATA_YAML --out FILE [--epochs E ...]
-      trains with Ultralytics' own trainer from yolod's initial state (augmentation off, file
-      order) and writes the final training model and EMA
-  peer_parity.py compare --yolod FILE --peer FILE
-      compares two such final states
+  peer_parity.py train --state DIR/init.state --data DATA_YAML --out PREFIX [--epochs E ...]
+      trains with Ultralytics' own trainer from yolod's initial state (augmentation off) and
+      writes the training model and the EMA after each epoch of --save-epochs to PREFIX.eN.pt
+  peer_parity.py diverge --epochs 1 2 ... --pair LABEL=A,B ...
+      how far apart two runs' weights are after each epoch: A and B are file names in which
+      {} stands for the epoch
   peer_parity.py augment --data DATA_YAML --out FILE [--imgsz 320 --batch 16 --samples 2048]
       the same statistics of Ultralytics' training samples as `parity_tool augment` writes
   peer_parity.py augstats --yolod FILE --peer FILE
@@ -148,7 +149,7 @@ def cmd_train(a):
     from ultralytics.models.yolo.detect import DetectionTrainer
 
     init = torch.load(a.state)
-    state = {}
+    save_epochs = set(a.save_epochs)
 
     class FromYolodInit(DetectionTrainer):
         def get_model(self, cfg=None, weights=None, verbose=True):
@@ -157,9 +158,10 @@ def cmd_train(a):
             return model
 
     def on_train_epoch_end(tr):
-        if tr.epoch + 1 == tr.epochs:
-            state.update({"model." + k: v.detach().clone().float() for k, v in tr.model.state_dict().items()})
+        if tr.epoch + 1 in save_epochs:
+            state = {"model." + k: v.detach().clone().float() for k, v in tr.model.state_dict().items()}
             state.update({"ema." + k: v.detach().clone().float() for k, v in tr.ema.ema.state_dict().items()})
+            torch.save(state, f"{a.out}.e{tr.epoch + 1}.pt")
 
     torch.set_num_threads(a.threads)
     model = YOLO("yolov8n.yaml")
@@ -170,19 +172,24 @@ def cmd_train(a):
                 verbose=False, mosaic=0.0, mixup=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0,
                 degrees=0.0, translate=0.0, scale=0.0, shear=0.0, perspective=0.0, flipud=0.0,
                 fliplr=0.0, close_mosaic=0, warmup_epochs=a.warmup_epochs)
-    torch.save(state, a.out)
     return 0
 
 
-def cmd_compare(a):
-    ours, peer = torch.load(a.yolod), torch.load(a.peer)
-    worst = 0.0
-    for prefix, title in (("model.", "training model"), ("ema.", "EMA")):
-        rows = [(k[len(prefix):], rel(ours[k], v)) for k, v in peer.items()
-                if k.startswith(prefix) and v.is_floating_point() and "num_batches" not in k]
-        worst = max(worst, table(f"{title} after training", rows, a.limit))
-    print(f"\nsummary: weights after training within {worst:.1e} of Ultralytics'")
-    return 0 if worst <= a.limit else 1
+def cmd_diverge(a):
+    import statistics
+
+    pairs = [(label, *files.split(",")) for label, files in (p.split("=", 1) for p in a.pair)]
+    print("relative difference of the EMA's weights, per tensor: median / max over the tensors")
+    print(f"{'epoch':>6}" + "".join(f"{label:>32}" for label, _, _ in pairs))
+    for e in a.epochs:
+        cells = []
+        for _, fa, fb in pairs:
+            x, y = torch.load(fa.format(e)), torch.load(fb.format(e))
+            r = [rel(x[k], v) for k, v in y.items()
+                 if k.startswith("ema.") and v.is_floating_point() and "num_batches" not in k]
+            cells.append(f"{statistics.median(r):.1e} / {max(r):.1e}")
+        print(f"{e:>6}" + "".join(f"{c:>32}" for c in cells))
+    return 0
 
 
 def sample_stats(batches, samples):
@@ -298,10 +305,10 @@ def main():
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup-epochs", type=float, default=3.0)
-    p = sub.add_parser("compare")
-    p.add_argument("--yolod", required=True)
-    p.add_argument("--peer", required=True)
-    p.add_argument("--limit", type=float, default=1e-3)
+    p.add_argument("--save-epochs", type=int, nargs="+", default=[40])
+    p = sub.add_parser("diverge")
+    p.add_argument("--epochs", type=int, nargs="+", required=True)
+    p.add_argument("--pair", nargs="+", required=True)
     p = sub.add_parser("augment")
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
@@ -315,7 +322,7 @@ def main():
     p.add_argument("--peer", required=True)
     a = ap.parse_args()
     torch.set_num_threads(2)
-    return {"init": cmd_init, "step": cmd_step, "train": cmd_train, "compare": cmd_compare,
+    return {"init": cmd_init, "step": cmd_step, "train": cmd_train, "diverge": cmd_diverge,
             "augment": cmd_augment, "augstats": cmd_augstats}[a.cmd](a)
 
 

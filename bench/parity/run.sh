@@ -8,10 +8,15 @@
 #      layout (the default), and the blocked layout keeping x̂ in bfloat16 (YOLO_BN_BF16=1)
 #   3. whole training runs with each trainer's own loop and loader (40 epochs of 8 batches of 8
 #      images at 128 px, shuffled, augmentation off: 320 iterations through warmup,
-#      accumulation, clipping and EMA), then the weights of the training model and of the EMA
+#      accumulation, clipping and EMA): how far the EMA's weights drift apart, beside how far
+#      two runs drift that differ by rounding only
+#   4. augmentation statistics over a few thousand training samples, default augmentation, on
+#      the shapes set and the mixed-shapes set: objects per image, box sizes and aspect ratios,
+#      colour statistics, with a two-sample test each
 # Prints a table per comparison, worst relative difference first; exits 1 if any is outside
-# its limit. About 10 minutes on 2 cores.
-# Usage: bench/parity/run.sh   env: EPOCHS=40 THREADS=2 PEER_DIR=~/.cache/yolod-peer PY=/usr/bin/python3
+# its limit. About 20 minutes on 2 cores.
+# Usage: bench/parity/run.sh   env: EPOCHS=40 SAMPLES=4096 THREADS=2 PEER_DIR=~/.cache/yolod-peer
+#        PY=/usr/bin/python3 PARITY_DIR=dir (default: a new temporary folder)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -20,6 +25,7 @@ SHARED_PEER=${SHARED_PEER:-$(cd .. && pwd)/shared/peer}
 PEER=${PEER_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/yolod-peer}
 PY=${PY:-/usr/bin/python3}
 EPOCHS=${EPOCHS:-40}
+SAMPLES=${SAMPLES:-4096}
 THREADS=${THREADS:-2}
 WORKER=build/server/worker/yolo-worker
 TOOL=build/bench/parity_tool
@@ -65,21 +71,47 @@ for mode in reference fused-nchw blocked blocked-bf16; do
 done
 
 echo -e "\n== 3. training runs ($EPOCHS epochs, batch 8, 128 px, augmentation off, shuffled)"
+# Rounding alone makes two runs drift apart over hundreds of AdamW steps, so the yardstick is
+# how far two runs drift that differ by rounding only: Ultralytics on 1 and on 2 threads, and
+# yolod in its two CPU layouts. yolod against Ultralytics should drift no further.
+SAVE=(1 2 3 5 10 20 "$EPOCHS")
+for threads in 2 1; do
+  peer train --state "$T/init-0/init.state" --data "$T/train-data-peer.yaml" \
+    --out "$T/peer-t$threads" --project "$T/peer-runs" --epochs "$EPOCHS" --imgsz 128 --batch 8 \
+    --threads $threads --save-epochs "${SAVE[@]}" >"$T/peer-train-t$threads.log" 2>&1 ||
+    { tail -20 "$T/peer-train-t$threads.log"; exit 1; }
+done
 NOAUG=(mosaic=0 mixup=0 hsv_h=0 hsv_s=0 hsv_v=0 degrees=0 translate=0 scale=0 shear=0
   perspective=0 flipud=0 fliplr=0 close_mosaic=0)
-peer train --state "$T/init-0/init.state" --data "$T/train-data-peer.yaml" --out "$T/peer-trained.pt" \
-  --project "$T/peer-runs" --epochs "$EPOCHS" --imgsz 128 --batch 8 --threads "$THREADS" \
-  >"$T/peer-train.log" 2>&1 || { tail -20 "$T/peer-train.log"; exit 1; }
 for mode in reference blocked; do
   env=()
   [[ $mode == reference ]] && env=(YOLO_BLOCKED_LAYOUT=0 YOLO_FUSED_BN=0)
   rm -rf "$T/runs/$mode"
-  env "${env[@]}" "$WORKER" train data="$T/train-data/data.yaml" model="$T/init-0/init.pt" imgsz=128 \
-    batch=8 epochs="$EPOCHS" workers=0 threads="$THREADS" val=False plots=False \
-    save_period="$EPOCHS" project="$T/runs" name=$mode "${NOAUG[@]}" >"$T/yolod-train-$mode.log" 2>&1 ||
+  env "${env[@]}" "$WORKER" train data="$T/train-data/data.yaml" model="$T/init-0/init.pt" \
+    imgsz=128 batch=8 epochs="$EPOCHS" workers=0 threads="$THREADS" val=False plots=False \
+    save_period=1 project="$T/runs" name=$mode "${NOAUG[@]}" >"$T/yolod-train-$mode.log" 2>&1 ||
     { tail -20 "$T/yolod-train-$mode.log"; exit 1; }
-  "$TOOL" export ckpt="$T/runs/$mode/weights/epoch$EPOCHS.pt" out="$T/yolod-trained-$mode.pt"
-  echo -e "\n-- yolod $mode against Ultralytics"
-  peer compare --yolod "$T/yolod-trained-$mode.pt" --peer "$T/peer-trained.pt" || status=1
+  for e in "${SAVE[@]}"; do
+    "$TOOL" export ckpt="$T/runs/$mode/weights/epoch$e.pt" out="$T/yolod-$mode.e$e.pt"
+  done
+done
+echo "training losses per epoch (box, cls, dfl), yolod's reference layout | Ultralytics, 2 threads:"
+paste <(grep -E "^ +[0-9]+/$EPOCHS " "$T/yolod-train-reference.log" | awk '{print $1, $3, $4, $5}') \
+  <(tr '\r' '\n' <"$T/peer-train-t2.log" | grep -E "^ +[0-9]+/$EPOCHS .* 8/8 \[" |
+    awk '!seen[$1]++ {print $3, $4, $5}') | sed -n "1,5p;10p;20p;${EPOCHS}p"
+peer diverge --epochs "${SAVE[@]}" \
+  --pair "Ultralytics 1 vs 2 threads=$T/peer-t1.e{}.pt,$T/peer-t2.e{}.pt" \
+    "yolod blocked vs reference=$T/yolod-blocked.e{}.pt,$T/yolod-reference.e{}.pt" \
+    "yolod reference vs Ultralytics=$T/yolod-reference.e{}.pt,$T/peer-t2.e{}.pt" \
+    "yolod blocked vs Ultralytics=$T/yolod-blocked.e{}.pt,$T/peer-t2.e{}.pt"
+
+echo -e "\n== 4. augmentation statistics (default augmentation, mosaic on; $SAMPLES samples each)"
+for kind in shapes mixed-shapes; do
+  "$WORKER" make-dataset $kind out="$T/aug-$kind" train=256 val=8 imgsz=$([[ $kind == shapes ]] && echo 320 || echo 640) seed=0 >/dev/null
+  "$PY" "$SHARED_PEER/resolve_data.py" "$T/aug-$kind/data.yaml" "$T/aug-$kind-peer.yaml"
+  "$TOOL" augment data="$T/aug-$kind/data.yaml" out="$T/aug-$kind-yolod.pt" imgsz=320 batch=16 samples=$SAMPLES
+  peer augment --data "$T/aug-$kind-peer.yaml" --out "$T/aug-$kind-peer.pt" --imgsz 320 --batch 16 --samples $SAMPLES
+  echo "-- $kind"
+  peer augstats --yolod "$T/aug-$kind-yolod.pt" --peer "$T/aug-$kind-peer.pt" || status=1
 done
 exit $status

@@ -178,7 +178,7 @@ const std::vector<ArgSpec>& AllArgSpecs() {
       {"optimizer", T::kString, "auto", "auto, SGD, Adam or AdamW"},
       {"verbose", T::kBool, "true", "print per-class validation rows"},
       {"seed", T::kInt, "0", "random seed"},
-      {"deterministic", T::kBool, "true", "reproducible data order and augmentation"},
+      {"deterministic", T::kBool, "true", "deterministic algorithms and cuDNN (CUDA)"},
       {"single_cls", T::kBool, "false", "train every class as one"},
       {"rect", T::kBool, "false", "rectangular training batches"},
       {"cos_lr", T::kBool, "false", "cosine learning-rate schedule"},

@@ -1,5 +1,6 @@
 #include "server/train/run_support.h"
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
@@ -219,6 +220,12 @@ int TransferWeights(DetectionModel& src, DetectionModel& dst) {
     if (s != nullptr && s->sizes() == item.value().sizes()) item.value().copy_(*s), ++copied;
   }
   return copied;
+}
+
+void ConfigureDeterminism(bool deterministic) {
+  if (deterministic) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", /*overwrite=*/0);
+  at::globalContext().setDeterministicAlgorithms(deterministic, /*warn_only=*/true);
+  at::globalContext().setDeterministicCuDNN(deterministic);
 }
 
 int ConfigureThreads(int threads) {

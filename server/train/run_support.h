@@ -26,6 +26,12 @@ absl::StatusOr<c10::Device> ResolveDevice(const std::string& device);
 // Sets LibTorch's intra-op threads: `threads`, or when 0 the CPUs this process may use.
 int ConfigureThreads(int threads);
 
+// deterministic=True as Ultralytics applies it (with PyTorch 2): deterministic algorithms where
+// LibTorch has them (a warning where it has none), deterministic cuDNN, and cuBLAS's fixed
+// workspace (CUBLAS_WORKSPACE_CONFIG=:4096:8, unless set); false turns the first two off. Call
+// before the first CUDA operation. CPU training is deterministic either way.
+void ConfigureDeterminism(bool deterministic);
+
 // Peak resident memory of this process so far.
 long PeakRssBytes();
 // Resident memory of this process now (/proc/self/statm).

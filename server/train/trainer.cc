@@ -115,6 +115,7 @@ absl::Status TrainRun::PrepareResume() {
 absl::Status TrainRun::Setup() {
   RETURN_IF_ERROR(PrepareResume());
   if (args_.IsNull("data")) return absl::InvalidArgumentError("argument 'data' is required");
+  ConfigureDeterminism(args_.GetBool("deterministic"));
   ASSIGN_OR_RETURN(device_, ResolveDevice(args_.GetString("device")));
   amp_ = device_.is_cuda() && args_.GetBool("amp");
   const int threads = ConfigureThreads(static_cast<int>(args_.GetInt("threads")));

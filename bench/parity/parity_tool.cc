@@ -27,6 +27,7 @@
 #include <fstream>
 #include <map>
 #include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
 
@@ -197,9 +198,12 @@ absl::Status Step(const Args& a) {
 absl::Status Augment(const Args& a) {
   TrainArgs args;  // Ultralytics' defaults, then what was given
   for (const auto& [key, value] : a) {
-    if (key != "data" && key != "out" && key != "samples") RETURN_IF_ERROR(args.Set(key, value));
+    if (key != "data" && key != "out" && key != "samples" && key != "dump") {
+      RETURN_IF_ERROR(args.Set(key, value));
+    }
   }
   ASSIGN_OR_RETURN(int samples, GetInt(a, "samples", 2048));
+  const std::string dump = Get(a, "dump");  // a folder for PNGs of the first 8 samples
   ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(Get(a, "data")));
   ASSIGN_OR_RETURN(DatasetScan scan, ScanDataset(data.train, data.nc(), false, 2));
   const std::string out = Get(a, "out");
@@ -232,6 +236,20 @@ absl::Status Augment(const Args& a) {
         cv::Mat hsv;
         cv::cvtColor(rgb, hsv, cv::COLOR_RGB2HSV);
         const cv::Scalar m = cv::mean(rgb), mh = cv::mean(hsv);
+        if (!dump.empty() && objects.size() <= 8) {  // a look at the first samples
+          cv::Mat bgr;
+          cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+          const at::Tensor xywh = boxes.index({mine});
+          for (int64_t k = 0; k < xywh.size(0); ++k) {
+            const float cx = xywh[k][0].item<float>() * bgr.cols,
+                        cy = xywh[k][1].item<float>() * bgr.rows;
+            const float bw = xywh[k][2].item<float>() * bgr.cols,
+                        bh = xywh[k][3].item<float>() * bgr.rows;
+            cv::rectangle(bgr, cv::Point2f(cx - bw / 2, cy - bh / 2),
+                          cv::Point2f(cx + bw / 2, cy + bh / 2), cv::Scalar(0, 0, 255), 1);
+          }
+          cv::imwrite(absl::StrCat(dump, "/sample", objects.size(), ".png"), bgr);
+        }
         for (int c = 0; c < 3; ++c) colour.push_back(static_cast<float>(m[c]));
         for (int c = 0; c < 3; ++c) colour.push_back(static_cast<float>(mh[c]));
       }

@@ -39,12 +39,18 @@ def rel(a, b):
     return num / den if den > 0 else num
 
 
+REPORT = None  # --report FILE: every row of every table, layer by layer
+
+
 def table(title, rows, limit):
-    """rows: (name, rel). Prints the worst and a summary; returns the worst value."""
+    """rows: (name, rel). Prints the worst three and returns the worst value."""
     worst = max((r for _, r in rows), default=0.0)
     print(f"\n{title}: {len(rows)} tensors, worst rel {worst:.2e} (expected <= {limit:.0e})")
     for name, r in sorted(rows, key=lambda x: -x[1])[:3]:
         print(f"  {r:10.2e}  {name}")
+    if REPORT:
+        with open(REPORT, "a") as f:
+            f.write(f"\n{title}\n" + "".join(f"  {r:10.2e}  {name}\n" for name, r in rows))
     return worst
 
 
@@ -298,6 +304,27 @@ def cmd_augstats(a):
     return 0 if not differ else 1
 
 
+def cmd_val(a):
+    """Ultralytics' validator on weights from a state file (yolod's, exported)."""
+    from ultralytics.models.yolo.detect import DetectionValidator
+    from ultralytics.utils import LOGGER
+
+    state = torch.load(a.state)
+    prefix = a.prefix
+    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    nc = weights["model.22.cv3.0.2.bias"].numel()
+    model = ultralytics_model(nc)
+    model.load_state_dict(weights)
+    model.names = {i: str(i) for i in range(nc)}
+    model.eval()
+    LOGGER.setLevel(logging.INFO)
+    validator = DetectionValidator(args=dict(data=a.data, imgsz=a.imgsz, batch=a.batch, conf=0.001,
+                                             iou=0.7, device="cpu", half=False, plots=False))
+    metrics = validator(model=model)
+    print({k: round(float(v), 5) for k, v in metrics.items()})
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -308,6 +335,7 @@ def main():
     p = sub.add_parser("step")
     p.add_argument("--state", required=True)
     p.add_argument("--yolod", required=True)
+    p.add_argument("--report", help="also write every layer's difference to this file")
     p = sub.add_parser("train")
     p.add_argument("--state", required=True)
     p.add_argument("--data", required=True)
@@ -330,13 +358,21 @@ def main():
     p.add_argument("--samples", type=int, default=2048)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", nargs="*", default=[], help="key=value training arguments")
+    p = sub.add_parser("val")
+    p.add_argument("--state", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--prefix", default="ema.")
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--batch", type=int, default=32)
     p = sub.add_parser("augstats")
     p.add_argument("--yolod", required=True)
     p.add_argument("--peer", required=True)
     a = ap.parse_args()
+    global REPORT
+    REPORT = getattr(a, "report", None)
     torch.set_num_threads(2)
     return {"init": cmd_init, "step": cmd_step, "train": cmd_train, "diverge": cmd_diverge,
-            "augment": cmd_augment, "augstats": cmd_augstats}[a.cmd](a)
+            "augment": cmd_augment, "augstats": cmd_augstats, "val": cmd_val}[a.cmd](a)
 
 
 if __name__ == "__main__":

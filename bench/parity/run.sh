@@ -15,8 +15,9 @@
 #      colour statistics, with a two-sample test each
 # Prints a table per comparison, worst relative difference first; exits 1 if any is outside
 # its limit. About 20 minutes on 2 cores.
-# Usage: bench/parity/run.sh   env: EPOCHS=40 SAMPLES=4096 THREADS=2 PEER_DIR=~/.cache/yolod-peer
-#        PY=/usr/bin/python3 PARITY_DIR=dir (default: a new temporary folder)
+# Usage: bench/parity/run.sh [SECTION ...]   (default: 1 2 3 4)
+#   env: EPOCHS=40 SAMPLES=4096 THREADS=2 PEER_DIR=~/.cache/yolod-peer PY=/usr/bin/python3
+#        PARITY_DIR=dir (default: a new temporary folder)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -49,13 +50,21 @@ echo "parity harness: files in $T"
 # Ultralytics resolves a relative `path:` against its own datasets folder: give it an absolute one.
 "$PY" "$SHARED_PEER/resolve_data.py" "$T/train-data/data.yaml" "$T/train-data-peer.yaml"
 status=0
+SECTIONS=" ${*:-1 2 3 4} "
+want() { [[ $SECTIONS == *" $1 "* ]]; }
 
-echo -e "\n== 1. initial weights"
 for seed in 0 1 2; do
   "$TOOL" init scale=n nc=3 seed=$seed out="$T/init-$seed" >/dev/null
+done
+if want 1; then
+echo -e "\n== 1. initial weights"
+for seed in 0 1 2; do
   peer init --yolod "$T/init-$seed/init.state" --nc 3 --seed $seed || status=1
 done
 
+fi
+
+if want 2; then
 echo -e "\n== 2. one training step"
 for mode in reference fused-nchw blocked blocked-bf16; do
   case $mode in
@@ -67,9 +76,15 @@ for mode in reference fused-nchw blocked blocked-bf16; do
   echo -e "\n-- $mode"
   env "${env[@]}" "$TOOL" step data="$T/step-data/data.yaml" state="$T/init-0/init.state" \
     out="$T/step-$mode.pt" imgsz=320 batch=8
-  peer step --state "$T/init-0/init.state" --yolod "$T/step-$mode.pt" || status=1
+  rm -f "$T/step-$mode.txt"
+  peer step --state "$T/init-0/init.state" --yolod "$T/step-$mode.pt" --report "$T/step-$mode.txt" ||
+    status=1
+  echo "(every layer: $T/step-$mode.txt)"
 done
 
+fi
+
+if want 3; then
 echo -e "\n== 3. training runs ($EPOCHS epochs, batch 8, 128 px, augmentation off, shuffled)"
 # Rounding alone makes two runs drift apart over hundreds of AdamW steps, so the yardstick is
 # how far two runs drift that differ by rounding only: Ultralytics on 1 and on 2 threads, and
@@ -105,13 +120,31 @@ peer diverge --epochs "${SAVE[@]}" \
     "yolod reference vs Ultralytics=$T/yolod-reference.e{}.pt,$T/peer-t2.e{}.pt" \
     "yolod blocked vs Ultralytics=$T/yolod-blocked.e{}.pt,$T/peer-t2.e{}.pt"
 
+fi
+
+if want 4; then
 echo -e "\n== 4. augmentation statistics (default augmentation, mosaic on; $SAMPLES samples each)"
+# Each pipeline with augmentation seeds 0 and 1: yolod against Ultralytics for each seed, and
+# each pipeline against itself across seeds, which shows what the test gives for no difference.
 for kind in shapes mixed-shapes; do
-  "$WORKER" make-dataset $kind out="$T/aug-$kind" train=256 val=8 imgsz=$([[ $kind == shapes ]] && echo 320 || echo 640) seed=0 >/dev/null
+  size=320
+  [[ $kind == mixed-shapes ]] && size=640
+  "$WORKER" make-dataset $kind out="$T/aug-$kind" train=256 val=8 imgsz=$size seed=0 >/dev/null
   "$PY" "$SHARED_PEER/resolve_data.py" "$T/aug-$kind/data.yaml" "$T/aug-$kind-peer.yaml"
-  "$TOOL" augment data="$T/aug-$kind/data.yaml" out="$T/aug-$kind-yolod.pt" imgsz=320 batch=16 samples=$SAMPLES
-  peer augment --data "$T/aug-$kind-peer.yaml" --out "$T/aug-$kind-peer.pt" --imgsz 320 --batch 16 --samples $SAMPLES
-  echo "-- $kind"
-  peer augstats --yolod "$T/aug-$kind-yolod.pt" --peer "$T/aug-$kind-peer.pt" || status=1
+  for seed in 0 1; do
+    "$TOOL" augment data="$T/aug-$kind/data.yaml" out="$T/aug-$kind-yolod-s$seed.pt" imgsz=320 \
+      batch=16 samples="$SAMPLES" seed=$seed >/dev/null
+    peer augment --data "$T/aug-$kind-peer.yaml" --out "$T/aug-$kind-peer-s$seed.pt" --imgsz 320 \
+      --batch 16 --samples "$SAMPLES" --seed $seed >/dev/null 2>&1
+  done
+  for seed in 0 1; do
+    echo -e "\n-- $kind, seed $seed: yolod against Ultralytics"
+    peer augstats --yolod "$T/aug-$kind-yolod-s$seed.pt" --peer "$T/aug-$kind-peer-s$seed.pt" || status=1
+  done
+  for who in yolod peer; do
+    echo -e "\n-- $kind: $who seed 0 against $who seed 1 (no difference by construction)"
+    peer augstats --yolod "$T/aug-$kind-$who-s0.pt" --peer "$T/aug-$kind-$who-s1.pt" | tail -1
+  done
 done
+fi
 exit $status

@@ -34,6 +34,13 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// The 0-based epoch from which mosaic is off, or -1 for never: Ultralytics closes it when the
+// epoch reaches epochs - close_mosaic, which a run shorter than close_mosaic never does.
+int CloseMosaicEpoch(int epochs, int64_t close_mosaic) {
+  const int64_t at = epochs - close_mosaic;
+  return at >= 0 && at < epochs ? static_cast<int>(at) : -1;
+}
+
 class TrainRun {
  public:
   TrainRun(TrainArgs args, const TrainHooks& hooks) : args_(std::move(args)), hooks_(hooks) {}
@@ -194,8 +201,7 @@ absl::Status TrainRun::Setup() {
   train_opts.rect = args_.GetBool("rect");
   train_opts.rect_pad = 0.0;
   train_opts.shuffle = !train_opts.rect;
-  const int close_at = epochs_ - static_cast<int>(args_.GetInt("close_mosaic"));
-  train_opts.close_mosaic_epoch = close_at >= 0 && close_at < epochs_ ? close_at : -1;
+  train_opts.close_mosaic_epoch = CloseMosaicEpoch(epochs_, args_.GetInt("close_mosaic"));
   train_loader_ = std::make_unique<BatchLoader>(std::move(train_scan.images), train_opts);
   RETURN_IF_ERROR(train_loader_->PrepareCache());
   LoaderOptions val_opts = BaseLoaderOptions(args_, imgsz_);
@@ -348,9 +354,7 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   for (; epoch < epochs_; ++epoch) {
     const double lf = LrFactor(epoch, epochs_, lrf, cos_lr);
     for (size_t g = 0; g < initial_lr_.size(); ++g) SetGroupLr(*optimizer_, g, initial_lr_[g] * lf);
-    // Ultralytics closes mosaic when the epoch reaches epochs - close_mosaic; a run shorter
-    // than close_mosaic never reaches it and keeps mosaic throughout.
-    const int close_at = epochs_ - close_mosaic;
+    const int close_at = CloseMosaicEpoch(epochs_, close_mosaic);
     const bool mosaic = close_at < 0 || epoch < close_at;
     if (epoch == close_at) spdlog::info("Closing dataloader mosaic");
     train_loader_->StartEpoch(epoch, mosaic);

@@ -14,7 +14,7 @@
 #      the shapes set and the mixed-shapes set: objects per image, box sizes and aspect ratios,
 #      colour statistics, with a two-sample test each
 # Prints a table per comparison, worst relative difference first; exits 1 if any is outside
-# its limit. About 20 minutes on 2 cores.
+# its limit. About 25 minutes on 2 cores.
 # Usage: bench/parity/run.sh [SECTION ...]   (default: 1 2 3 4)
 #   env: EPOCHS=40 SAMPLES=4096 THREADS=2 PEER_DIR=~/.cache/yolod-peer PY=/usr/bin/python3
 #        PARITY_DIR=dir (default: a new temporary folder)

@@ -99,7 +99,8 @@ constexpr uint64_t kShuffleSeed = 6148914691236517204ULL;
 EpochPlanner::EpochPlanner(int n, int batch, bool shuffle, int close_mosaic_epoch)
     : n_(n),
       batch_(std::max(1, std::min(batch, n))),
-      capacity_(std::max(0, std::min({n, 8 * batch, 1000}) - 1)),
+      capacity_(static_cast<int>(
+          std::max<int64_t>(0, std::min<int64_t>({n, 8 * static_cast<int64_t>(batch), 1000}) - 1))),
       close_mosaic_epoch_(close_mosaic_epoch),
       shuffle_(shuffle) {
   Restart();

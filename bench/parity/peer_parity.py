@@ -18,6 +18,9 @@
       the same statistics of Ultralytics' training samples as `parity_tool augment` writes
   peer_parity.py augstats --yolod FILE --peer FILE
       compares the two: a two-sample test per quantity
+  peer_parity.py val --state FILE --data DATA_YAML [--prefix ema.]
+      Ultralytics' validator on weights from a state file (`parity_tool export` of a yolod
+      checkpoint), to compare with `yolo-worker val` of the same checkpoint
 
 Differences are printed per layer: rel = |a - b| / |b| in the max norm over the tensor.
 Limits (fp32 everywhere): outputs, loss terms and BatchNorm statistics 1e-5; gradients 1e-4; the

@@ -69,7 +69,7 @@ def ultralytics_model(nc):
 def cmd_init(a):
     from ultralytics.utils.torch_utils import init_seeds
 
-    init_seeds(a.seed + 1 - 1, deterministic=False)  # BaseTrainer: seed + 1 + RANK, RANK = -1
+    init_seeds(a.seed, deterministic=False)  # BaseTrainer: seed + 1 + RANK, with RANK -1
     peer = ultralytics_model(a.nc).state_dict()
     ours = torch.load(a.yolod)
     missing = sorted(set(peer) - set(ours))

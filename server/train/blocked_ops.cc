@@ -320,29 +320,28 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
 
 }  // namespace
 
+// An environment switch: "0" or "1" override `fallback`, anything else leaves it.
+static bool EnvSwitch(const char* name, bool fallback) {
+  const char* env = std::getenv(name);
+  if (env == nullptr) return fallback;
+  const std::string v = env;
+  return v == "1" ? true : v == "0" ? false : fallback;
+}
+
 bool FusedBatchNormEnabled() {
-  static const bool enabled = [] {
-    const char* env = std::getenv("YOLO_FUSED_BN");
-    return !(env != nullptr && std::string(env) == "0");
-  }();
+  static const bool enabled = EnvSwitch("YOLO_FUSED_BN", true);
   return enabled;
 }
 
 bool FusedBatchNormKeepsBf16() {
-  static const bool bf16 = [] {
-    const char* env = std::getenv("YOLO_BN_BF16");
-    return env != nullptr && std::string(env) == "1";
-  }();
+  static const bool bf16 = EnvSwitch("YOLO_BN_BF16", false);
   return bf16;
 }
 
 bool BlockedLayoutAvailable() {
 #ifdef YOLO_WITH_ONEDNN
-  static const bool available = [] {
-    const char* env = std::getenv("YOLO_BLOCKED_LAYOUT");
-    return BnSiluVectorised() && FusedBatchNormEnabled() &&
-           !(env != nullptr && std::string(env) == "0");
-  }();
+  static const bool available =
+      BnSiluVectorised() && FusedBatchNormEnabled() && EnvSwitch("YOLO_BLOCKED_LAYOUT", true);
   return available;
 #else
   return false;

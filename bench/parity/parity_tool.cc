@@ -6,7 +6,9 @@
 //       DIR/init.state: the model as `yolo-worker train seed=S` initialises it;
 //       DIR/init.pt:    the same weights as a yolod checkpoint, to train from with model=
 //   parity_tool step   data=YAML state=FILE out=FILE [imgsz=320] [batch=8]
-//       the first batch of the train split (no augmentation, file order) through one training
+//                      [batches=FILE index=K]
+//       the first batch of the train split (no augmentation, file order), or batch K of a file
+//       that `batches` wrote (augmented, mosaics with many overlapping boxes), through one training
 //       step: the batch, the raw outputs, the loss terms, the assigner's result, the BatchNorm
 //       statistics after the forward pass and every parameter's gradient
 //   parity_tool export ckpt=FILE out=FILE
@@ -16,6 +18,21 @@
 //       statistics of the training loader's samples, with the default augmentation, epoch
 //       after epoch: objects per image, every box's width and height (fractions of the image),
 //       each image's mean R, G, B and H, S, V (OpenCV's 8-bit HSV)
+//   parity_tool batches data=YAML out=DIR [epochs=30] [imgsz=320] [batch=16] [seed=0]
+//                       [key=value training arguments]
+//       every training batch of a whole run, as the trainer's loader makes them (shuffle,
+//       augmentation, mosaic closing at close_mosaic): DIR/eN.pt for epoch N (0-based) holds
+//       img.K (uint8 RGB), batch_idx.K, cls.K and bboxes.K (normalised xywh) of batch K, for
+//       `peer_parity.py replay` to train Ultralytics on
+//   parity_tool plan n=N out=FILE [epochs=2] [batch=16] [close_mosaic_epoch=-1]
+//       the trainer's visiting order and the mosaic buffer at every position (order.E,
+//       buffer.E.P), for `peer_parity.py plan` to compare with Ultralytics' loader
+//   parity_tool geometry data=YAML out=FILE [imgsz=320] [cases=500] [mosaic=1]
+//       the geometric augmentation alone on chosen images (case c: images c, 7c+1, 13c+2 and
+//       29c+3 of the train split), with the random draws it made: the mosaic's centre, the
+//       affine's eight parameters, the HSV gains and flips; the boxes before and after the affine
+//       and at the end, and the final image, for `peer_parity.py geometry` to put the same draws
+//       through Ultralytics' transforms
 //
 // The layout follows the trainer's: the blocked one with the fused BatchNorm+SiLU where the CPU
 // allows; YOLO_BLOCKED_LAYOUT=0 and YOLO_FUSED_BN=0 select the others.
@@ -43,6 +60,7 @@
 #include "server/train/loader.h"
 #include "server/train/loss.h"
 #include "server/train/model.h"
+#include "server/train/optim.h"
 #include "server/train/run_support.h"
 
 namespace yolo {
@@ -150,14 +168,27 @@ absl::Status Step(const Args& a) {
   const std::string out = Get(a, "out");
   if (out.empty()) return absl::InvalidArgumentError("step: out=FILE is required");
 
-  LoaderOptions o;
-  o.imgsz = imgsz;
-  o.batch = batch_size;
-  o.workers = 0;
-  BatchLoader loader(std::move(scan.images), o);
-  loader.StartEpoch(0, /*mosaic=*/false);
-  std::optional<Batch> batch = loader.Next();
-  if (!batch) return absl::FailedPreconditionError("the train split is empty");
+  std::optional<Batch> batch;
+  if (const std::string file = Get(a, "batches"); !file.empty()) {  // a training batch
+    ASSIGN_OR_RETURN(TensorDict saved, ReadDict(file));
+    const std::string k = Get(a, "index", "0");
+    if (!saved.contains("img." + k)) return absl::NotFoundError("no batch " + k + " in " + file);
+    batch.emplace();
+    batch->images = saved.at("img." + k);
+    batch->targets.batch_idx = saved.at("batch_idx." + k).view({-1}).to(at::kFloat);
+    batch->targets.cls = saved.at("cls." + k).view({-1}).to(at::kFloat);
+    batch->targets.boxes = saved.at("bboxes." + k).to(at::kFloat);
+    batch->instances = static_cast<int>(batch->targets.cls.numel());
+  } else {
+    LoaderOptions o;
+    o.imgsz = imgsz;
+    o.batch = batch_size;
+    o.workers = 0;
+    BatchLoader loader(std::move(scan.images), o);
+    loader.StartEpoch(0, /*mosaic=*/false);
+    batch = loader.Next();
+    if (!batch) return absl::FailedPreconditionError("the train split is empty");
+  }
 
   DetectionModel model(scale, data.nc());
   RETURN_IF_ERROR(LoadState(init, *model));
@@ -268,6 +299,145 @@ absl::Status Augment(const Args& a) {
   return WriteDict(d, out);
 }
 
+absl::Status Batches(const Args& a) {
+  TrainArgs args;
+  for (const auto& [key, value] : a) {
+    if (key != "data" && key != "out") RETURN_IF_ERROR(args.Set(key, value));
+  }
+  ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(Get(a, "data")));
+  ASSIGN_OR_RETURN(DatasetScan scan, ScanDataset(data.train, data.nc(), false, 2));
+  const std::string out = Get(a, "out");
+  if (out.empty()) return absl::InvalidArgumentError("batches: out=DIR is required");
+  std::filesystem::create_directories(out);
+  const int epochs = static_cast<int>(args.GetInt("epochs"));
+  const int imgsz = CheckImgsz(args);
+  LoaderOptions o = BaseLoaderOptions(args, imgsz);  // as TrainRun sets up its train loader
+  o.batch = static_cast<int>(args.GetInt("batch"));
+  o.augment = true;
+  o.rect_pad = 0.0;
+  o.shuffle = true;
+  o.close_mosaic_epoch = CloseMosaicEpoch(epochs, args.GetInt("close_mosaic"));
+  BatchLoader loader(std::move(scan.images), o);
+  for (int epoch = 0; epoch < epochs; ++epoch) {
+    loader.StartEpoch(epoch, o.close_mosaic_epoch < 0 || epoch < o.close_mosaic_epoch);
+    TensorDict d;
+    int k = 0;
+    while (auto batch = loader.Next()) {
+      d.insert(absl::StrCat("img.", k), batch->images.clone());
+      d.insert(absl::StrCat("batch_idx.", k), batch->targets.batch_idx.to(at::kFloat));
+      d.insert(absl::StrCat("cls.", k), batch->targets.cls.to(at::kFloat).view({-1, 1}));
+      d.insert(absl::StrCat("bboxes.", k), batch->targets.boxes);
+      ++k;
+    }
+    RETURN_IF_ERROR(WriteDict(d, absl::StrCat(out, "/e", epoch, ".pt")));
+  }
+  std::printf("batches: %d epochs -> %s\n", epochs, out.c_str());
+  return absl::OkStatus();
+}
+
+absl::Status Plan(const Args& a) {
+  ASSIGN_OR_RETURN(int n, GetInt(a, "n", 0));
+  ASSIGN_OR_RETURN(int epochs, GetInt(a, "epochs", 2));
+  ASSIGN_OR_RETURN(int batch, GetInt(a, "batch", 16));
+  ASSIGN_OR_RETURN(int close_at, GetInt(a, "close_mosaic_epoch", -1));
+  const std::string out = Get(a, "out");
+  if (n <= 0 || out.empty()) return absl::InvalidArgumentError("plan: n=N and out=FILE are required");
+  EpochPlanner planner(n, batch, /*shuffle=*/true, close_at);
+  TensorDict d;
+  for (int e = 0; e < epochs; ++e) {
+    std::shared_ptr<const EpochPlanner::Plan> plan = planner.ForEpoch(e);
+    d.insert(absl::StrCat("order.", e), at::tensor(std::vector<int64_t>(plan->order.begin(), plan->order.end())));
+    for (int p = 0; p < n; ++p) {
+      std::vector<int64_t> buffer;
+      for (int k = 0; k < plan->BufferSize(p); ++k) buffer.push_back(plan->BufferImage(p, k));
+      d.insert(absl::StrCat("buffer.", e, ".", p), at::tensor(buffer));
+    }
+  }
+  return WriteDict(d, out);
+}
+
+absl::Status Geometry(const Args& a) {
+  TrainArgs args;
+  for (const auto& [key, value] : a) {
+    if (key != "data" && key != "out" && key != "cases") RETURN_IF_ERROR(args.Set(key, value));
+  }
+  ASSIGN_OR_RETURN(int cases, GetInt(a, "cases", 500));
+  ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(Get(a, "data")));
+  ASSIGN_OR_RETURN(DatasetScan scan, ScanDataset(data.train, data.nc(), false, 2));
+  const std::string out = Get(a, "out");
+  if (out.empty()) return absl::InvalidArgumentError("geometry: out=FILE is required");
+  const int imgsz = CheckImgsz(args);
+  const bool mosaic = args.GetFloat("mosaic") > 0;
+  const AugmentParams hyp = BaseLoaderOptions(args, imgsz).hyp;
+  const int n = static_cast<int>(scan.images.size());
+  auto load = [&](int index) {
+    const ImageRecord& r = scan.images[index];
+    Sample s;
+    s.image = ResizeLongSide(cv::imread(r.path, cv::IMREAD_COLOR), imgsz);
+    s.boxes = ToPixelBoxes(r.labels, s.image.cols, s.image.rows);
+    return s;
+  };
+  auto boxes_tensor = [](const std::vector<PixelBox>& boxes) {
+    at::Tensor t = at::empty({static_cast<int64_t>(boxes.size()), 5}, at::kFloat);
+    for (size_t k = 0; k < boxes.size(); ++k) {
+      const PixelBox& b = boxes[k];
+      const float row[5] = {static_cast<float>(b.cls), b.x1, b.y1, b.x2, b.y2};
+      for (int j = 0; j < 5; ++j) t[static_cast<int64_t>(k)][j] = row[j];
+    }
+    return t;
+  };
+  TensorDict d;
+  for (int c = 0; c < cases; ++c) {
+    const int64_t ic = c;
+    const at::Tensor images = at::tensor(
+        {ic % n, (7 * ic + 1) % n, (13 * ic + 2) % n, (29 * ic + 3) % n}, at::kLong);
+    std::mt19937 rng(static_cast<uint32_t>(c));
+    Sample sample;
+    std::vector<double> draws;  // as the functions draw them, from a copy of the generator
+    if (mosaic) {
+      std::vector<Sample> four;
+      for (int k = 0; k < 4; ++k) four.push_back(load(static_cast<int>(images[k].item<int64_t>())));
+      std::mt19937 probe = rng;
+      for (int k = 0; k < 2; ++k) draws.push_back(Uniform(probe, imgsz / 2.0, 1.5 * imgsz));
+      sample = Mosaic4(four, imgsz, rng);
+    } else {
+      sample = load(static_cast<int>(images[0].item<int64_t>()));
+      sample.image = Letterbox(sample.image, imgsz, imgsz, /*scaleup=*/true, nullptr, &sample.boxes);
+    }
+    std::mt19937 probe = rng;
+    const double ranges[8][2] = {{-hyp.perspective, hyp.perspective},
+                                 {-hyp.perspective, hyp.perspective},
+                                 {-hyp.degrees, hyp.degrees},
+                                 {1 - hyp.scale, 1 + hyp.scale},
+                                 {-hyp.shear, hyp.shear},
+                                 {-hyp.shear, hyp.shear},
+                                 {0.5 - hyp.translate, 0.5 + hyp.translate},
+                                 {0.5 - hyp.translate, 0.5 + hyp.translate}};
+    for (const auto& r : ranges) draws.push_back(Uniform(probe, r[0], r[1]));
+    const std::string key = absl::StrCat(c);
+    d.insert("images." + key, images);
+    d.insert("draws." + key, at::tensor(draws, at::kDouble));
+    d.insert("before." + key, boxes_tensor(sample.boxes));
+    RandomAffine(&sample, hyp, cv::Size(imgsz, imgsz), rng);
+    d.insert("after." + key, boxes_tensor(sample.boxes));
+    // Then colour and flips, in the order TrainSample applies them.
+    probe = rng;
+    std::vector<double> tail;
+    for (int k = 0; k < 3; ++k) tail.push_back(Uniform(probe, -1, 1));
+    for (int k = 0; k < 2; ++k) tail.push_back(Uniform(probe, 0, 1));
+    d.insert("tail." + key, at::tensor(tail, at::kDouble));
+    AugmentHsv(&sample.image, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
+    if (Uniform(rng, 0, 1) < hyp.flipud) FlipVertical(&sample);
+    if (Uniform(rng, 0, 1) < hyp.fliplr) FlipHorizontal(&sample);
+    d.insert("final." + key, boxes_tensor(sample.boxes));
+    d.insert("img." + key,
+             at::from_blob(sample.image.data, {sample.image.rows, sample.image.cols, 3}, at::kByte)
+                 .clone());
+  }
+  std::printf("geometry: %d cases%s -> %s\n", cases, mosaic ? " (mosaic)" : "", out.c_str());
+  return WriteDict(d, out);
+}
+
 absl::Status Export(const Args& a) {
   ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(Get(a, "ckpt")));
   const std::string out = Get(a, "out");
@@ -284,7 +454,7 @@ absl::Status Export(const Args& a) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: parity_tool init|step|export|augment key=value ... (see the source)\n");
+                 "usage: parity_tool init|step|export|augment|batches|plan|geometry key=value ... (see the source)\n");
     return 2;
   }
   yolo::ConfigureThreads(0);
@@ -309,8 +479,14 @@ int main(int argc, char** argv) {
       s = yolo::Export(args);
     } else if (verb == "augment") {
       s = yolo::Augment(args);
+    } else if (verb == "batches") {
+      s = yolo::Batches(args);
+    } else if (verb == "plan") {
+      s = yolo::Plan(args);
+    } else if (verb == "geometry") {
+      s = yolo::Geometry(args);
     } else {
-      s = absl::InvalidArgumentError("the verbs are init, step, export and augment");
+      s = absl::InvalidArgumentError("the verbs are init, step, export, augment, batches, plan and geometry");
     }
   } catch (const std::exception& e) {
     s = absl::InternalError(e.what());

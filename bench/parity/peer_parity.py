@@ -18,6 +18,19 @@
       the same statistics of Ultralytics' training samples as `parity_tool augment` writes
   peer_parity.py augstats --yolod FILE --peer FILE
       compares the two: a two-sample test per quantity
+  peer_parity.py batches --data DATA_YAML --out DIR [--epochs 30 --imgsz 320 --batch 16 --seed 0]
+      every training batch of a whole run from Ultralytics' loader, as its trainer draws them
+      (mosaic closing at close_mosaic), in the files `parity_tool batches` writes
+  peer_parity.py replay --batches DIR --data DATA_YAML --project DIR [--seed 0 --epochs 30 ...]
+      Ultralytics' trainer, from its own initial weights for the seed, trained on the batches
+      in DIR instead of its loader's (validation as usual): the same data for both trainers
+  peer_parity.py plan --yolod FILE --data DATA_YAML [--epochs 2 --batch 16]
+      Ultralytics' loader's visiting order and mosaic buffer at every sample, against
+      `parity_tool plan`
+  peer_parity.py geometry --yolod FILE --data DATA_YAML [--imgsz 320]
+      puts the random draws that `parity_tool geometry` recorded through Ultralytics' Mosaic and
+      RandomPerspective, RandomHSV and RandomFlip on the same images and compares boxes and
+      pixels, case by case
   peer_parity.py val --state FILE --data DATA_YAML [--prefix ema.]
       Ultralytics' validator on weights from a state file (`parity_tool export` of a yolod
       checkpoint), to compare with `yolo-worker val` of the same checkpoint
@@ -307,6 +320,208 @@ def cmd_augstats(a):
     return 0 if not differ else 1
 
 
+def cmd_batches(a):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils import LOGGER
+    from ultralytics.utils.torch_utils import init_seeds
+    import os
+
+    LOGGER.setLevel(logging.WARNING)
+    init_seeds(a.seed)
+    cfg = get_cfg(overrides={"data": a.data, "imgsz": a.imgsz, "batch": a.batch, "epochs": a.epochs})
+    data = check_det_dataset(a.data)
+    dataset = build_yolo_dataset(cfg, data["train"], a.batch, data, mode="train", rect=False, stride=32)
+    loader = build_dataloader(dataset, a.batch, 0, shuffle=True, rank=-1)
+    os.makedirs(a.out, exist_ok=True)
+    for epoch in range(a.epochs):
+        if epoch == a.epochs - cfg.close_mosaic:  # as BaseTrainer._do_train closes it
+            dataset.mosaic = False
+            dataset.close_mosaic(hyp=cfg)
+            loader.reset()
+        d = {}
+        for k, b in enumerate(loader):
+            d.update({f"img.{k}": b["img"], f"batch_idx.{k}": b["batch_idx"], f"cls.{k}": b["cls"],
+                      f"bboxes.{k}": b["bboxes"]})
+        torch.save(d, f"{a.out}/e{epoch}.pt")
+    print(f"batches: {a.epochs} epochs -> {a.out}")
+    return 0
+
+
+class ReplayLoader:
+    """The batches of a folder written by `batches`, one file an epoch, each pass the next epoch."""
+
+    num_workers = 0
+
+    def __init__(self, folder, dataset):
+        self.folder, self.dataset, self.epoch = folder, dataset, 0
+        self.nb = sum(k.startswith("img.") for k in torch.load(f"{folder}/e0.pt"))
+
+    def __len__(self):
+        return self.nb
+
+    def __iter__(self):
+        d = torch.load(f"{self.folder}/e{self.epoch}.pt")
+        self.epoch += 1
+        for k in range(self.nb):
+            yield {"img": d[f"img.{k}"], "batch_idx": d[f"batch_idx.{k}"].view(-1),
+                   "cls": d[f"cls.{k}"].view(-1, 1), "bboxes": d[f"bboxes.{k}"]}
+
+    def reset(self):
+        pass
+
+
+def cmd_replay(a):
+    from ultralytics import YOLO
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    class ReplayTrainer(DetectionTrainer):
+        def get_dataloader(self, dataset_path, batch_size=16, rank=0, mode="train"):
+            loader = super().get_dataloader(dataset_path, batch_size, rank, mode)
+            return ReplayLoader(a.batches, loader.dataset) if mode == "train" else loader
+
+        def _close_dataloader_mosaic(self):
+            pass  # the batches already say where mosaic closed
+
+    torch.set_num_threads(a.threads)
+    model = YOLO("yolov8n.yaml")
+    model.train(trainer=ReplayTrainer, data=a.data, imgsz=a.imgsz, batch=a.batch, epochs=a.epochs,
+                workers=0, device="cpu", amp=False, plots=False, pretrained=False,
+                project=a.project, name=a.name, exist_ok=True, seed=a.seed, verbose=False)
+    return 0
+
+
+def cmd_plan(a):
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.augment import Mosaic
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils import LOGGER
+
+    LOGGER.setLevel(logging.WARNING)
+    ours = torch.load(a.yolod)
+    seen = []  # (image, buffer) per sample, in the order the loader made them
+    get_indexes = Mosaic.get_indexes
+
+    def recording(self, buffer=True):
+        seen.append(list(self.dataset.buffer))
+        return get_indexes(self, buffer)
+
+    Mosaic.get_indexes = recording
+    cfg = get_cfg(overrides={"data": a.data, "imgsz": 64, "batch": a.batch})
+    data = check_det_dataset(a.data)
+    dataset = build_yolo_dataset(cfg, data["train"], a.batch, data, mode="train", rect=False, stride=32)
+    loader = build_dataloader(dataset, a.batch, 0, shuffle=True, rank=-1)
+    n, bad = len(dataset), 0
+    for e in range(a.epochs):
+        seen.clear()
+        for _ in loader:
+            pass
+        for p, buffer in enumerate(seen):
+            mine = ours[f"buffer.{e}.{p}"].tolist()
+            if buffer != mine:
+                bad += 1
+                if bad <= 5:
+                    print(f"epoch {e} position {p}: yolod's buffer {mine[-5:]} (last 5 of {len(mine)}), "
+                          f"Ultralytics' {buffer[-5:]} (of {len(buffer)})")
+    print(f"plan: {a.epochs} epochs x {n} samples, {bad} buffers differ")
+    return 0 if bad == 0 else 1
+
+
+def cmd_geometry(a):
+    import random
+    import numpy as np
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_yolo_dataset
+    from ultralytics.data.augment import LetterBox, Mosaic, RandomFlip, RandomHSV, RandomPerspective
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils import LOGGER
+
+    LOGGER.setLevel(logging.WARNING)
+    ours = torch.load(a.yolod)
+    cfg = get_cfg(overrides={"data": a.data, "imgsz": a.imgsz})
+    data = check_det_dataset(a.data)
+    dataset = build_yolo_dataset(cfg, data["train"], 16, data, mode="train", rect=False, stride=32)
+    mosaic = Mosaic(dataset, imgsz=a.imgsz, p=1.0)
+
+    def scripted(values):  # random.uniform answering the recorded draws, range-checked
+        it = iter(values)
+
+        def uniform(lo, hi):
+            v = next(it)
+            assert min(lo, hi) <= v <= max(lo, hi), (v, lo, hi)
+            return v
+        return uniform
+
+    def xyxy(labels):
+        inst = labels["instances"]
+        inst.convert_bbox(format="xyxy")
+        return np.concatenate([labels["cls"].reshape(-1, 1), inst.bboxes], 1)
+
+    cases = sorted({int(k.split(".")[1]) for k in ours if k.startswith("draws.")})
+    worst_box, worst_px, count_diff, mean_px = 0.0, 0, 0, []
+    hsv = RandomHSV(hgain=cfg.hsv_h, sgain=cfg.hsv_s, vgain=cfg.hsv_v)
+    flip_ud = RandomFlip(direction="vertical", p=cfg.flipud)
+    flip_lr = RandomFlip(direction="horizontal", p=cfg.fliplr)
+    uniform, np_uniform, rand = random.uniform, np.random.uniform, random.random
+    try:
+        for c in cases:
+            images = ours[f"images.{c}"].tolist()
+            draws = ours[f"draws.{c}"].tolist()
+            labels = dataset.get_image_and_label(images[0])
+            if len(draws) == 10:  # a mosaic: Ultralytics draws the centre's y first
+                labels["mix_labels"] = [dataset.get_image_and_label(i) for i in images[1:]]
+                random.uniform = scripted([draws[1], draws[0]])
+                labels = mosaic._mix_transform(labels)
+                affine = RandomPerspective(degrees=cfg.degrees, translate=cfg.translate,
+                                           scale=cfg.scale, shear=cfg.shear,
+                                           perspective=cfg.perspective)
+                before = xyxy(labels)
+                labels["instances"].convert_bbox(format="xywh")
+                rest = draws[2:]
+            else:
+                affine = RandomPerspective(degrees=cfg.degrees, translate=cfg.translate,
+                                           scale=cfg.scale, shear=cfg.shear,
+                                           perspective=cfg.perspective,
+                                           pre_transform=LetterBox(new_shape=(a.imgsz, a.imgsz)))
+                before = None
+                rest = draws
+            random.uniform = scripted(rest)
+            labels = affine(labels)
+            after = xyxy(labels)
+            # Colour, then flips, with yolod's draws: HSV gains from numpy, flips from random.
+            tail = ours[f"tail.{c}"].tolist()
+            np.random.uniform = lambda lo, hi, n: np.array(tail[:3])
+            flips = iter(tail[3:])
+            random.random = lambda: next(flips)
+            labels["instances"].convert_bbox(format="xywh")
+            for t in (hsv, flip_ud, flip_lr):
+                labels = t(labels)
+            final = xyxy(labels)
+            yb, ya = ours[f"before.{c}"].numpy(), ours[f"after.{c}"].numpy()
+            if before is not None and len(before) != len(yb):
+                print(f"case {c}: {len(yb)} boxes after yolod's mosaic, {len(before)} after Ultralytics'")
+            if len(after) != len(ya):
+                count_diff += 1
+                if count_diff <= 10:
+                    print(f"case {c}: yolod keeps {len(ya)} boxes, Ultralytics {len(after)}")
+                    print("  yolod", np.round(ya, 2).tolist(), "\n  peer ", np.round(after, 2).tolist())
+            elif len(ya):
+                worst_box = max(worst_box, float(np.abs(np.sort(ya, 0) - np.sort(after, 0)).max()))
+                yf = ours[f"final.{c}"].numpy()
+                worst_box = max(worst_box, float(np.abs(np.sort(yf, 0) - np.sort(final, 0)).max()))
+            px = np.abs(ours[f"img.{c}"].numpy().astype(int) - labels["img"].astype(int))
+            worst_px = max(worst_px, int(px.max()))
+            mean_px.append(px.mean())
+    finally:
+        random.uniform, np.random.uniform, random.random = uniform, np_uniform, rand
+    print(f"geometry: {len(cases)} cases, {count_diff} with another number of boxes; worst box "
+          f"coordinate difference {worst_box:.4f} px; pixels: worst {worst_px}, "
+          f"mean {np.mean(mean_px):.4f}")
+    return 0 if count_diff == 0 else 1
+
+
 def cmd_val(a):
     """Ultralytics' validator on weights from a state file (yolod's, exported)."""
     from ultralytics.models.yolo.detect import DetectionValidator
@@ -367,6 +582,32 @@ def main():
     p.add_argument("--prefix", default="ema.")
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--batch", type=int, default=32)
+    p = sub.add_parser("batches")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("replay")
+    p.add_argument("--batches", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--project", required=True)
+    p.add_argument("--name", default="replay")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("plan")
+    p.add_argument("--yolod", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--batch", type=int, default=16)
+    p = sub.add_parser("geometry")
+    p.add_argument("--yolod", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--imgsz", type=int, default=320)
     p = sub.add_parser("augstats")
     p.add_argument("--yolod", required=True)
     p.add_argument("--peer", required=True)
@@ -375,7 +616,9 @@ def main():
     REPORT = getattr(a, "report", None)
     torch.set_num_threads(2)
     return {"init": cmd_init, "step": cmd_step, "train": cmd_train, "diverge": cmd_diverge,
-            "augment": cmd_augment, "augstats": cmd_augstats, "val": cmd_val}[a.cmd](a)
+            "augment": cmd_augment, "augstats": cmd_augstats, "val": cmd_val,
+            "batches": cmd_batches, "replay": cmd_replay, "geometry": cmd_geometry,
+            "plan": cmd_plan}[a.cmd](a)
 
 
 if __name__ == "__main__":

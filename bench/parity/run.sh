@@ -13,9 +13,13 @@
 #   4. augmentation statistics over a few thousand training samples, default augmentation, on
 #      the shapes set and the mixed-shapes set: objects per image, box sizes and aspect ratios,
 #      colour statistics, with a two-sample test each
+#   5. augmentation draw by draw: the visiting order and the mosaic buffer at every sample of
+#      three epochs; the mosaic, affine, HSV and flips of 500 samples per kind (mosaic on and off,
+#      square and mixed-size images) with yolod's random draws put through Ultralytics'
+#      transforms; and one training step on augmented mosaic batches (70-100 overlapping boxes)
 # Prints a table per comparison, worst relative difference first; exits 1 if any is outside
-# its limit. About 25 minutes on 2 cores.
-# Usage: bench/parity/run.sh [SECTION ...]   (default: 1 2 3 4)
+# its limit. About 30 minutes on 2 cores.
+# Usage: bench/parity/run.sh [SECTION ...]   (default: 1 2 3 4 5)
 #   env: EPOCHS=40 SAMPLES=4096 THREADS=2 PEER_DIR=~/.cache/yolod-peer PY=/usr/bin/python3
 #        PARITY_DIR=dir (default: a new temporary folder)
 set -euo pipefail
@@ -50,7 +54,7 @@ echo "parity harness: files in $T"
 # Ultralytics resolves a relative `path:` against its own datasets folder: give it an absolute one.
 "$PY" "$SHARED_PEER/resolve_data.py" "$T/train-data/data.yaml" "$T/train-data-peer.yaml"
 status=0
-SECTIONS=" ${*:-1 2 3 4} "
+SECTIONS=" ${*:-1 2 3 4 5} "
 want() { [[ $SECTIONS == *" $1 "* ]]; }
 
 for seed in 0 1 2; do
@@ -122,15 +126,21 @@ peer diverge --epochs "${SAVE[@]}" \
 
 fi
 
+# 256 training images of a kind (mixed-shapes: long side 240-640) in $T/aug-KIND.
+aug_data() {
+  local size=320
+  [[ $1 == mixed-shapes ]] && size=640
+  [[ -f $T/aug-$1-peer.yaml ]] && return
+  "$WORKER" make-dataset "$1" out="$T/aug-$1" train=256 val=8 imgsz=$size seed=0 >/dev/null
+  "$PY" "$SHARED_PEER/resolve_data.py" "$T/aug-$1/data.yaml" "$T/aug-$1-peer.yaml"
+}
+
 if want 4; then
 echo -e "\n== 4. augmentation statistics (default augmentation, mosaic on; $SAMPLES samples each)"
 # Each pipeline with augmentation seeds 0 and 1: yolod against Ultralytics for each seed, and
 # each pipeline against itself across seeds, which shows what the test gives for no difference.
 for kind in shapes mixed-shapes; do
-  size=320
-  [[ $kind == mixed-shapes ]] && size=640
-  "$WORKER" make-dataset $kind out="$T/aug-$kind" train=256 val=8 imgsz=$size seed=0 >/dev/null
-  "$PY" "$SHARED_PEER/resolve_data.py" "$T/aug-$kind/data.yaml" "$T/aug-$kind-peer.yaml"
+  aug_data $kind
   for seed in 0 1; do
     "$TOOL" augment data="$T/aug-$kind/data.yaml" out="$T/aug-$kind-yolod-s$seed.pt" imgsz=320 \
       batch=16 samples="$SAMPLES" seed=$seed >/dev/null
@@ -144,6 +154,35 @@ for kind in shapes mixed-shapes; do
   for who in yolod peer; do
     echo -e "\n-- $kind: $who seed 0 against $who seed 1 (no difference by construction)"
     peer augstats --yolod "$T/aug-$kind-$who-s0.pt" --peer "$T/aug-$kind-$who-s1.pt" | tail -1
+  done
+done
+fi
+
+if want 5; then
+echo -e "\n== 5. augmentation draw by draw"
+aug_data shapes
+aug_data mixed-shapes
+echo -e "\n-- visiting order and mosaic buffer, 3 epochs of 256 images, batch 16"
+"$TOOL" plan n=256 epochs=3 batch=16 out="$T/plan.pt"
+peer plan --yolod "$T/plan.pt" --data "$T/aug-shapes-peer.yaml" --epochs 3 2>/dev/null || status=1
+for kind in shapes mixed-shapes; do
+  for mosaic in 1 0; do
+    echo -e "\n-- $kind, mosaic=$mosaic: 500 samples, yolod's draws through Ultralytics' transforms"
+    "$TOOL" geometry data="$T/aug-$kind/data.yaml" out="$T/geometry-$kind-$mosaic.pt" imgsz=320 \
+      cases=500 mosaic=$mosaic >/dev/null
+    peer geometry --yolod "$T/geometry-$kind-$mosaic.pt" --data "$T/aug-$kind-peer.yaml" \
+      2>/dev/null || status=1
+  done
+done
+"$TOOL" batches data="$T/aug-shapes/data.yaml" out="$T/batches" epochs=1 imgsz=320 batch=16 >/dev/null
+for mode in reference blocked; do
+  env=()
+  [[ $mode == reference ]] && env=(YOLO_BLOCKED_LAYOUT=0 YOLO_FUSED_BN=0)
+  for k in 0 9; do
+    echo -e "\n-- one step on mosaic batch $k of epoch 0, $mode layout"
+    env "${env[@]}" "$TOOL" step data="$T/aug-shapes/data.yaml" state="$T/init-0/init.state" \
+      batches="$T/batches/e0.pt" index=$k out="$T/step-mosaic-$mode-$k.pt"
+    peer step --state "$T/init-0/init.state" --yolod "$T/step-mosaic-$mode-$k.pt" | tail -1 || status=1
   done
 done
 fi

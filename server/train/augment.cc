@@ -56,19 +56,20 @@ cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, Lett
   cv::Mat out;
   cv::copyMakeBorder(resized, out, top, bottom, left, right, cv::BORDER_CONSTANT,
                      cv::Scalar::all(kPadValue));
-  const double gx = static_cast<double>(new_w) / image.cols;
-  const double gy = static_cast<double>(new_h) / image.rows;
   if (info != nullptr) {
     info->gain = r;
     info->pad_left = left;
     info->pad_top = top;
   }
   if (boxes != nullptr) {
+    // As Ultralytics moves labels: by the ratio r and the half padding before it is rounded to
+    // whole pixels, so they may sit up to half a pixel (plus the resize's rounding) off the
+    // pixels. Training matches it; validation scores against the original labels.
     for (PixelBox& b : *boxes) {
-      b.x1 = static_cast<float>(b.x1 * gx + left);
-      b.x2 = static_cast<float>(b.x2 * gx + left);
-      b.y1 = static_cast<float>(b.y1 * gy + top);
-      b.y2 = static_cast<float>(b.y2 * gy + top);
+      b.x1 = static_cast<float>(b.x1 * r + dw);
+      b.x2 = static_cast<float>(b.x2 * r + dw);
+      b.y1 = static_cast<float>(b.y1 * r + dh);
+      b.y2 = static_cast<float>(b.y2 * r + dh);
     }
   }
   return out;

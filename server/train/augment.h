@@ -42,7 +42,8 @@ struct LetterboxInfo {
 };
 
 // Resizes `image` to fit `out_h` x `out_w` keeping its aspect ratio (never enlarging unless
-// `scaleup`), centres it and pads with grey 114. Boxes, if given, follow.
+// `scaleup`), centres it and pads with grey 114. Boxes, if given, move as Ultralytics moves
+// them: by the ratio and the half padding before rounding (up to half a pixel off the pixels).
 cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, LetterboxInfo* info,
                   std::vector<PixelBox>* boxes = nullptr);
 

@@ -100,6 +100,11 @@ int AccumulateCount(int64_t ni, int64_t nw, int nbs, int batch) {
   return static_cast<int>(std::max<int64_t>(RoundHalfEven(count), 1));
 }
 
+int CloseMosaicEpoch(int epochs, int64_t close_mosaic) {
+  const int64_t at = epochs - close_mosaic;
+  return at >= 0 && at < epochs ? static_cast<int>(at) : -1;
+}
+
 int64_t WarmupIterations(double warmup_epochs, int batches_per_epoch) {
   if (warmup_epochs <= 0) return -1;
   return std::max<int64_t>(RoundHalfEven(warmup_epochs * batches_per_epoch), 100);

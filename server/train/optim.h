@@ -55,6 +55,10 @@ int AccumulateCount(int64_t ni, int64_t nw, int nbs, int batch);
 // Warmup iterations: max(round(warmup_epochs * batches_per_epoch), 100), or -1 without warmup.
 int64_t WarmupIterations(double warmup_epochs, int batches_per_epoch);
 
+// The 0-based epoch from which mosaic is off, or -1 for never: Ultralytics closes it when the
+// epoch reaches epochs - close_mosaic, which a run shorter than close_mosaic never does.
+int CloseMosaicEpoch(int epochs, int64_t close_mosaic);
+
 // Exponential moving average of every floating parameter and buffer; decay
 // 0.9999 * (1 - exp(-updates / 2000)).
 class ModelEma {

@@ -34,13 +34,6 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-// The 0-based epoch from which mosaic is off, or -1 for never: Ultralytics closes it when the
-// epoch reaches epochs - close_mosaic, which a run shorter than close_mosaic never does.
-int CloseMosaicEpoch(int epochs, int64_t close_mosaic) {
-  const int64_t at = epochs - close_mosaic;
-  return at >= 0 && at < epochs ? static_cast<int>(at) : -1;
-}
-
 class TrainRun {
  public:
   TrainRun(TrainArgs args, const TrainHooks& hooks) : args_(std::move(args)), hooks_(hooks) {}

@@ -30,6 +30,20 @@ TEST(LetterboxTest, BoxesRoundTripThroughLetterbox) {
   }
 }
 
+TEST(LetterboxTest, BoxesMoveByTheRatioAndTheUnroundedHalfPadding) {
+  // 51 x 100 into 64: r = 0.64, the image becomes 33 x 64 (32.64 rounded), padding 31 split
+  // 15 | 16. Ultralytics moves the labels by r and 15.5, not by 33/51 and 15.
+  cv::Mat image(100, 51, CV_8UC3, cv::Scalar::all(0));
+  std::vector<PixelBox> boxes = {{0, 0, 10, 51, 60}};
+  LetterboxInfo info;
+  Letterbox(image, 64, 64, /*scaleup=*/true, &info, &boxes);
+  EXPECT_EQ(info.pad_left, 15);
+  EXPECT_FLOAT_EQ(boxes[0].x1, 15.5f);
+  EXPECT_FLOAT_EQ(boxes[0].x2, 51 * 0.64f + 15.5f);
+  EXPECT_FLOAT_EQ(boxes[0].y1, 6.4f);
+  EXPECT_FLOAT_EQ(boxes[0].y2, 38.4f);
+}
+
 TEST(LetterboxTest, NoScaleUpWhenNotAllowed) {
   cv::Mat image(100, 50, CV_8UC3, cv::Scalar::all(0));
   LetterboxInfo info;

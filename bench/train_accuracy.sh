@@ -30,12 +30,16 @@ OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
+# The data is made once per OUT (the same bytes every time), so that two sittings, say one
+# with YOLOD=0 PEER=1 and one with YOLOD=1 PEER=0 side by side, share it.
+DATA=$OUT/data/data.yaml
 case $DATASET in
-  shapes) "$WORKER" make-dataset shapes out="$OUT/data" train=256 val=64 imgsz=320 seed=0 >/dev/null ;;
-  mixed) "$WORKER" make-dataset mixed-shapes out="$OUT/data" train=256 val=64 imgsz=640 seed=0 >/dev/null ;;
+  shapes) kind=shapes size=320 ;;
+  mixed) kind=mixed-shapes size=640 ;;
   *) echo "DATASET must be shapes or mixed" >&2; exit 2 ;;
 esac
-DATA=$OUT/data/data.yaml
+[[ -f $DATA ]] ||
+  "$WORKER" make-dataset $kind out="$OUT/data" train=256 val=64 imgsz=$size seed=0 >/dev/null
 
 for seed in $SEEDS; do
   if [[ $YOLOD == 1 && ! -s $OUT/yolod-seed$seed.json ]]; then

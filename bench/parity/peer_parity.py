@@ -402,30 +402,32 @@ def cmd_plan(a):
     LOGGER.setLevel(logging.WARNING)
     ours = torch.load(a.yolod)
     seen = []  # (image, buffer) per sample, in the order the loader made them
-    get_indexes = Mosaic.get_indexes
+    mix = Mosaic.__call__
 
-    def recording(self, buffer=True):
-        seen.append(list(self.dataset.buffer))
-        return get_indexes(self, buffer)
+    def recording(self, labels):  # the sample's image is loaded; its partners are drawn next
+        seen.append((index[labels["im_file"]], list(self.dataset.buffer)))
+        return mix(self, labels)
 
-    Mosaic.get_indexes = recording
+    Mosaic.__call__ = recording
     cfg = get_cfg(overrides={"data": a.data, "imgsz": 64, "batch": a.batch})
     data = check_det_dataset(a.data)
     dataset = build_yolo_dataset(cfg, data["train"], a.batch, data, mode="train", rect=False, stride=32)
+    index = {f: i for i, f in enumerate(dataset.im_files)}
     loader = build_dataloader(dataset, a.batch, 0, shuffle=True, rank=-1)
     n, bad = len(dataset), 0
     for e in range(a.epochs):
         seen.clear()
         for _ in loader:
             pass
-        for p, buffer in enumerate(seen):
+        order = ours[f"order.{e}"].tolist()
+        for p, (image, buffer) in enumerate(seen):
             mine = ours[f"buffer.{e}.{p}"].tolist()
-            if buffer != mine:
+            if image != order[p] or buffer != mine:
                 bad += 1
                 if bad <= 5:
-                    print(f"epoch {e} position {p}: yolod's buffer {mine[-5:]} (last 5 of {len(mine)}), "
-                          f"Ultralytics' {buffer[-5:]} (of {len(buffer)})")
-    print(f"plan: {a.epochs} epochs x {n} samples, {bad} buffers differ")
+                    print(f"epoch {e} position {p}: yolod image {order[p]}, buffer {mine[-5:]} (last 5 "
+                          f"of {len(mine)}); Ultralytics image {image}, {buffer[-5:]} (of {len(buffer)})")
+    print(f"plan: {a.epochs} epochs x {n} samples, {bad} differ in image or buffer")
     return 0 if bad == 0 else 1
 
 

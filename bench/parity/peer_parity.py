@@ -24,6 +24,9 @@
   peer_parity.py replay --batches DIR --data DATA_YAML --project DIR [--seed 0 --epochs 30 ...]
       Ultralytics' trainer, from its own initial weights for the seed, trained on the batches
       in DIR instead of its loader's (validation as usual): the same data for both trainers
+  peer_parity.py batchloss --weights ULTRALYTICS_PT --batches DIR [DIR ...] [--epochs 2 6 10]
+      the loss terms of one trained model (BatchNorm frozen) over the batches of each folder:
+      how hard each pipeline's samples are for the same model, without training's noise
   peer_parity.py plan --yolod FILE --data DATA_YAML [--epochs 2 --batch 16]
       Ultralytics' loader's visiting order and mosaic buffer at every sample, against
       `parity_tool plan`
@@ -354,16 +357,19 @@ class ReplayLoader:
 
     num_workers = 0
 
-    def __init__(self, folder, dataset):
-        self.folder, self.dataset, self.epoch = folder, dataset, 0
-        self.nb = sum(k.startswith("img.") for k in torch.load(f"{folder}/e0.pt"))
+    def __init__(self, folder, dataset, first_epoch=0):
+        self.folder, self.dataset, self.epoch = folder, dataset, first_epoch
+        self.nb = sum(k.startswith("img.") for k in torch.load(f"{folder}/e{first_epoch}.pt"))
 
     def __len__(self):
         return self.nb
 
     def __iter__(self):
-        d = torch.load(f"{self.folder}/e{self.epoch}.pt")
+        yield from self.epoch_batches()
         self.epoch += 1
+
+    def epoch_batches(self):
+        d = torch.load(f"{self.folder}/e{self.epoch}.pt")
         for k in range(self.nb):
             yield {"img": d[f"img.{k}"], "batch_idx": d[f"batch_idx.{k}"].view(-1),
                    "cls": d[f"cls.{k}"].view(-1, 1), "bboxes": d[f"bboxes.{k}"]}
@@ -389,6 +395,34 @@ def cmd_replay(a):
     model.train(trainer=ReplayTrainer, data=a.data, imgsz=a.imgsz, batch=a.batch, epochs=a.epochs,
                 workers=0, device="cpu", amp=False, plots=False, pretrained=False,
                 project=a.project, name=a.name, exist_ok=True, seed=a.seed, verbose=False)
+    return 0
+
+
+def cmd_batchloss(a):
+    import statistics
+    from ultralytics.cfg import get_cfg
+
+    ckpt = torch.load(a.weights, map_location="cpu")
+    model = (ckpt.get("ema") or ckpt["model"]).float()
+    model.args = get_cfg()  # the loss gains
+    model.train()  # the head's raw outputs, which the loss takes
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+    torch.set_num_threads(a.threads)
+    print(f"loss terms of {a.weights} per batch, mean ± standard error, epochs {a.epochs}")
+    for folder in a.batches:
+        items = []
+        for e in a.epochs:
+            for b in ReplayLoader(folder, None, first_epoch=e).epoch_batches():
+                b["img"] = b["img"].float() / 255
+                with torch.no_grad():
+                    items.append(model.loss(b)[1].tolist())
+        cells = []
+        for name, column in zip(("box", "cls", "dfl"), zip(*items)):
+            se = statistics.stdev(column) / len(column) ** 0.5
+            cells.append(f"{name} {statistics.mean(column):.4f} ± {se:.4f}")
+        print(f"{folder}: " + ", ".join(cells) + f" ({len(items)} batches)")
     return 0
 
 
@@ -601,6 +635,11 @@ def main():
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("batchloss")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--batches", nargs="+", required=True)
+    p.add_argument("--epochs", type=int, nargs="+", default=[2, 6, 10])
+    p.add_argument("--threads", type=int, default=1)
     p = sub.add_parser("plan")
     p.add_argument("--yolod", required=True)
     p.add_argument("--data", required=True)
@@ -620,7 +659,7 @@ def main():
     return {"init": cmd_init, "step": cmd_step, "train": cmd_train, "diverge": cmd_diverge,
             "augment": cmd_augment, "augstats": cmd_augstats, "val": cmd_val,
             "batches": cmd_batches, "replay": cmd_replay, "geometry": cmd_geometry,
-            "plan": cmd_plan}[a.cmd](a)
+            "plan": cmd_plan, "batchloss": cmd_batchloss}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -28,17 +28,18 @@
 //       the trainer's visiting order and the mosaic buffer at every position (order.E,
 //       buffer.E.P), for `peer_parity.py plan` to compare with Ultralytics' loader
 //   parity_tool geometry data=YAML out=FILE [imgsz=320] [cases=500] [mosaic=1]
-//       the geometric augmentation alone on chosen images (case c: images c, 7c+1, 13c+2 and
-//       29c+3 of the train split), with the random draws it made: the mosaic's centre, the
-//       affine's eight parameters, the HSV gains and flips; the boxes before and after the affine
-//       and at the end, and the final image, for `peer_parity.py geometry` to put the same draws
-//       through Ultralytics' transforms
+//       a training sample's augmentation (mosaic, affine, HSV, flips) on chosen images (case c:
+//       images c, 7c+1, 13c+2 and 29c+3 of the train split), with the random draws it made: the
+//       mosaic's centre, the affine's eight parameters, the HSV gains and flips; the boxes before
+//       and after the affine and at the end, and the final image, for `peer_parity.py geometry` to
+//       put the same draws through Ultralytics' transforms
 //
 // The layout follows the trainer's: the blocked one with the fused BatchNorm+SiLU where the CPU
 // allows; YOLO_BLOCKED_LAYOUT=0 and YOLO_FUSED_BN=0 select the others.
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -341,12 +342,14 @@ absl::Status Plan(const Args& a) {
   ASSIGN_OR_RETURN(int batch, GetInt(a, "batch", 16));
   ASSIGN_OR_RETURN(int close_at, GetInt(a, "close_mosaic_epoch", -1));
   const std::string out = Get(a, "out");
-  if (n <= 0 || out.empty()) return absl::InvalidArgumentError("plan: n=N and out=FILE are required");
+  if (n <= 0 || out.empty())
+    return absl::InvalidArgumentError("plan: n=N and out=FILE are required");
   EpochPlanner planner(n, batch, /*shuffle=*/true, close_at);
   TensorDict d;
   for (int e = 0; e < epochs; ++e) {
     std::shared_ptr<const EpochPlanner::Plan> plan = planner.ForEpoch(e);
-    d.insert(absl::StrCat("order.", e), at::tensor(std::vector<int64_t>(plan->order.begin(), plan->order.end())));
+    d.insert(absl::StrCat("order.", e),
+             at::tensor(std::vector<int64_t>(plan->order.begin(), plan->order.end())));
     for (int p = 0; p < n; ++p) {
       std::vector<int64_t> buffer;
       for (int k = 0; k < plan->BufferSize(p); ++k) buffer.push_back(plan->BufferImage(p, k));
@@ -389,8 +392,8 @@ absl::Status Geometry(const Args& a) {
   TensorDict d;
   for (int c = 0; c < cases; ++c) {
     const int64_t ic = c;
-    const at::Tensor images = at::tensor(
-        {ic % n, (7 * ic + 1) % n, (13 * ic + 2) % n, (29 * ic + 3) % n}, at::kLong);
+    const at::Tensor images =
+        at::tensor({ic % n, (7 * ic + 1) % n, (13 * ic + 2) % n, (29 * ic + 3) % n}, at::kLong);
     std::mt19937 rng(static_cast<uint32_t>(c));
     Sample sample;
     std::vector<double> draws;  // as the functions draw them, from a copy of the generator
@@ -402,7 +405,8 @@ absl::Status Geometry(const Args& a) {
       sample = Mosaic4(four, imgsz, rng);
     } else {
       sample = load(static_cast<int>(images[0].item<int64_t>()));
-      sample.image = Letterbox(sample.image, imgsz, imgsz, /*scaleup=*/true, nullptr, &sample.boxes);
+      sample.image =
+          Letterbox(sample.image, imgsz, imgsz, /*scaleup=*/true, nullptr, &sample.boxes);
     }
     std::mt19937 probe = rng;
     const double ranges[8][2] = {{-hyp.perspective, hyp.perspective},
@@ -423,7 +427,8 @@ absl::Status Geometry(const Args& a) {
     // Then colour and flips, in the order TrainSample applies them.
     probe = rng;
     std::vector<double> tail;
-    for (int k = 0; k < 3; ++k) tail.push_back(Uniform(probe, -1, 1));
+    const bool hsv = hyp.hsv_h != 0 || hyp.hsv_s != 0 || hyp.hsv_v != 0;  // else no draws
+    for (int k = 0; k < 3; ++k) tail.push_back(hsv ? Uniform(probe, -1, 1) : std::nan(""));
     for (int k = 0; k < 2; ++k) tail.push_back(Uniform(probe, 0, 1));
     d.insert("tail." + key, at::tensor(tail, at::kDouble));
     AugmentHsv(&sample.image, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
@@ -454,7 +459,8 @@ absl::Status Export(const Args& a) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: parity_tool init|step|export|augment|batches|plan|geometry key=value ... (see the source)\n");
+                 "usage: parity_tool init|step|export|augment|batches|plan|geometry key=value ... "
+                 "(see the source)\n");
     return 2;
   }
   yolo::ConfigureThreads(0);
@@ -486,7 +492,8 @@ int main(int argc, char** argv) {
     } else if (verb == "geometry") {
       s = yolo::Geometry(args);
     } else {
-      s = absl::InvalidArgumentError("the verbs are init, step, export, augment, batches, plan and geometry");
+      s = absl::InvalidArgumentError(
+          "the verbs are init, step, export, augment, batches, plan and geometry");
     }
   } catch (const std::exception& e) {
     s = absl::InternalError(e.what());

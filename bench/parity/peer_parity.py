@@ -30,7 +30,7 @@
   peer_parity.py plan --yolod FILE --data DATA_YAML [--epochs 2 --batch 16]
       Ultralytics' loader's visiting order and mosaic buffer at every sample, against
       `parity_tool plan`
-  peer_parity.py geometry --yolod FILE --data DATA_YAML [--imgsz 320]
+  peer_parity.py geometry --yolod FILE --data DATA_YAML [--imgsz 320] [--set key=value ...]
       puts the random draws that `parity_tool geometry` recorded through Ultralytics' Mosaic and
       RandomPerspective, RandomHSV and RandomFlip on the same images and compares boxes and
       pixels, case by case
@@ -468,6 +468,7 @@ def cmd_plan(a):
 def cmd_geometry(a):
     import random
     import numpy as np
+    import yaml
     from ultralytics.cfg import get_cfg
     from ultralytics.data import build_yolo_dataset
     from ultralytics.data.augment import LetterBox, Mosaic, RandomFlip, RandomHSV, RandomPerspective
@@ -476,7 +477,8 @@ def cmd_geometry(a):
 
     LOGGER.setLevel(logging.WARNING)
     ours = torch.load(a.yolod)
-    cfg = get_cfg(overrides={"data": a.data, "imgsz": a.imgsz})
+    extra = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
+    cfg = get_cfg(overrides={"data": a.data, "imgsz": a.imgsz, **extra})
     data = check_det_dataset(a.data)
     dataset = build_yolo_dataset(cfg, data["train"], 16, data, mode="train", rect=False, stride=32)
     mosaic = Mosaic(dataset, imgsz=a.imgsz, p=1.0)
@@ -649,6 +651,7 @@ def main():
     p.add_argument("--yolod", required=True)
     p.add_argument("--data", required=True)
     p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--set", nargs="*", default=[], help="the key=value arguments yolod was given")
     p = sub.add_parser("augstats")
     p.add_argument("--yolod", required=True)
     p.add_argument("--peer", required=True)

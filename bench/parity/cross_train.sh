@@ -13,25 +13,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-SHARED_PEER=${SHARED_PEER:-$(cd .. && pwd)/shared/peer}
-PEER=${PEER_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/yolod-peer}
-PY=${PY:-/usr/bin/python3}
 SEEDS=${SEEDS:-0 1}
 EPOCHS=${EPOCHS:-30}
 OUT=${OUT:-$(mktemp -d)}
 WORKER=build/server/worker/yolo-worker
 TOOL=build/bench/parity_tool
 [[ -x $WORKER && -x $TOOL ]] || scripts/build.sh
-[[ -d $PEER/ultralytics-8.1.47 ]] ||
-  { echo "the peer is not set up: run $SHARED_PEER/run.sh once" >&2; exit 1; }
+source bench/parity/peer_env.sh
 mkdir -p "$OUT/cross"
 OUT=$(cd "$OUT" && pwd)
 [[ -f $OUT/data/data.yaml ]] ||
   "$WORKER" make-dataset shapes out="$OUT/data" train=256 val=64 imgsz=320 seed=0 >/dev/null
 "$PY" "$SHARED_PEER/resolve_data.py" "$OUT/data/data.yaml" "$OUT/cross/data-peer.yaml"
-export PYTHONPATH=$PEER/ultralytics-8.1.47 YOLO_CONFIG_DIR=$PEER/cfg YOLO_OFFLINE=True
 export OMP_NUM_THREADS=1
-peer() { "$PY" "$ROOT/bench/parity/peer_parity.py" "$@"; }
 
 for seed in $SEEDS; do
   C=$OUT/cross

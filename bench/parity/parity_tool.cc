@@ -39,19 +39,24 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/jit/serialization/pickle.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/data_config.h"
 #include "common/status_macros.h"
 #include "common/train_args.h"
@@ -61,7 +66,6 @@
 #include "server/train/loader.h"
 #include "server/train/loss.h"
 #include "server/train/model.h"
-#include "server/train/optim.h"
 #include "server/train/run_support.h"
 
 namespace yolo {
@@ -73,6 +77,16 @@ using TensorDict = c10::Dict<std::string, at::Tensor>;
 std::string Get(const Args& a, const std::string& key, const std::string& fallback = "") {
   auto it = a.find(key);
   return it == a.end() ? fallback : it->second;
+}
+
+// The training arguments among `a` (Ultralytics' defaults for the rest), leaving out the verb's
+// own keys.
+absl::StatusOr<TrainArgs> TrainArgsOf(const Args& a, std::initializer_list<const char*> own) {
+  TrainArgs args;
+  for (const auto& [key, value] : a) {
+    if (std::find(own.begin(), own.end(), key) == own.end()) RETURN_IF_ERROR(args.Set(key, value));
+  }
+  return args;
 }
 
 absl::StatusOr<int> GetInt(const Args& a, const std::string& key, int fallback) {
@@ -228,12 +242,7 @@ absl::Status Step(const Args& a) {
 }
 
 absl::Status Augment(const Args& a) {
-  TrainArgs args;  // Ultralytics' defaults, then what was given
-  for (const auto& [key, value] : a) {
-    if (key != "data" && key != "out" && key != "samples" && key != "dump") {
-      RETURN_IF_ERROR(args.Set(key, value));
-    }
-  }
+  ASSIGN_OR_RETURN(TrainArgs args, TrainArgsOf(a, {"data", "out", "samples", "dump"}));
   ASSIGN_OR_RETURN(int samples, GetInt(a, "samples", 2048));
   const std::string dump = Get(a, "dump");  // a folder for PNGs of the first 8 samples
   ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(Get(a, "data")));
@@ -241,11 +250,9 @@ absl::Status Augment(const Args& a) {
   const std::string out = Get(a, "out");
   if (out.empty()) return absl::InvalidArgumentError("augment: out=FILE is required");
   const int imgsz = CheckImgsz(args);
-  LoaderOptions o = BaseLoaderOptions(args, imgsz);
-  o.batch = static_cast<int>(args.GetInt("batch"));
-  o.augment = true;
-  o.shuffle = true;
-  BatchLoader loader(std::move(scan.images), o);
+  BatchLoader loader(std::move(scan.images),
+                     TrainLoaderOptions(args, imgsz, static_cast<int>(args.GetInt("batch")),
+                                        static_cast<int>(args.GetInt("epochs"))));
   std::vector<float> objects, widths, heights, colour;
   for (int epoch = 0; static_cast<int>(objects.size()) < samples; ++epoch) {
     loader.StartEpoch(epoch, /*mosaic=*/true);
@@ -301,10 +308,7 @@ absl::Status Augment(const Args& a) {
 }
 
 absl::Status Batches(const Args& a) {
-  TrainArgs args;
-  for (const auto& [key, value] : a) {
-    if (key != "data" && key != "out") RETURN_IF_ERROR(args.Set(key, value));
-  }
+  ASSIGN_OR_RETURN(TrainArgs args, TrainArgsOf(a, {"data", "out"}));
   ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(Get(a, "data")));
   ASSIGN_OR_RETURN(DatasetScan scan, ScanDataset(data.train, data.nc(), false, 2));
   const std::string out = Get(a, "out");
@@ -312,12 +316,8 @@ absl::Status Batches(const Args& a) {
   std::filesystem::create_directories(out);
   const int epochs = static_cast<int>(args.GetInt("epochs"));
   const int imgsz = CheckImgsz(args);
-  LoaderOptions o = BaseLoaderOptions(args, imgsz);  // as TrainRun sets up its train loader
-  o.batch = static_cast<int>(args.GetInt("batch"));
-  o.augment = true;
-  o.rect_pad = 0.0;
-  o.shuffle = true;
-  o.close_mosaic_epoch = CloseMosaicEpoch(epochs, args.GetInt("close_mosaic"));
+  const LoaderOptions o =  // as TrainRun sets up its train loader
+      TrainLoaderOptions(args, imgsz, static_cast<int>(args.GetInt("batch")), epochs);
   BatchLoader loader(std::move(scan.images), o);
   for (int epoch = 0; epoch < epochs; ++epoch) {
     loader.StartEpoch(epoch, o.close_mosaic_epoch < 0 || epoch < o.close_mosaic_epoch);
@@ -360,10 +360,7 @@ absl::Status Plan(const Args& a) {
 }
 
 absl::Status Geometry(const Args& a) {
-  TrainArgs args;
-  for (const auto& [key, value] : a) {
-    if (key != "data" && key != "out" && key != "cases") RETURN_IF_ERROR(args.Set(key, value));
-  }
+  ASSIGN_OR_RETURN(TrainArgs args, TrainArgsOf(a, {"data", "out", "cases"}));
   ASSIGN_OR_RETURN(int cases, GetInt(a, "cases", 500));
   ASSIGN_OR_RETURN(DataConfig data, LoadDataConfig(Get(a, "data")));
   ASSIGN_OR_RETURN(DatasetScan scan, ScanDataset(data.train, data.nc(), false, 2));
@@ -457,10 +454,16 @@ absl::Status Export(const Args& a) {
 }  // namespace yolo
 
 int main(int argc, char** argv) {
+  using Verb = absl::Status (*)(const yolo::Args&);
+  const std::pair<std::string, Verb> verbs[] = {
+      {"init", yolo::Init},        {"step", yolo::Step},       {"export", yolo::Export},
+      {"augment", yolo::Augment},  {"batches", yolo::Batches}, {"plan", yolo::Plan},
+      {"geometry", yolo::Geometry}};
+  std::vector<std::string> names;
+  for (const auto& v : verbs) names.push_back(v.first);
   if (argc < 2) {
-    std::fprintf(stderr,
-                 "usage: parity_tool init|step|export|augment|batches|plan|geometry key=value ... "
-                 "(see the source)\n");
+    std::fprintf(stderr, "usage: parity_tool %s key=value ... (see the source)\n",
+                 absl::StrJoin(names, "|").c_str());
     return 2;
   }
   yolo::ConfigureThreads(0);
@@ -475,25 +478,10 @@ int main(int argc, char** argv) {
     args[word.substr(0, eq)] = word.substr(eq + 1);
   }
   const std::string verb = argv[1];
-  absl::Status s;
+  absl::Status s = absl::InvalidArgumentError("the verbs are " + absl::StrJoin(names, ", "));
   try {
-    if (verb == "init") {
-      s = yolo::Init(args);
-    } else if (verb == "step") {
-      s = yolo::Step(args);
-    } else if (verb == "export") {
-      s = yolo::Export(args);
-    } else if (verb == "augment") {
-      s = yolo::Augment(args);
-    } else if (verb == "batches") {
-      s = yolo::Batches(args);
-    } else if (verb == "plan") {
-      s = yolo::Plan(args);
-    } else if (verb == "geometry") {
-      s = yolo::Geometry(args);
-    } else {
-      s = absl::InvalidArgumentError(
-          "the verbs are init, step, export, augment, batches, plan and geometry");
+    for (const auto& [name, run] : verbs) {
+      if (name == verb) s = run(args);
     }
   } catch (const std::exception& e) {
     s = absl::InternalError(e.what());

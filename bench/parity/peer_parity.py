@@ -82,6 +82,23 @@ def ultralytics_model(nc):
     return DetectionModel("yolov8n.yaml", nc=nc, verbose=False)
 
 
+def train_data(data_yaml, imgsz, batch, settings=()):
+    """Ultralytics' training dataset and loader (workers=0, its CPU default) for a data.yaml, with
+    key=value training arguments on top of the defaults; (cfg, dataset, loader)."""
+    import yaml
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils import LOGGER
+
+    LOGGER.setLevel(logging.WARNING)
+    extra = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in settings)}
+    cfg = get_cfg(overrides={"data": data_yaml, "imgsz": imgsz, "batch": batch, **extra})
+    data = check_det_dataset(data_yaml)
+    dataset = build_yolo_dataset(cfg, data["train"], batch, data, mode="train", rect=False, stride=32)
+    return cfg, dataset, build_dataloader(dataset, batch, 0, shuffle=True, rank=-1)
+
+
 def cmd_init(a):
     from ultralytics.utils.torch_utils import init_seeds
 
@@ -239,20 +256,10 @@ def sample_stats(batches, samples):
 
 
 def cmd_augment(a):
-    import yaml
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_dataloader, build_yolo_dataset
-    from ultralytics.data.utils import check_det_dataset
-    from ultralytics.utils import LOGGER
     from ultralytics.utils.torch_utils import init_seeds
 
-    LOGGER.setLevel(logging.WARNING)
     init_seeds(a.seed)  # as the trainer seeds (seed + 1 + RANK); augmentation draws from it
-    extra = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
-    cfg = get_cfg(overrides={"data": a.data, "imgsz": a.imgsz, "batch": a.batch, **extra})
-    data = check_det_dataset(a.data)
-    dataset = build_yolo_dataset(cfg, data["train"], a.batch, data, mode="train", rect=False, stride=32)
-    loader = build_dataloader(dataset, a.batch, 0, shuffle=True, rank=-1)
+    _, _, loader = train_data(a.data, a.imgsz, a.batch, a.set)
 
     def epochs():
         while True:
@@ -324,19 +331,11 @@ def cmd_augstats(a):
 
 
 def cmd_batches(a):
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_dataloader, build_yolo_dataset
-    from ultralytics.data.utils import check_det_dataset
-    from ultralytics.utils import LOGGER
-    from ultralytics.utils.torch_utils import init_seeds
     import os
+    from ultralytics.utils.torch_utils import init_seeds
 
-    LOGGER.setLevel(logging.WARNING)
     init_seeds(a.seed)
-    cfg = get_cfg(overrides={"data": a.data, "imgsz": a.imgsz, "batch": a.batch, "epochs": a.epochs})
-    data = check_det_dataset(a.data)
-    dataset = build_yolo_dataset(cfg, data["train"], a.batch, data, mode="train", rect=False, stride=32)
-    loader = build_dataloader(dataset, a.batch, 0, shuffle=True, rank=-1)
+    cfg, dataset, loader = train_data(a.data, a.imgsz, a.batch)
     os.makedirs(a.out, exist_ok=True)
     for epoch in range(a.epochs):
         if epoch == a.epochs - cfg.close_mosaic:  # as BaseTrainer._do_train closes it
@@ -427,13 +426,8 @@ def cmd_batchloss(a):
 
 
 def cmd_plan(a):
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_dataloader, build_yolo_dataset
     from ultralytics.data.augment import Mosaic
-    from ultralytics.data.utils import check_det_dataset
-    from ultralytics.utils import LOGGER
 
-    LOGGER.setLevel(logging.WARNING)
     ours = torch.load(a.yolod)
     seen = []  # (image, buffer) per sample, in the order the loader made them
     mix = Mosaic.__call__
@@ -443,11 +437,8 @@ def cmd_plan(a):
         return mix(self, labels)
 
     Mosaic.__call__ = recording
-    cfg = get_cfg(overrides={"data": a.data, "imgsz": 64, "batch": a.batch})
-    data = check_det_dataset(a.data)
-    dataset = build_yolo_dataset(cfg, data["train"], a.batch, data, mode="train", rect=False, stride=32)
+    _, dataset, loader = train_data(a.data, 64, a.batch)  # the size does not move the plan
     index = {f: i for i, f in enumerate(dataset.im_files)}
-    loader = build_dataloader(dataset, a.batch, 0, shuffle=True, rank=-1)
     n, bad = len(dataset), 0
     for e in range(a.epochs):
         seen.clear()
@@ -468,19 +459,10 @@ def cmd_plan(a):
 def cmd_geometry(a):
     import random
     import numpy as np
-    import yaml
-    from ultralytics.cfg import get_cfg
-    from ultralytics.data import build_yolo_dataset
     from ultralytics.data.augment import LetterBox, Mosaic, RandomFlip, RandomHSV, RandomPerspective
-    from ultralytics.data.utils import check_det_dataset
-    from ultralytics.utils import LOGGER
 
-    LOGGER.setLevel(logging.WARNING)
     ours = torch.load(a.yolod)
-    extra = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in a.set)}
-    cfg = get_cfg(overrides={"data": a.data, "imgsz": a.imgsz, **extra})
-    data = check_det_dataset(a.data)
-    dataset = build_yolo_dataset(cfg, data["train"], 16, data, mode="train", rect=False, stride=32)
+    cfg, dataset, _ = train_data(a.data, a.imgsz, 16, a.set)
     mosaic = Mosaic(dataset, imgsz=a.imgsz, p=1.0)
 
     def scripted(values):  # random.uniform answering the recorded draws, range-checked

@@ -25,10 +25,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
-HERE=$ROOT/bench/parity
-SHARED_PEER=${SHARED_PEER:-$(cd .. && pwd)/shared/peer}
-PEER=${PEER_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/yolod-peer}
-PY=${PY:-/usr/bin/python3}
 EPOCHS=${EPOCHS:-40}
 SAMPLES=${SAMPLES:-4096}
 THREADS=${THREADS:-2}
@@ -36,15 +32,8 @@ WORKER=build/server/worker/yolo-worker
 TOOL=build/bench/parity_tool
 [[ -x $WORKER && -x $TOOL ]] || scripts/build.sh
 
-# The peer's sources and Python packages, as its run.sh sets them up.
-mkdir -p "$PEER/cfg"
-[[ -d $PEER/ultralytics-8.1.47 ]] || tar -xzf "$SHARED_PEER/ultralytics-8.1.47.tar.gz" -C "$PEER"
-[[ -f $PEER/cfg/Arial.ttf ]] || cp /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf "$PEER/cfg/Arial.ttf"
-"$PY" -c "import torch, cv2, yaml, pandas, matplotlib" 2>/dev/null ||
-  { echo "the peer's Python packages are missing: run $SHARED_PEER/run.sh once" >&2; exit 1; }
-export PYTHONPATH=$PEER/ultralytics-8.1.47 YOLO_CONFIG_DIR=$PEER/cfg YOLO_OFFLINE=True
+source bench/parity/peer_env.sh
 export OMP_NUM_THREADS=$THREADS
-peer() { "$PY" "$HERE/peer_parity.py" "$@"; }
 
 T=${PARITY_DIR:-$(mktemp -d)}
 mkdir -p "$T"

@@ -25,6 +25,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/cpu_budget.h"
+#include "server/train/optim.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -142,6 +143,17 @@ LoaderOptions BaseLoaderOptions(const TrainArgs& a, int imgsz) {
   o.hyp.shear = a.GetFloat("shear"), o.hyp.perspective = a.GetFloat("perspective");
   o.hyp.flipud = a.GetFloat("flipud"), o.hyp.fliplr = a.GetFloat("fliplr");
   o.hyp.mosaic = a.GetFloat("mosaic"), o.hyp.mixup = a.GetFloat("mixup");
+  return o;
+}
+
+LoaderOptions TrainLoaderOptions(const TrainArgs& a, int imgsz, int batch, int epochs) {
+  LoaderOptions o = BaseLoaderOptions(a, imgsz);
+  o.batch = batch;
+  o.augment = true;
+  o.rect = a.GetBool("rect");
+  o.rect_pad = 0.0;
+  o.shuffle = !o.rect;
+  o.close_mosaic_epoch = CloseMosaicEpoch(epochs, a.GetInt("close_mosaic"));
   return o;
 }
 

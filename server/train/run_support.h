@@ -58,6 +58,10 @@ std::optional<std::string> NewestLastPt(const std::string& root);
 // Loader options (imgsz, workers, seed, cache, augmentation) from the arguments.
 LoaderOptions BaseLoaderOptions(const TrainArgs& args, int imgsz);
 
+// The training loader's options: augmentation, shuffled (in order with rect, unpadded), mosaic
+// closing at epochs - close_mosaic.
+LoaderOptions TrainLoaderOptions(const TrainArgs& args, int imgsz, int batch, int epochs);
+
 // imgsz rounded up to a multiple of 32 (at least 32), with a warning when it changes.
 int CheckImgsz(const TrainArgs& args);
 

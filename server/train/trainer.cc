@@ -188,14 +188,8 @@ absl::Status TrainRun::Setup() {
   RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "args.yaml").string(), args_.ToYaml()));
 
   // Loaders.
-  LoaderOptions train_opts = BaseLoaderOptions(args_, imgsz_);
-  train_opts.batch = batch_;
-  train_opts.augment = true;
-  train_opts.rect = args_.GetBool("rect");
-  train_opts.rect_pad = 0.0;
-  train_opts.shuffle = !train_opts.rect;
-  train_opts.close_mosaic_epoch = CloseMosaicEpoch(epochs_, args_.GetInt("close_mosaic"));
-  train_loader_ = std::make_unique<BatchLoader>(std::move(train_scan.images), train_opts);
+  train_loader_ = std::make_unique<BatchLoader>(std::move(train_scan.images),
+                                                TrainLoaderOptions(args_, imgsz_, batch_, epochs_));
   RETURN_IF_ERROR(train_loader_->PrepareCache());
   LoaderOptions val_opts = BaseLoaderOptions(args_, imgsz_);
   val_opts.batch = batch_ * 2;
@@ -327,7 +321,7 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   const double warmup_epochs = args_.GetFloat("warmup_epochs");
   const int64_t nw = WarmupIterations(warmup_epochs, nb);
   const int nbs = static_cast<int>(args_.GetInt("nbs"));
-  const int close_mosaic = static_cast<int>(args_.GetInt("close_mosaic"));
+  const int close_at = CloseMosaicEpoch(epochs_, args_.GetInt("close_mosaic"));
   const double lrf = args_.GetFloat("lrf");
   const bool cos_lr = args_.GetBool("cos_lr");
   const int patience = static_cast<int>(args_.GetInt("patience"));
@@ -347,7 +341,6 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   for (; epoch < epochs_; ++epoch) {
     const double lf = LrFactor(epoch, epochs_, lrf, cos_lr);
     for (size_t g = 0; g < initial_lr_.size(); ++g) SetGroupLr(*optimizer_, g, initial_lr_[g] * lf);
-    const int close_at = CloseMosaicEpoch(epochs_, close_mosaic);
     const bool mosaic = close_at < 0 || epoch < close_at;
     if (epoch == close_at) spdlog::info("Closing dataloader mosaic");
     train_loader_->StartEpoch(epoch, mosaic);

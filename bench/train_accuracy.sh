@@ -14,6 +14,8 @@
 #                            whose result is there is not repeated, so the table can be built
 #                            over several sittings; default: a new temporary folder
 #        THREADS=2 PEER_DIR=... PY=...   passed to the peer (see its run.sh)
+#        WORKER=path   the yolo-worker to run (default build/...; a copy keeps a long table
+#                      safe from rebuilds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EPOCHS=${1:-30}
@@ -24,7 +26,7 @@ PEER=${PEER:-0}
 YOLOD=${YOLOD:-1}
 THREADS=${THREADS:-2}
 PEER_RUN=${PEER_RUN:-$(cd .. && pwd)/shared/peer/run.sh}
-WORKER=build/server/worker/yolo-worker
+WORKER=${WORKER:-build/server/worker/yolo-worker}
 [[ -x $WORKER ]] || scripts/build.sh
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"

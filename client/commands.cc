@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
+#include "common/user_path.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -49,9 +50,13 @@ std::string Age(const google::protobuf::Timestamp& t) {
   return absl::StrCat(s / 86400, "d");
 }
 
+// What yolod sends, as it may be shown on a terminal: control characters and escapes that
+// could repaint it are escaped.
+std::string Shown(const std::string& text) { return Printable(text, 1000); }
+
 std::string Arg(const v1::Experiment& e, const std::string& key) {
   auto it = e.resolved_args().find(key);
-  return it == e.resolved_args().end() ? "-" : it->second;
+  return it == e.resolved_args().end() ? "-" : Shown(it->second);
 }
 
 bool IsFinal(v1::ExperimentState s) {
@@ -91,10 +96,10 @@ int Client::Fail(const grpc::Status& status) const {
                            status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
   if (unreachable) {
     std::fprintf(stderr, "error: yolod at %s is unreachable: %s\n", options_.server.c_str(),
-                 status.error_message().c_str());
+                 Shown(status.error_message()).c_str());
     return kExitUnreachable;
   }
-  std::fprintf(stderr, "error: %s\n", status.error_message().c_str());
+  std::fprintf(stderr, "error: %s\n", Shown(status.error_message()).c_str());
   return kExitUsage;
 }
 
@@ -109,7 +114,7 @@ int Client::StartExperiments(const std::vector<v1::ExperimentSpec>& specs, bool 
     if (options_.output == "json") {
       std::printf("%s\n", ToJson(e).c_str());
     } else {
-      std::printf("experiment %s created (%s)\n", e.id().c_str(), State(e.state()).c_str());
+      std::printf("experiment %s created (%s)\n", Shown(e.id()).c_str(), State(e.state()).c_str());
     }
     ids.push_back(e.id());
   }
@@ -133,8 +138,8 @@ int Client::GetExperiments() {
               "mAP50-95", "AGE");
   for (const auto& e : list.experiments()) {
     std::printf(
-        "%-14s %-12s %-16s %-8s %-9s %-9s %-6s\n", e.id().c_str(), State(e.state()).c_str(),
-        e.spec().name().empty() ? "-" : e.spec().name().c_str(), Arg(e, "model").c_str(),
+        "%-14s %-12s %-16s %-8s %-9s %-9s %-6s\n", Shown(e.id()).c_str(), State(e.state()).c_str(),
+        e.spec().name().empty() ? "-" : Shown(e.spec().name()).c_str(), Arg(e, "model").c_str(),
         absl::StrCat(e.epochs_completed(), "/", Arg(e, "epochs")).c_str(),
         e.has_last_epoch() ? absl::StrFormat("%.4f", e.last_epoch().map50_95()).c_str() : "-",
         Age(e.create_time()).c_str());
@@ -153,9 +158,9 @@ int Client::DescribeExperiment(const std::string& id) {
     return kExitOk;
   }
   std::printf("ID:        %s\nName:      %s\nState:     %s\nReason:    %s\nDevice:    %s\n",
-              e.id().c_str(), e.spec().name().c_str(), State(e.state()).c_str(), e.reason().c_str(),
-              e.device().c_str());
-  std::printf("Run dir:   %s\nCreated:   %s\nRounds:    %d\n", e.run_dir().c_str(),
+              Shown(e.id()).c_str(), Shown(e.spec().name()).c_str(), State(e.state()).c_str(),
+              Shown(e.reason()).c_str(), Shown(e.device()).c_str());
+  std::printf("Run dir:   %s\nCreated:   %s\nRounds:    %d\n", Shown(e.run_dir()).c_str(),
               TimeUtil::ToString(e.create_time()).c_str(), e.rounds());
   if (e.state() == v1::RUNNING) std::printf("Worker:    pid %d\n", e.worker_pid());
   if (e.last_exit() != v1::WORKER_EXIT_UNSPECIFIED) {
@@ -233,8 +238,8 @@ int Client::Follow(const std::string& id) {
       exp = event.experiment();
       if (changed) {
         end_line();
-        std::printf("%s %s: %s\n", exp.id().c_str(), State(exp.state()).c_str(),
-                    exp.reason().c_str());
+        std::printf("%s %s: %s\n", Shown(exp.id()).c_str(), State(exp.state()).c_str(),
+                    Shown(exp.reason()).c_str());
       }
     } else if (event.has_epoch()) {
       const auto& r = event.epoch();
@@ -277,8 +282,8 @@ int Client::Stop(const std::string& id) {
   v1::Experiment e;
   grpc::Status s = experiments_->StopExperiment(Context().get(), request, &e);
   if (!s.ok()) return Fail(s);
-  std::printf("experiment %s: %s (%s)\n", e.id().c_str(), State(e.state()).c_str(),
-              e.reason().c_str());
+  std::printf("experiment %s: %s (%s)\n", Shown(e.id()).c_str(), State(e.state()).c_str(),
+              Shown(e.reason()).c_str());
   return kExitOk;
 }
 
@@ -288,8 +293,8 @@ int Client::Resume(const std::string& id, bool follow) {
   v1::Experiment e;
   grpc::Status s = experiments_->ResumeExperiment(Context().get(), request, &e);
   if (!s.ok()) return Fail(s);
-  std::printf("experiment %s: %s (%s)\n", e.id().c_str(), State(e.state()).c_str(),
-              e.reason().c_str());
+  std::printf("experiment %s: %s (%s)\n", Shown(e.id()).c_str(), State(e.state()).c_str(),
+              Shown(e.reason()).c_str());
   return follow ? Follow(id) : kExitOk;
 }
 

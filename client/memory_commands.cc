@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "client/commands.h"
 #include "common/atomic_file.h"
+#include "common/yaml_file.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -174,14 +175,9 @@ int Client::ListProfiles() {
 }
 
 absl::StatusOr<std::vector<v1::ExperimentSpec>> LoadExperimentsFile(const std::string& path) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    return absl::NotFoundError(absl::StrCat("file '", path, "' cannot be read"));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
-  }
+  auto loaded = LoadYamlFile(path, 16u << 20);
+  if (!loaded.ok()) return loaded.status();
+  const YAML::Node root = *loaded;
   YAML::Node list = root.IsMap() && root["experiments"] ? root["experiments"] : root;
   std::vector<YAML::Node> items;
   if (list.IsSequence()) {
@@ -193,25 +189,29 @@ absl::StatusOr<std::vector<v1::ExperimentSpec>> LoadExperimentsFile(const std::s
         absl::StrCat(path, ": expected a spec, a list of specs or 'experiments: [...]'"));
   }
   std::vector<v1::ExperimentSpec> specs;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const YAML::Node& item = items[i];
-    const std::string where = absl::StrCat(path, ": experiment ", i + 1);
-    if (!item.IsMap()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a map"));
-    v1::ExperimentSpec spec;
-    for (const auto& kv : item) {
-      const std::string key = kv.first.as<std::string>();
-      if (!kv.second.IsScalar() && !kv.second.IsNull()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(where, ": '", key, "' must be a single value"));
+  try {
+    for (size_t i = 0; i < items.size(); ++i) {
+      const YAML::Node& item = items[i];
+      const std::string where = absl::StrCat(path, ": experiment ", i + 1);
+      if (!item.IsMap()) return absl::InvalidArgumentError(absl::StrCat(where, ": not a map"));
+      v1::ExperimentSpec spec;
+      for (const auto& kv : item) {
+        const std::string key = kv.first.as<std::string>();
+        if (!kv.second.IsScalar() && !kv.second.IsNull()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, ": '", key, "' must be a single value"));
+        }
+        const std::string value = kv.second.IsNull() ? "" : kv.second.as<std::string>();
+        if (key == "name") {
+          spec.set_name(value);
+        } else {
+          (*spec.mutable_args())[key] = value;
+        }
       }
-      const std::string value = kv.second.IsNull() ? "" : kv.second.as<std::string>();
-      if (key == "name") {
-        spec.set_name(value);
-      } else {
-        (*spec.mutable_args())[key] = value;
-      }
+      specs.push_back(std::move(spec));
     }
-    specs.push_back(std::move(spec));
+  } catch (const YAML::Exception& e) {  // a key or value of the wrong kind
+    return absl::InvalidArgumentError(absl::StrCat(path, ": line ", e.mark.line + 1, ": ", e.msg));
   }
   if (specs.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no experiments"));
   return specs;

@@ -1,13 +1,14 @@
 #include "common/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 
@@ -78,13 +79,46 @@ absl::Status WriteFileAtomic(const std::string& path, const std::string& content
   return CommitTempFile(temp, path);
 }
 
-absl::Status ReadFile(const std::string& path, std::string* contents) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  *contents = ss.str();
-  return absl::OkStatus();
+absl::Status ReadFile(const std::string& path, std::string* contents, size_t max_bytes) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return absl::NotFoundError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+    }
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  }
+  struct stat st {};
+  absl::Status status;
+  if (::fstat(fd, &st) != 0) {
+    status = ErrnoError("cannot stat", path);
+  } else if (!S_ISREG(st.st_mode)) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "cannot read ", path, ": ", S_ISDIR(st.st_mode) ? "a directory" : "not a regular file"));
+  } else if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+    status = absl::InvalidArgumentError(absl::StrCat(
+        "cannot read ", path, ": ", st.st_size, " bytes, more than the ", max_bytes, " accepted"));
+  }
+  std::string text;
+  // The size can change under us: read until EOF, but never past the bound.
+  char buffer[1 << 16];
+  while (status.ok()) {
+    ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      status = ErrnoError("cannot read", path);
+    } else if (n == 0) {
+      break;
+    } else if (text.size() + static_cast<size_t>(n) > max_bytes) {
+      status = absl::InvalidArgumentError(
+          absl::StrCat("cannot read ", path, ": more than the ", max_bytes, " bytes accepted"));
+    } else {
+      text.append(buffer, static_cast<size_t>(n));
+    }
+  }
+  ::close(fd);
+  if (status.ok()) *contents = std::move(text);
+  return status;
 }
 
 }  // namespace yolo

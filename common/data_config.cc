@@ -3,19 +3,30 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <climits>
+#include <cstdlib>
 #include <filesystem>
 #include <set>
+#include <stdexcept>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
+#include "common/status_macros.h"
+#include "common/user_path.h"
+#include "common/yaml_file.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
 
 namespace {
+
+constexpr size_t kMaxDataYamlBytes = 1u << 20;
+constexpr size_t kMaxListBytes = 256u << 20;  // a .txt list of image paths
+constexpr size_t kMaxSources = 1000;
+constexpr size_t kMaxClassName = 256;
 
 std::string Lower(std::string s) { return absl::AsciiStrToLower(s); }
 
@@ -25,6 +36,8 @@ absl::StatusOr<std::vector<std::string>> SourcesOf(const YAML::Node& node, const
   std::vector<std::string> out;
   if (!node || node.IsNull()) return out;
   auto resolve = [&](const std::string& p) {
+    absl::Status text = CheckPathText(absl::StrCat(yaml_path, ": ", key), p);
+    if (!text.ok()) throw std::invalid_argument(std::string(text.message()));
     fs::path path(p);
     return path.is_absolute() ? path.lexically_normal().string()
                               : (fs::path(root) / path).lexically_normal().string();
@@ -38,6 +51,12 @@ absl::StatusOr<std::vector<std::string>> SourcesOf(const YAML::Node& node, const
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat(yaml_path, ": field '", key, "' must be a path or a list of paths"));
+  } catch (const std::invalid_argument& e) {
+    return absl::InvalidArgumentError(e.what());
+  }
+  if (out.size() > kMaxSources) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(yaml_path, ": field '", key, "' lists more than ", kMaxSources, " sources"));
   }
   return out;
 }
@@ -50,16 +69,14 @@ bool IsImageFile(const std::string& path) {
   return kSuffixes.count(Lower(fs::path(path).extension().string())) > 0;
 }
 
-absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path) {
-  if (!fs::exists(yaml_path)) {
-    return absl::NotFoundError(absl::StrCat("data: file '", yaml_path, "' does not exist"));
+namespace {
+
+absl::StatusOr<DataConfig> ParseDataConfig(const std::string& yaml_path) {
+  auto loaded = LoadYamlFile(yaml_path, kMaxDataYamlBytes);
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(), absl::StrCat("data: ", loaded.status().message()));
   }
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(yaml_path);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": not valid YAML: ", e.what()));
-  }
+  const YAML::Node root = *loaded;
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": expected a mapping of fields"));
   }
@@ -68,7 +85,12 @@ absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path) {
   const fs::path yaml_dir = fs::absolute(yaml_path).parent_path();
   fs::path base = yaml_dir;
   if (root["path"] && !root["path"].IsNull()) {
-    fs::path p(root["path"].as<std::string>());
+    if (!root["path"].IsScalar()) {
+      return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": field 'path' must be a path"));
+    }
+    const std::string text_path = root["path"].as<std::string>();
+    RETURN_IF_ERROR(CheckPathText(absl::StrCat(yaml_path, ": path"), text_path));
+    fs::path p(text_path);
     if (p.is_absolute()) {
       base = p;
     } else if (fs::exists(yaml_dir / p)) {
@@ -102,7 +124,14 @@ absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path) {
       for (const auto& n : names) config.names.push_back(n.as<std::string>());
     } else if (names && names.IsMap()) {
       std::map<int, std::string> by_id;
-      for (const auto& item : names) by_id[item.first.as<int>()] = item.second.as<std::string>();
+      for (const auto& item : names) {
+        const int id = item.first.as<int>();
+        if (id < 0 || id >= kMaxClasses) {
+          return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": field 'names': class id ",
+                                                         id, " is outside [0, ", kMaxClasses, ")"));
+        }
+        by_id[id] = item.second.as<std::string>();
+      }
       int expect = 0;
       for (const auto& [id, name] : by_id) {
         if (id != expect) {
@@ -127,8 +156,9 @@ absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path) {
     } catch (const YAML::Exception&) {
       return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": field 'nc' must be an integer"));
     }
-    if (nc < 1) {
-      return absl::InvalidArgumentError(absl::StrCat(yaml_path, ": field 'nc' must be >= 1"));
+    if (nc < 1 || nc > kMaxClasses) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(yaml_path, ": field 'nc' must be in [1, ", kMaxClasses, "]"));
     }
     if (config.names.empty()) {
       for (int i = 0; i < nc; ++i) config.names.push_back(absl::StrCat("class_", i));
@@ -141,10 +171,34 @@ absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path) {
     return absl::InvalidArgumentError(
         absl::StrCat(yaml_path, ": give the classes in field 'names' (or 'nc')"));
   }
+  if (config.names.size() > static_cast<size_t>(kMaxClasses)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(yaml_path, ": field 'names' has more than ", kMaxClasses, " classes"));
+  }
+  for (size_t i = 0; i < config.names.size(); ++i) {
+    const std::string& name = config.names[i];
+    if (name.size() > kMaxClassName || !IsPrintableText(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(yaml_path, ": field 'names': class ", i, " ('", Printable(name),
+                       "') must be printable text of at most ", kMaxClassName, " bytes"));
+    }
+  }
   return config;
 }
 
-absl::StatusOr<std::vector<std::string>> ListImages(const std::vector<std::string>& sources) {
+}  // namespace
+
+absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path) {
+  RETURN_IF_ERROR(CheckPathText("data", yaml_path));
+  try {
+    return ParseDataConfig(yaml_path);
+  } catch (const std::exception& e) {  // yaml-cpp conversions, std::filesystem
+    return absl::InvalidArgumentError(absl::StrCat(Printable(yaml_path), ": ", e.what()));
+  }
+}
+
+absl::StatusOr<std::vector<std::string>> ListImages(const std::vector<std::string>& sources,
+                                                    const std::vector<std::string>& roots) {
   std::vector<std::string> images;
   for (const std::string& source : sources) {
     std::vector<std::string> found;
@@ -152,30 +206,52 @@ absl::StatusOr<std::vector<std::string>> ListImages(const std::vector<std::strin
     if (fs::is_directory(source, ec)) {
       for (auto it = fs::recursive_directory_iterator(source, ec);
            !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-        if (it->is_regular_file() && IsImageFile(it->path().string())) {
+        std::error_code file_ec;
+        if (it->is_regular_file(file_ec) && IsImageFile(it->path().string())) {
           found.push_back(it->path().string());
         }
       }
-      if (ec) return absl::InternalError(absl::StrCat("cannot list ", source, ": ", ec.message()));
+      if (ec) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("cannot list ", Printable(source, 256), ": ", ec.message()));
+      }
       std::sort(found.begin(), found.end());
     } else if (fs::is_regular_file(source, ec) && Lower(fs::path(source).extension()) == ".txt") {
       std::string text;
-      absl::Status status = ReadFile(source, &text);
-      if (!status.ok()) return status;
+      RETURN_IF_ERROR(ReadFile(source, &text, kMaxListBytes));
       const fs::path parent = fs::path(source).parent_path();
       for (absl::string_view line : absl::StrSplit(text, '\n')) {
         line = absl::StripAsciiWhitespace(line);
         if (line.empty()) continue;
-        fs::path p{std::string(line)};
+        const std::string entry(line);
+        if (absl::Status ok = CheckPathText(absl::StrCat(source, ": entry"), entry); !ok.ok()) {
+          return ok;
+        }
+        fs::path p{entry};
         if (p.is_relative()) p = parent / p;
         if (IsImageFile(p.string())) found.push_back(p.lexically_normal().string());
       }
     } else if (fs::is_regular_file(source, ec) && IsImageFile(source)) {
       found.push_back(source);
     } else {
-      return absl::NotFoundError(absl::StrCat("dataset source '", source,
+      return absl::NotFoundError(absl::StrCat("dataset source '", Printable(source, 256),
                                               "' does not exist (expected a folder of images, "
                                               "a .txt list or an image)"));
+    }
+    if (!roots.empty()) {
+      if (!UnderRoots(fs::weakly_canonical(source, ec).string(), roots)) {
+        return absl::PermissionDeniedError(absl::StrCat("dataset source '", Printable(source, 256),
+                                                        "' is outside the allowed roots"));
+      }
+      for (const std::string& image : found) {
+        char buffer[PATH_MAX];
+        if (::realpath(image.c_str(), buffer) == nullptr) continue;  // reported when it is read
+        if (!UnderRoots(buffer, roots)) {
+          return absl::PermissionDeniedError(
+              absl::StrCat("image '", Printable(image, 256), "' (of dataset source '",
+                           Printable(source, 256), "') is outside the allowed roots"));
+        }
+      }
     }
     images.insert(images.end(), found.begin(), found.end());
   }

@@ -11,6 +11,8 @@ namespace yolo {
 
 bool IsImageFile(const std::string& path);
 
+inline constexpr int kMaxClasses = 10000;
+
 struct DataConfig {
   std::string yaml_path;
   std::string root;                // resolved `path`
@@ -21,12 +23,17 @@ struct DataConfig {
   int nc() const { return static_cast<int>(names.size()); }
 };
 
-// Reads data.yaml. `names` may be a list or an {id: name} map; `nc` alone gives class_0...;
-// both must agree. Errors name the file and the field.
+// Reads data.yaml (at most 1 MiB, a regular file). `names` may be a list or an {id: name} map;
+// `nc` alone gives class_0...; both must agree; at most kMaxClasses classes, each printable
+// text. Errors name the file and the field; nothing in the file makes it throw.
 absl::StatusOr<DataConfig> LoadDataConfig(const std::string& yaml_path);
 
-// Every image of the sources, each a folder (searched recursively) or a .txt list of paths
-// (relative ones resolve against the list's folder), sorted per source.
-absl::StatusOr<std::vector<std::string>> ListImages(const std::vector<std::string>& sources);
+// Every image of the sources, each a folder (searched recursively, symlinked folders not
+// followed) or a .txt list of paths (relative ones resolve against the list's folder), sorted
+// per source. With `roots`, every image and source is resolved and must lie under one of them
+// (PERMISSION_DENIED naming it otherwise); the paths are returned as listed, so that labels are
+// found beside them as Ultralytics finds them.
+absl::StatusOr<std::vector<std::string>> ListImages(const std::vector<std::string>& sources,
+                                                    const std::vector<std::string>& roots = {});
 
 }  // namespace yolo

@@ -2,24 +2,82 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <set>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/data_config.h"
+#include "common/user_path.h"
 
 namespace yolo {
 namespace {
 
 using T = ArgType;
 
+constexpr size_t kMaxArgValue = 4096;
+
 absl::Status BadValue(const std::string& key, const std::string& value, const std::string& want) {
-  return absl::InvalidArgumentError(
-      absl::StrCat("argument '", key, "': invalid value '", value, "' (expected ", want, ")"));
+  return absl::InvalidArgumentError(absl::StrCat("argument '", key, "': invalid value '",
+                                                 Printable(value, 40), "' (expected ", want, ")"));
+}
+
+// Threads of any kind beyond this many per CPU are a mistake, not a setting.
+double MaxThreads() { return 4.0 * std::max(1u, std::thread::hardware_concurrency()); }
+
+// The values a human would mean, per numeric argument: [lo, hi]. The one table of ranges: the
+// worker, yolod's spec check and ConfigService all set arguments through TrainArgs::Set.
+struct Range {
+  const char* key;
+  double lo, hi;
+};
+const std::vector<Range>& Ranges() {
+  static const std::vector<Range> kRanges = {
+      {"epochs", 1, 100000},
+      {"patience", 0, 100000},
+      {"imgsz", 32, 4096},
+      {"save_period", -1, 100000},
+      {"workers", 0, MaxThreads()},
+      {"threads", 0, MaxThreads()},
+      {"seed", 0, 4294967295.0},
+      {"close_mosaic", 0, 100000},
+      {"fraction", 1e-9, 1},
+      {"conf", 0, 1},
+      {"iou", 0, 1},
+      {"max_det", 1, 100000},
+      {"lr0", 0, 1},
+      {"lrf", 0, 1},
+      {"momentum", 0, 0.9999},
+      {"weight_decay", 0, 1},
+      {"warmup_epochs", 0, 1000},
+      {"warmup_momentum", 0, 0.9999},
+      {"warmup_bias_lr", 0, 10},
+      {"box", 0, 1000},
+      {"cls", 0, 1000},
+      {"dfl", 0, 1000},
+      {"nbs", 1, 100000},
+      {"hsv_h", 0, 1},
+      {"hsv_s", 0, 1},
+      {"hsv_v", 0, 1},
+      {"degrees", 0, 180},
+      {"translate", 0, 1},
+      {"scale", 0, 0.9999},
+      {"shear", 0, 89},
+      {"perspective", 0, 0.001},
+      {"flipud", 0, 1},
+      {"fliplr", 0, 1},
+      {"mosaic", 0, 1},
+      {"mixup", 0, 1},
+      {"copy_paste", 0, 1},
+      {"nc", 1, kMaxClasses},
+  };
+  return kRanges;
 }
 
 // Key-specific checks beyond the type; `value` is already canonical.
@@ -30,64 +88,41 @@ absl::Status CheckRange(const std::string& key, const std::string& value) {
       {"format", {"text", "json"}},
       {"split", {"train", "val", "test"}},
       {"task", {"detect"}},
+      {"mode", {"train", "val"}},
   };
   auto it = kChoices.find(key);
   if (it != kChoices.end() && it->second.count(value) == 0) {
     return BadValue(key, value, absl::StrCat("one of ", absl::StrJoin(it->second, ", ")));
   }
-  static const std::set<std::string> kNonNegative = {"epochs",
-                                                     "patience",
-                                                     "workers",
-                                                     "close_mosaic",
-                                                     "seed",
-                                                     "lr0",
-                                                     "lrf",
-                                                     "momentum",
-                                                     "weight_decay",
-                                                     "warmup_epochs",
-                                                     "warmup_momentum",
-                                                     "warmup_bias_lr",
-                                                     "box",
-                                                     "cls",
-                                                     "dfl",
-                                                     "hsv_h",
-                                                     "hsv_s",
-                                                     "hsv_v",
-                                                     "degrees",
-                                                     "translate",
-                                                     "scale",
-                                                     "shear",
-                                                     "perspective",
-                                                     "threads",
-                                                     "max_det"};
-  static const std::set<std::string> kProbability = {"flipud",     "fliplr",   "mosaic", "mixup",
-                                                     "copy_paste", "fraction", "iou"};
   double v = 0;
-  if (kNonNegative.count(key) && absl::SimpleAtod(value, &v) && v < 0) {
-    return BadValue(key, value, "a number >= 0");
+  const bool number = absl::SimpleAtod(value, &v);
+  if (key == "batch" && number) {
+    if (!((v >= 1 && v <= 4096) || v == -1 || (v > 0 && v < 1))) {
+      return BadValue(key, value,
+                      "an integer in [1, 4096], -1 for AutoBatch, or a memory fraction in (0, 1)");
+    }
+    return absl::OkStatus();
   }
-  if (kProbability.count(key) && absl::SimpleAtod(value, &v) && (v < 0 || v > 1)) {
-    return BadValue(key, value, "a number in [0, 1]");
+  for (const Range& r : Ranges()) {
+    if (key != r.key || !number) continue;
+    if (v < r.lo || v > r.hi) {
+      return BadValue(key, value,
+                      key == "fraction" ? std::string("a number in (0, 1]")
+                                        : absl::StrCat("a number in [", r.lo, ", ", r.hi, "]"));
+    }
   }
-  if (key == "fraction" && v == 0) return BadValue(key, value, "a number in (0, 1]");
-  if ((key == "imgsz" || key == "nbs" || key == "epochs") && absl::SimpleAtod(value, &v) && v < 1) {
-    return BadValue(key, value, "an integer >= 1");
-  }
-  if (key == "batch" && absl::SimpleAtod(value, &v) && !(v >= 1 || v == -1 || (v > 0 && v < 1))) {
-    return BadValue(key, value,
-                    "an integer >= 1, -1 for AutoBatch, or a memory fraction in (0, 1)");
-  }
-  if (key == "conf" && !value.empty() && absl::SimpleAtod(value, &v) && (v < 0 || v > 1)) {
-    return BadValue(key, value, "a number in [0, 1]");
-  }
-  if (key == "translate" && v > 1) return BadValue(key, value, "a number in [0, 1]");
-  if (key == "scale" && v >= 1) return BadValue(key, value, "a number in [0, 1)");
   if (key == "device" && !value.empty() && value != "cpu") {
     std::string index = value.rfind("cuda:", 0) == 0 ? value.substr(5) : value;
     int d = 0;
-    if (!absl::SimpleAtoi(index, &d) || d < 0) {
+    if (!absl::SimpleAtoi(index, &d) || d < 0 || d > 255) {
       return BadValue(key, value, "cpu, a GPU index such as 0, or cuda:0");
     }
+  }
+  static const std::set<std::string> kPaths = {"model", "data", "project", "name"};
+  if (!value.empty() &&
+      (kPaths.count(key) || (key == "resume" && value != "true" && value != "false"))) {
+    absl::Status path = CheckPathText(key, value);
+    if (!path.ok()) return absl::InvalidArgumentError(absl::StrCat("argument ", path.message()));
   }
   return absl::OkStatus();
 }
@@ -95,6 +130,15 @@ absl::Status CheckRange(const std::string& key, const std::string& value) {
 // Makes `value` canonical for its type: true/false for booleans, plain decimal numbers.
 absl::StatusOr<std::string> Canonical(const ArgSpec& spec, const std::string& raw) {
   const std::string key = spec.key;
+  if (raw.size() > kMaxArgValue) {
+    return BadValue(key, raw, absl::StrCat("at most ", kMaxArgValue, " bytes"));
+  }
+  if (!IsPrintableText(raw)) {
+    return BadValue(key, raw,
+                    raw.find('\0') != std::string::npos
+                        ? "text without NUL bytes"
+                        : "printable text, without control characters or terminal escapes");
+  }
   std::string value(absl::StripAsciiWhitespace(raw));
   std::string lower = absl::AsciiStrToLower(value);
   if (lower == "none" || lower == "null" || lower == "~") value = lower = "";
@@ -233,7 +277,7 @@ TrainArgs::TrainArgs() {
 absl::Status TrainArgs::Set(const std::string& key, const std::string& value) {
   const ArgSpec* spec = FindSpec(key);
   if (spec == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat("unknown argument '", key, "'"));
+    return absl::InvalidArgumentError(absl::StrCat("unknown argument '", Printable(key, 40), "'"));
   }
   absl::StatusOr<std::string> canonical = Canonical(*spec, value);
   if (!canonical.ok()) return canonical.status();

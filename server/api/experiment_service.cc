@@ -9,7 +9,8 @@ grpc::ServerUnaryReactor* ExperimentServiceImpl::StartExperiment(
     grpc::CallbackServerContext* context, const v1::StartExperimentRequest* request,
     v1::Experiment* response) {
   return RunUnary(context, *auth_, /*mutating=*/true, [&]() -> absl::Status {
-    auto out = manager_->Start(request->spec());
+    // A client that gave up while its spec was checked gets nothing queued.
+    auto out = manager_->Start(request->spec(), [context] { return context->IsCancelled(); });
     if (out.ok()) *response = *std::move(out);
     return out.status();
   });

@@ -1,17 +1,19 @@
 #include "server/api/grpc_util.h"
 
+#include <spdlog/spdlog.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/secret.h"
+#include "common/user_path.h"
+
 namespace yolo {
-namespace {
 
-// Compares in time that depends only on the length, so a token cannot be guessed byte by byte.
-bool SameSecret(const std::string& a, const std::string& b) {
-  if (a.size() != b.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
-  return diff == 0;
+grpc::Status InternalErrorOf(const char* call, const std::exception* e) {
+  const std::string what = e != nullptr ? Printable(e->what(), 300) : "unknown exception";
+  spdlog::error("{}: unexpected exception: {}", call, what);
+  return grpc::Status(grpc::StatusCode::INTERNAL,
+                      absl::StrCat(call, ": internal error (", what, "); see yolod.log"));
 }
-
-}  // namespace
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
@@ -24,7 +26,7 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext* context, bool 
   auto it = metadata.find("authorization");
   const std::string expected = "Bearer " + token_;
   if (it != metadata.end() &&
-      SameSecret(std::string(it->second.data(), it->second.size()), expected)) {
+      SecretsEqual(std::string(it->second.data(), it->second.size()), expected)) {
     return grpc::Status::OK;
   }
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,

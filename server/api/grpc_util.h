@@ -26,13 +26,26 @@ class Authorizer {
   bool open_reads_;
 };
 
-// A unary method's body: check the token, run `fn` (returning absl::Status), finish.
+// The status for an exception that escaped our code inside `call` (a bug: logged as one).
+grpc::Status InternalErrorOf(const char* call, const std::exception* e);
+
+// A unary method's body: check the token, run `fn` (returning absl::Status), finish. An
+// exception from `fn` becomes INTERNAL naming the call, never gRPC's empty UNIMPLEMENTED.
 template <typename Fn>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context, const Authorizer& auth,
-                                   bool mutating, Fn&& fn) {
+                                   bool mutating, Fn&& fn,
+                                   const char* call = __builtin_FUNCTION()) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   grpc::Status status = auth.Check(context, mutating);
-  if (status.ok()) status = ToGrpcStatus(fn());
+  if (status.ok()) {
+    try {
+      status = ToGrpcStatus(fn());
+    } catch (const std::exception& e) {
+      status = InternalErrorOf(call, &e);
+    } catch (...) {
+      status = InternalErrorOf(call, nullptr);
+    }
+  }
   reactor->Finish(status);
   return reactor;
 }

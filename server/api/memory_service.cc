@@ -4,16 +4,20 @@
 #include <condition_variable>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "server/api/services.h"
 #include "server/api/stream_writer.h"
+#include "server/experiments/clock.h"
 #include "server/memory/proc_probe.h"
 
 namespace yolo {
 using google::protobuf::util::TimeUtil;
 
-void MemoryServiceImpl::ThreadStarted() {
+bool MemoryServiceImpl::ThreadStarted(int at_most) {
   std::lock_guard<std::mutex> lock(threads_mu_);
+  if (at_most > 0 && threads_ >= at_most) return false;
   ++threads_;
+  return true;
 }
 
 void MemoryServiceImpl::ThreadEnded() {
@@ -29,7 +33,7 @@ void MemoryServiceImpl::WaitIdle() {
 
 v1::MemoryReport MemoryServiceImpl::Report() const {
   v1::MemoryReport report;
-  *report.mutable_time() = TimeUtil::GetCurrentTime();
+  *report.mutable_time() = NowTimestamp();
   ProcProbe probe;
   if (auto host = probe.Host(); host.ok()) {
     auto* h = report.mutable_host();
@@ -72,7 +76,11 @@ grpc::ServerUnaryReactor* MemoryServiceImpl::ForceCleanup(grpc::CallbackServerCo
   const double timeout_s =
       request->timeout_seconds() > 0 ? std::min(request->timeout_seconds(), 60.0) : 10.0;
   // Waiting for the workers' answers must not hold a gRPC thread.
-  ThreadStarted();
+  if (!ThreadStarted(kMaxWatches)) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "too many cleanups and memory watches at once; try later"));
+    return reactor;
+  }
   std::thread([this, reactor, response, timeout_s] {
     ProcProbe probe;
     v1::CleanupResult self;
@@ -117,10 +125,30 @@ grpc::ServerWriteReactor<v1::MemoryReport>* MemoryServiceImpl::WatchMemory(
     sink.Finish(allowed);
     return writer;
   }
-  const double interval =
-      std::max(request->interval_seconds() > 0 ? request->interval_seconds() : 1.0, 0.05);
-  const double duration = std::max(request->duration_seconds(), 0.0);
-  ThreadStarted();
+  // Finite and bounded: an infinite interval or duration once made the stream's thread spin.
+  const double asked_interval = request->interval_seconds();
+  const double duration = request->duration_seconds();
+  if (!(asked_interval == 0 ||
+        (asked_interval >= kMinInterval && asked_interval <= kMaxInterval))) {
+    sink.Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                             absl::StrCat("field 'interval_seconds': must be 0 (1 s) or in [",
+                                          kMinInterval, ", ", kMaxInterval, "] seconds")));
+    return writer;
+  }
+  if (!(duration >= 0 && duration <= kMaxDuration)) {
+    sink.Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                             absl::StrCat("field 'duration_seconds': must be 0 (until cancelled) "
+                                          "or in (0, ",
+                                          kMaxDuration, "] seconds")));
+    return writer;
+  }
+  const double interval = asked_interval == 0 ? 1.0 : asked_interval;
+  if (!ThreadStarted(kMaxWatches)) {
+    sink.Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                             absl::StrCat("more than ", kMaxWatches,
+                                          " memory watches and cleanups at once; try later")));
+    return writer;
+  }
   std::thread([this, ticker, sink, interval, duration] {
     const auto start = std::chrono::steady_clock::now();
     const auto period = std::chrono::microseconds(static_cast<int64_t>(interval * 1e6));

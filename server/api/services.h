@@ -3,6 +3,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 
@@ -68,8 +69,12 @@ class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
   void WaitIdle();
 
  private:
-  void ThreadStarted();
+  // Counts a thread for WaitIdle; false (and not counted) when `at_most` (> 0) already run.
+  bool ThreadStarted(int at_most = 0);
   void ThreadEnded();
+  static constexpr double kMinInterval = 0.05, kMaxInterval = 3600;  // seconds
+  static constexpr double kMaxDuration = 30 * 86400.0;
+  static constexpr int kMaxWatches = 64;
 
   ExperimentManager* manager_;
   const Authorizer* auth_;
@@ -98,15 +103,19 @@ class ConfigServiceImpl final : public v1::ConfigService::CallbackService {
   const Authorizer* auth_;
 };
 
-// The worker channel, served on the unix socket only.
+// The worker channel, served on the unix socket only (see WorkerListener). `peer_pid` says
+// which process is at the other end of a call, from its peer name.
 class WorkerChannelImpl final : public v1::WorkerChannel::CallbackService {
  public:
-  explicit WorkerChannelImpl(ExperimentManager* manager) : manager_(manager) {}
+  using PeerPid = std::function<pid_t(const std::string& grpc_peer)>;
+  WorkerChannelImpl(ExperimentManager* manager, PeerPid peer_pid)
+      : manager_(manager), peer_pid_(std::move(peer_pid)) {}
   grpc::ServerBidiReactor<v1::WorkerMessage, v1::WorkerCommand>* Connect(
       grpc::CallbackServerContext* context) override;
 
  private:
   ExperimentManager* manager_;
+  PeerPid peer_pid_;
 };
 
 }  // namespace yolo

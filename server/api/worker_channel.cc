@@ -13,7 +13,9 @@ namespace {
 class WorkerLink final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::WorkerCommand>,
                          public WorkerSession {
  public:
-  explicit WorkerLink(ExperimentManager* manager) : manager_(manager) { StartRead(&in_); }
+  WorkerLink(ExperimentManager* manager, pid_t peer_pid) : manager_(manager), peer_pid_(peer_pid) {
+    StartRead(&in_);
+  }
 
   void Send(const v1::WorkerCommand& command) override {
     std::lock_guard<std::recursive_mutex> lock(mu_);
@@ -34,10 +36,18 @@ class WorkerLink final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::W
       return;
     }
     if (!attached_) {
-      if (in_.has_hello()) {
-        attached_ = true;
-        manager_->AttachWorker(in_.hello().experiment_id(), in_.hello().pid(), this);
+      const v1::WorkerHello& hello = in_.hello();
+      if (!in_.has_hello() || !manager_->AttachWorker(hello.experiment_id(), hello.pid(),
+                                                      hello.secret(), peer_pid_, this)) {
+        std::lock_guard<std::recursive_mutex> lock(mu_);
+        finishing_ = true;
+        if (!writing_) {
+          Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED,
+                              "not a worker that yolod started for this experiment"));
+        }
+        return;
       }
+      attached_ = true;
     } else {
       manager_->OnWorkerMessage(this, in_);
     }
@@ -63,6 +73,7 @@ class WorkerLink final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::W
 
  private:
   ExperimentManager* manager_;
+  const pid_t peer_pid_;  // as the kernel says; 0 when unknown
   v1::WorkerMessage in_;
   std::recursive_mutex mu_;
   std::deque<v1::WorkerCommand> out_;
@@ -74,8 +85,8 @@ class WorkerLink final : public grpc::ServerBidiReactor<v1::WorkerMessage, v1::W
 }  // namespace
 
 grpc::ServerBidiReactor<v1::WorkerMessage, v1::WorkerCommand>* WorkerChannelImpl::Connect(
-    grpc::CallbackServerContext*) {
-  return new WorkerLink(manager_);
+    grpc::CallbackServerContext* context) {
+  return new WorkerLink(manager_, peer_pid_ ? peer_pid_(context->peer()) : 0);
 }
 
 }  // namespace yolo

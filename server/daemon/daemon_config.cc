@@ -9,19 +9,18 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/state_dir.h"
+#include "common/yaml_file.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
 
 absl::Status LoadDaemonConfigFile(const std::string& path, DaemonConfig* config) {
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    return absl::NotFoundError(absl::StrCat("config file '", path, "' cannot be read"));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
+  auto loaded = LoadYamlFile(path);
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(),
+                        absl::StrCat("config file: ", loaded.status().message()));
   }
+  const YAML::Node root = *loaded;
   if (root.IsNull()) return absl::OkStatus();
   if (!root.IsMap()) return absl::InvalidArgumentError(absl::StrCat(path, ": expected key: value"));
   std::string key;

@@ -11,7 +11,9 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -20,6 +22,7 @@
 #include "absl/strings/strip.h"
 #include "common/atomic_file.h"
 #include "server/api/services.h"
+#include "server/api/worker_listener.h"
 #include "server/daemon/daemon_config.h"
 
 namespace {
@@ -87,10 +90,21 @@ bool HasGpu() {
          !fs::is_empty("/proc/driver/nvidia/gpus", ec);
 }
 
+// The bearer token. Like ssh with a private key, yolod refuses a token file that other users
+// may read or write.
 absl::StatusOr<std::string> ReadToken(const std::string& path) {
   if (path.empty()) return std::string();
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
+  }
+  if ((st.st_mode & 077) != 0) {
+    return absl::PermissionDeniedError(
+        absl::StrFormat("%s: the token file is accessible by others (mode %04o); run chmod 600 %s",
+                        path, st.st_mode & 07777, path));
+  }
   std::string text;
-  absl::Status read = yolo::ReadFile(path, &text);
+  absl::Status read = yolo::ReadFile(path, &text, 4096);
   if (!read.ok()) return read;
   std::string token(absl::StripAsciiWhitespace(text));
   if (token.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": the token is empty"));
@@ -100,6 +114,8 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Everything yolod creates (state dir, experiment files, logs, sockets) is its user's alone.
+  ::umask(0077);
   yolo::DaemonConfig config;
   std::string config_file;
   CLI::App app{"yolod: the YOLO training daemon"};
@@ -169,6 +185,11 @@ int main(int argc, char** argv) {
     return kExitError;
   }
   SetUpLogging(config);
+  struct stat state_stat {};
+  if (::stat(config.state_dir.c_str(), &state_stat) == 0 && (state_stat.st_mode & 077) != 0) {
+    spdlog::warn("state dir {} is accessible by other users (mode {:04o}); chmod 700 it",
+                 config.state_dir, state_stat.st_mode & 07777);
+  }
 
   // Signals are taken by one thread with sigwait; every other thread (and each worker, which
   // resets its mask) inherits the block.
@@ -205,21 +226,29 @@ int main(int argc, char** argv) {
     return kExitError;
   }
 
-  // The worker channel: a unix socket only this user may open.
+  // The worker channel: a unix socket only this user may open, whose connections yolod accepts
+  // itself (WorkerListener) to check that the caller is a worker it spawned.
   const std::string socket_path = (fs::path(config.state_dir) / "worker.sock").string();
-  fs::remove(socket_path, ec);
-  yolo::WorkerChannelImpl worker_channel(manager->get());
+  std::unique_ptr<yolo::WorkerListener> worker_listener;
+  yolo::WorkerChannelImpl worker_channel(manager->get(), [&worker_listener](const std::string& p) {
+    return worker_listener ? worker_listener->PeerPid(p) : 0;
+  });
   grpc::ServerBuilder worker_builder;
-  worker_builder.AddListeningPort("unix:" + socket_path, grpc::InsecureServerCredentials());
   worker_builder.RegisterService(&worker_channel);
-  const mode_t old_umask = umask(0077);
   std::unique_ptr<grpc::Server> worker_server = worker_builder.BuildAndStart();
-  umask(old_umask);
   if (!worker_server) {
-    spdlog::error("cannot listen on unix:{}", socket_path);
+    spdlog::error("cannot start the worker channel");
     return kExitError;
   }
-  chmod(socket_path.c_str(), 0600);
+  yolo::ExperimentManager* manager_ptr = manager->get();
+  auto listener = yolo::WorkerListener::Start(
+      socket_path, worker_server.get(),
+      [manager_ptr](pid_t pid) { return manager_ptr->IsWorkerPid(pid); });
+  if (!listener.ok()) {
+    spdlog::error("{}", std::string(listener.status().message()));
+    return kExitError;
+  }
+  worker_listener = std::move(*listener);
 
   yolo::Authorizer auth(*token, config.open_reads);
   yolo::ExperimentServiceImpl experiments(manager->get(), &auth);
@@ -268,6 +297,7 @@ int main(int argc, char** argv) {
   (*manager)->Shutdown(std::chrono::seconds(12));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   memory.WaitIdle();  // its threads use the manager
+  worker_listener.reset();
   worker_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   fs::remove(addr_file, ec);
   manager->reset();

@@ -4,18 +4,24 @@
 #include <google/protobuf/util/time_util.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <tuple>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
+#include "common/user_path.h"
+#include "server/experiments/clock.h"
 #include "server/memory/proc_probe.h"
 
 namespace yolo {
@@ -28,6 +34,27 @@ bool IsFinal(v1::ExperimentState s) {
   return s == v1::SUCCEEDED || s == v1::FAILED || s == v1::STOPPED || s == v1::INTERRUPTED;
 }
 
+// 128 bits from the kernel's random source, as hex.
+std::string NewSecret() {
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof bytes) {
+    const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n > 0) got += static_cast<size_t>(n);
+  }
+  std::string hex;
+  for (unsigned char b : bytes) absl::StrAppend(&hex, absl::Hex(b, absl::kZeroPad2));
+  return hex;
+}
+
+constexpr size_t kMaxExperimentJson = 4u << 20;
+
+// "exp-" and 8 hex digits, as NewId makes them.
+bool IsExperimentId(const std::string& id) {
+  if (id.size() != 12 || id.rfind("exp-", 0) != 0) return false;
+  return std::all_of(id.begin() + 4, id.end(), [](char c) { return std::isxdigit(c) != 0; });
+}
+
 std::string NewId() {
   static std::mt19937_64 rng{std::random_device{}()};
   return absl::StrFormat("exp-%08x", static_cast<uint32_t>(rng()));
@@ -35,7 +62,7 @@ std::string NewId() {
 
 v1::ExperimentEvent EventNow() {
   v1::ExperimentEvent e;
-  *e.mutable_time() = TimeUtil::GetCurrentTime();
+  *e.mutable_time() = NowTimestamp();
   return e;
 }
 
@@ -83,35 +110,55 @@ absl::Status ExperimentManager::Recover() {
   std::vector<std::unique_ptr<Entry>> loaded;
   std::error_code ec;
   for (const auto& dir : fs::directory_iterator(RunsDir(), ec)) {
+    const std::string id = dir.path().filename().string();
+    std::error_code type_ec;
+    if (!IsExperimentId(id) || !dir.is_directory(type_ec) || dir.is_symlink(type_ec)) {
+      spdlog::warn("{}: not an experiment folder; left as it is", Printable(dir.path().string()));
+      continue;
+    }
     const fs::path json = dir.path() / "experiment.json";
-    if (!fs::exists(json)) continue;
+    if (!fs::exists(json, type_ec)) continue;
     std::string text;
-    absl::Status read = ReadFile(json.string(), &text);
+    absl::Status read = ReadFile(json.string(), &text, kMaxExperimentJson);
     auto e = std::make_unique<Entry>();
     if (read.ok()) {
       auto parsed = google::protobuf::util::JsonStringToMessage(text, &e->exp);
       if (!parsed.ok()) read = absl::DataLossError(parsed.ToString());
     }
+    if (read.ok() && e->exp.id() != id) {
+      read = absl::DataLossError(
+          absl::StrCat("it names experiment '", Printable(e->exp.id()), "', not ", id));
+    }
     if (!read.ok()) {
       spdlog::error("{}: cannot be read ({}); left as it is", json.string(),
-                    std::string(read.message()));
+                    Printable(std::string(read.message()), 300));
       continue;
     }
+    e->exp.set_run_dir(RunDirOf(id));  // whatever the file says
     loaded.push_back(std::move(e));
   }
+  // Order of arrival; experiments saved before sequences existed come first, by creation time.
   std::sort(loaded.begin(), loaded.end(), [](const auto& a, const auto& b) {
-    return TimeUtil::TimestampToNanoseconds(a->exp.create_time()) <
-           TimeUtil::TimestampToNanoseconds(b->exp.create_time());
+    const auto key = [](const v1::Experiment& x) {
+      return std::make_tuple(x.sequence(), TimeUtil::TimestampToNanoseconds(x.create_time()),
+                             x.id());
+    };
+    return key(a->exp) < key(b->exp);
   });
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& e : loaded) {
     const std::string id = e->exp.id();
+    last_sequence_ = std::max(last_sequence_, e->exp.sequence());
     if (e->exp.state() == v1::RUNNING) {
       e->exp.set_state(v1::INTERRUPTED);
+      const bool has_checkpoint =
+          fs::exists(fs::path(e->exp.run_dir()) / "weights" / "last.pt", ec);
       e->exp.set_reason(absl::StrCat("yolod stopped while it ran (worker pid ", e->exp.worker_pid(),
-                                     "); resume continues from last.pt"));
-      *e->exp.mutable_end_time() = TimeUtil::GetCurrentTime();
-      SaveLocked(*e);
+                                     has_checkpoint
+                                         ? "); resume continues from last.pt"
+                                         : "); it had no checkpoint yet: start it again"));
+      *e->exp.mutable_end_time() = NowTimestamp();
+      (void)SaveLocked(*e);
       spdlog::warn("experiment {} was running when yolod stopped: INTERRUPTED", id);
     } else if (e->exp.state() == v1::QUEUED) {
       queue_.push_back(id);
@@ -123,16 +170,21 @@ absl::Status ExperimentManager::Recover() {
   return absl::OkStatus();
 }
 
-void ExperimentManager::SaveLocked(Entry& e) {
+std::string ExperimentManager::RunDirOf(const std::string& id) const {
+  return (fs::path(RunsDir()) / id).string();
+}
+
+absl::Status ExperimentManager::SaveLocked(Entry& e) {
   std::string json;
   google::protobuf::util::JsonPrintOptions opts;
   opts.add_whitespace = true;
   opts.preserve_proto_field_names = true;
   auto st = google::protobuf::util::MessageToJsonString(e.exp, &json, opts);
-  const std::string path = (fs::path(e.exp.run_dir()) / "experiment.json").string();
+  const std::string path = (fs::path(RunDirOf(e.exp.id())) / "experiment.json").string();
   absl::Status written =
       st.ok() ? WriteFileAtomic(path, json) : absl::InternalError(std::string(st.message()));
   if (!written.ok()) spdlog::error("cannot save {}: {}", path, std::string(written.message()));
+  return written;
 }
 
 void ExperimentManager::PublishLocked(const std::string& id, const v1::ExperimentEvent& event) {
@@ -149,7 +201,7 @@ void ExperimentManager::PublishLocked(const std::string& id, const v1::Experimen
 }
 
 void ExperimentManager::PublishStateLocked(Entry& e) {
-  SaveLocked(e);
+  (void)SaveLocked(e);  // logged; the state in memory is still the truth for this run
   v1::ExperimentEvent event = EventNow();
   *event.mutable_experiment() = e.exp;
   PublishLocked(e.exp.id(), event);
@@ -184,12 +236,13 @@ void ExperimentManager::EndWatchesLocked(Entry& e) {
 absl::StatusOr<ExperimentManager::Entry*> ExperimentManager::FindLocked(const std::string& id) {
   auto it = entries_.find(id);
   if (it == entries_.end()) {
-    return absl::NotFoundError(absl::StrCat("experiment '", id.substr(0, 80), "' not found"));
+    return absl::NotFoundError(absl::StrCat("experiment '", Printable(id), "' not found"));
   }
   return it->second.get();
 }
 
-absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec& spec) {
+absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec& spec,
+                                                        const std::function<bool()>& cancelled) {
   std::map<std::string, std::string> args(spec.args().begin(), spec.args().end());
   const auto device = args.find("device");
   SpecCheckOptions check = defaults_(device == args.end() ? "" : device->second);
@@ -197,6 +250,9 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
   check.has_gpu = options_.has_gpu;
   ASSIGN_OR_RETURN(CheckedSpec checked, CheckSpec(spec.name(), args, check));
 
+  if (cancelled && cancelled()) {
+    return absl::CancelledError("the client gave up before the experiment was queued");
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) return absl::UnavailableError("yolod is shutting down");
   std::string id = NewId();
@@ -206,18 +262,27 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
   *e->exp.mutable_spec() = spec;
   e->exp.set_state(v1::QUEUED);
   e->exp.set_reason("waiting for a free slot on its device");
-  *e->exp.mutable_create_time() = TimeUtil::GetCurrentTime();
-  e->exp.set_run_dir((fs::path(RunsDir()) / id).string());
+  *e->exp.mutable_create_time() = NowTimestamp();
+  e->exp.set_sequence(last_sequence_ + 1);
+  e->exp.set_run_dir(RunDirOf(id));
   e->exp.set_device(checked.device);
   for (const auto& [k, v] : checked.args) (*e->exp.mutable_resolved_args())[k] = v;
   std::error_code ec;
   fs::create_directories(e->exp.run_dir(), ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create ", e->exp.run_dir()));
-  SaveLocked(*e);
+  if (ec) {
+    return absl::InternalError(absl::StrCat("the experiment was not queued: cannot create ",
+                                            e->exp.run_dir(), ": ", ec.message()));
+  }
+  if (absl::Status saved = SaveLocked(*e); !saved.ok()) {
+    fs::remove_all(e->exp.run_dir(), ec);
+    return absl::Status(saved.code(),
+                        absl::StrCat("the experiment was not queued: ", saved.message()));
+  }
+  last_sequence_ = e->exp.sequence();
   v1::Experiment out = e->exp;
   entries_[id] = std::move(e);
   queue_.push_back(id);
-  spdlog::info("experiment {} queued on {} ({})", id, checked.device, spec.name());
+  spdlog::info("experiment {} queued on {} ({})", id, checked.device, Printable(spec.name()));
   cv_.notify_all();
   return out;
 }
@@ -226,7 +291,7 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Get(const std::string& id) con
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   if (it == entries_.end()) {
-    return absl::NotFoundError(absl::StrCat("experiment '", id.substr(0, 80), "' not found"));
+    return absl::NotFoundError(absl::StrCat("experiment '", Printable(id), "' not found"));
   }
   return it->second->exp;
 }
@@ -236,8 +301,11 @@ std::vector<v1::Experiment> ExperimentManager::List() const {
   std::vector<v1::Experiment> out;
   for (const auto& [id, e] : entries_) out.push_back(e->exp);
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-    return TimeUtil::TimestampToNanoseconds(a.create_time()) <
-           TimeUtil::TimestampToNanoseconds(b.create_time());
+    const auto key = [](const v1::Experiment& x) {
+      return std::make_tuple(x.sequence(), TimeUtil::TimestampToNanoseconds(x.create_time()),
+                             x.id());
+    };
+    return key(a) < key(b);
   });
   return out;
 }
@@ -249,7 +317,7 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Stop(const std::string& id) {
     queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
     e->exp.set_state(v1::STOPPED);
     e->exp.set_reason("stopped by request before it started");
-    *e->exp.mutable_end_time() = TimeUtil::GetCurrentTime();
+    *e->exp.mutable_end_time() = NowTimestamp();
     PublishStateLocked(*e);
     return e->exp;
   }
@@ -308,11 +376,16 @@ absl::Status ExperimentManager::Delete(const std::string& id) {
       return absl::FailedPreconditionError(absl::StrCat(
           "experiment ", id, " is ", v1::ExperimentState_Name(e->exp.state()), ": stop it first"));
     }
-    dir = e->exp.run_dir();
+    dir = RunDirOf(id);
     entries_.erase(id);
   }
   std::error_code ec;
-  fs::remove_all(dir, ec);
+  // remove_all never follows symlinks below the folder; the folder itself must be one too.
+  if (fs::is_symlink(fs::symlink_status(dir, ec))) {
+    fs::remove(dir, ec);
+  } else {
+    fs::remove_all(dir, ec);
+  }
   if (ec) return absl::InternalError(absl::StrCat("cannot remove ", dir, ": ", ec.message()));
   spdlog::info("experiment {} deleted with {}", id, dir);
   return absl::OkStatus();
@@ -418,6 +491,9 @@ void ExperimentManager::SchedulerLoop() {
     launch.socket_path = (fs::path(options_.state_dir) / "worker.sock").string();
     launch.experiment_id = id;
     launch.nice = options_.worker_nice;
+    launch.allowed_roots = options_.allowed_roots;
+    e.secret = NewSecret();
+    launch.secret = e.secret;
     const fs::path last = fs::path(e.exp.run_dir()) / "weights" / "last.pt";
     if (e.exp.rounds() > 0 && fs::exists(last)) {
       launch.args["resume"] = last.string();
@@ -428,13 +504,13 @@ void ExperimentManager::SchedulerLoop() {
       launch.args["exist_ok"] = "True";
     }
     auto pid = SpawnWorker(launch);
-    *e.exp.mutable_start_time() = TimeUtil::GetCurrentTime();
+    *e.exp.mutable_start_time() = NowTimestamp();
     e.exp.set_rounds(e.exp.rounds() + 1);
     e.exp.clear_progress();
     if (!pid.ok()) {
       e.exp.set_state(v1::FAILED);
       e.exp.set_reason(std::string(pid.status().message()));
-      *e.exp.mutable_end_time() = TimeUtil::GetCurrentTime();
+      *e.exp.mutable_end_time() = NowTimestamp();
       PublishStateLocked(e);
       continue;
     }
@@ -460,11 +536,12 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
   if (it != entries_.end()) {
     Entry& e = *it->second;
     e.pid = 0;
+    e.secret.clear();
     e.session = nullptr;
     e.exp.set_last_exit(end.exit);
     e.exp.set_exit_code(end.code);
     e.exp.set_exit_signal(end.signal);
-    *e.exp.mutable_end_time() = TimeUtil::GetCurrentTime();
+    *e.exp.mutable_end_time() = NowTimestamp();
     const std::string log = (fs::path(e.exp.run_dir()) / "train.log").string();
     if (end.exit == v1::WORKER_SUCCEEDED) {
       e.exp.set_state(v1::SUCCEEDED);

@@ -52,16 +52,22 @@ class ExperimentManager {
   using DefaultsFn = std::function<SpecCheckOptions(const std::string& device_hint)>;
 
   // Loads every experiment under <state_dir>/runs: RUNNING ones become INTERRUPTED (yolod
-  // stopped while they ran), QUEUED ones are queued again in their order.
+  // stopped while they ran), QUEUED ones are queued again in their order of arrival. A folder
+  // whose name is not an experiment id, or whose experiment.json is unreadable or names
+  // another id, is left alone and logged.
   static absl::StatusOr<std::unique_ptr<ExperimentManager>> Create(ManagerOptions options,
                                                                    DefaultsFn defaults);
   ~ExperimentManager();
 
-  absl::StatusOr<v1::Experiment> Start(const v1::ExperimentSpec& spec);
+  // Queues an experiment; OK only once its experiment.json is on disk. When `cancelled` says
+  // so after the spec was checked (the client gave up), nothing is created: CANCELLED.
+  absl::StatusOr<v1::Experiment> Start(const v1::ExperimentSpec& spec,
+                                       const std::function<bool()>& cancelled = {});
   absl::StatusOr<v1::Experiment> Get(const std::string& id) const;
   std::vector<v1::Experiment> List() const;
   absl::StatusOr<v1::Experiment> Stop(const std::string& id);
   absl::StatusOr<v1::Experiment> Resume(const std::string& id);
+  // Removes a final experiment and its run folder (never following a symlink out of it).
   absl::Status Delete(const std::string& id);
 
   // train.log from byte `offset`, at most `max_bytes`; sets *next_offset.
@@ -77,8 +83,13 @@ class ExperimentManager {
                                 std::function<void()> on_end);
   void Unwatch(int64_t handle);
 
-  // The worker channel.
-  void AttachWorker(const std::string& id, pid_t pid, WorkerSession* session);
+  // The worker channel. A hello is accepted only from the process spawned for `id` (its pid
+  // as the hello says and as the kernel says, `peer_pid`), with the secret it was given, and
+  // only once per worker; false (and logged) otherwise.
+  bool AttachWorker(const std::string& id, pid_t pid, const std::string& secret, pid_t peer_pid,
+                    WorkerSession* session);
+  // Whether `pid` is a worker yolod started and has not reaped yet.
+  bool IsWorkerPid(pid_t pid) const;
   void DetachWorker(WorkerSession* session);
   void OnWorkerMessage(WorkerSession* session, const v1::WorkerMessage& message);
 
@@ -97,6 +108,7 @@ class ExperimentManager {
   struct Entry {
     v1::Experiment exp;
     pid_t pid = 0;                     // while its worker runs
+    std::string secret;                // the running worker's one-time secret
     WorkerSession* session = nullptr;  // once its worker said hello
     bool stop_requested = false;
     v1::WorkerMemoryStats memory;                              // as the worker last reported
@@ -116,10 +128,12 @@ class ExperimentManager {
   void SchedulerLoop();
   void WaitForWorker(std::string id, pid_t pid);
   void TickerLoop();
-  // Persist and publish; caller holds mu_.
-  void SaveLocked(Entry& e);
+  // Persist and publish; caller holds mu_. A failed save is logged, and returned.
+  absl::Status SaveLocked(Entry& e);
   void PublishLocked(const std::string& id, const v1::ExperimentEvent& event);
   void PublishStateLocked(Entry& e);
+  // <state_dir>/runs/<id>: derived from the id, never read back from experiment.json.
+  std::string RunDirOf(const std::string& id) const;
   void EndWatchesLocked(Entry& e);  // for a final state: sends the rest of the log, ends them
   absl::StatusOr<Entry*> FindLocked(const std::string& id);
 
@@ -131,6 +145,7 @@ class ExperimentManager {
   std::deque<std::string> queue_;
   std::map<int64_t, std::unique_ptr<Watcher>> watchers_;
   int64_t next_watch_ = 1;
+  int64_t last_sequence_ = 0;  // of the newest experiment
   int64_t next_cleanup_ = 1;
   std::condition_variable cleanup_cv_;
   bool shutting_down_ = false;

@@ -5,18 +5,43 @@
 #include <csignal>
 
 #include "absl/strings/str_cat.h"
+#include "common/secret.h"
+#include "common/user_path.h"
+#include "server/experiments/clock.h"
 #include "server/experiments/experiment_manager.h"
 #include "server/memory/proc_probe.h"
 
 namespace yolo {
 using google::protobuf::util::TimeUtil;
 
-void ExperimentManager::AttachWorker(const std::string& id, pid_t pid, WorkerSession* session) {
+bool ExperimentManager::IsWorkerPid(pid_t pid) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, e] : entries_) {
+    if (pid > 0 && e->pid == pid) return true;
+  }
+  return false;
+}
+
+bool ExperimentManager::AttachWorker(const std::string& id, pid_t pid, const std::string& secret,
+                                     pid_t peer_pid, WorkerSession* session) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
-  if (it == entries_.end() || it->second->pid != pid) {
-    spdlog::warn("worker pid {} says it runs {}, which yolod did not start; ignored", pid, id);
-    return;
+  const char* refused = nullptr;
+  if (it == entries_.end() || it->second->pid <= 0) {
+    refused = "yolod runs no worker for it";
+  } else if (pid != it->second->pid || peer_pid != it->second->pid) {
+    refused = "it is not the process yolod started for it";
+  } else if (it->second->secret.empty() || !SecretsEqual(secret, it->second->secret)) {
+    refused = "wrong secret";
+  } else if (it->second->session != nullptr) {
+    refused = "its worker is attached already";
+  }
+  if (refused != nullptr) {
+    spdlog::warn(
+        "worker channel: refused a hello for experiment '{}' (pid {} says, pid {} "
+        "connected): {}",
+        Printable(id), pid, peer_pid, refused);
+    return false;
   }
   it->second->session = session;
   if (it->second->stop_requested || shutting_down_) {
@@ -24,6 +49,7 @@ void ExperimentManager::AttachWorker(const std::string& id, pid_t pid, WorkerSes
     stop.mutable_stop();
     session->Send(stop);
   }
+  return true;
 }
 
 void ExperimentManager::DetachWorker(WorkerSession* session) {
@@ -44,15 +70,15 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
   if (message.has_progress()) {
     *e->exp.mutable_progress() = message.progress();
     v1::ExperimentEvent event;
-    *event.mutable_time() = TimeUtil::GetCurrentTime();
+    *event.mutable_time() = NowTimestamp();
     *event.mutable_progress() = message.progress();
     PublishLocked(e->exp.id(), event);
   } else if (message.has_epoch()) {
     *e->exp.mutable_last_epoch() = message.epoch();
     e->exp.set_epochs_completed(message.epoch().epoch());
-    SaveLocked(*e);
+    (void)SaveLocked(*e);  // logged; the next epoch saves again
     v1::ExperimentEvent event;
-    *event.mutable_time() = TimeUtil::GetCurrentTime();
+    *event.mutable_time() = NowTimestamp();
     *event.mutable_epoch() = message.epoch();
     PublishLocked(e->exp.id(), event);
   } else if (message.has_memory()) {

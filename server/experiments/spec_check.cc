@@ -1,18 +1,18 @@
 #include "server/experiments/spec_check.h"
 
-#include <filesystem>
 #include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/data_config.h"
 #include "common/status_macros.h"
 #include "common/train_args.h"
+#include "common/user_path.h"
 
 namespace yolo {
-namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kMaxName = 128;
@@ -23,7 +23,7 @@ absl::Status Bad(const std::string& field, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat("field '", field, "': ", why));
 }
 
-std::string Clip(const std::string& s) { return s.size() > 80 ? s.substr(0, 80) + "..." : s; }
+std::string Clip(const std::string& s) { return Printable(s); }
 
 bool IsScaleName(const std::string& model) {
   static const std::set<std::string> kScales = {"yolov8n", "yolov8s", "yolov8m", "yolov8l",
@@ -33,28 +33,34 @@ bool IsScaleName(const std::string& model) {
   return kScales.count(m) > 0;
 }
 
-}  // namespace
-
-bool UnderAllowedRoots(const std::string& path, const std::vector<std::string>& roots) {
-  if (roots.empty()) return true;
-  std::error_code ec;
-  const fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
-  for (const std::string& root : roots) {
-    const fs::path r = fs::weakly_canonical(fs::absolute(root), ec);
-    auto rel = p.lexically_relative(r);
-    if (!rel.empty() && *rel.begin() != "..") return true;
-  }
-  return false;
+// A path the spec names, resolved and checked (see ResolveUserPath); any failure is the spec's
+// INVALID_ARGUMENT naming the field.
+absl::StatusOr<std::string> CheckedPath(const std::string& field, const std::string& path,
+                                        PathKind kind, const std::vector<std::string>& roots) {
+  auto resolved = ResolveUserPath(field, path, kind, roots);
+  if (!resolved.ok()) return absl::InvalidArgumentError(resolved.status().message());
+  return resolved;
 }
+
+}  // namespace
 
 absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
                                       const std::map<std::string, std::string>& args,
                                       const SpecCheckOptions& options) {
   if (name.size() > kMaxName) return Bad("name", absl::StrCat("longer than ", kMaxName));
+  if (!IsPrintableText(name)) {
+    return Bad("name", absl::StrCat("'", Clip(name),
+                                    "' must be printable text (no control "
+                                    "characters, newlines or terminal escapes)"));
+  }
   if (args.size() > kMaxArgs) return Bad("args", absl::StrCat("more than ", kMaxArgs, " entries"));
   for (const auto& [key, value] : args) {
-    if (key.size() > kMaxName) return Bad(Clip(key), "not a trainer argument");
-    if (value.size() > kMaxValue) return Bad(key, absl::StrCat("longer than ", kMaxValue));
+    if (key.size() > kMaxName || !IsPrintableText(key)) {
+      return Bad(Clip(key), "not a trainer argument");
+    }
+    if (value.size() > kMaxValue) {
+      return Bad(key, absl::StrCat("'", Clip(value), "' is longer than ", kMaxValue, " bytes"));
+    }
     if (IsReservedArg(key)) return Bad(key, "set by yolod (the run folder is its own)");
   }
 
@@ -67,7 +73,9 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
     for (const auto& [key, value] : layer) {
       absl::Status s = parsed.Set(key, value);
       if (!s.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat(origin, "field '", key, "': ", s.message()));
+        absl::string_view why = s.message();
+        absl::ConsumePrefix(&why, absl::StrCat("argument '", key, "': "));  // said once below
+        return absl::InvalidArgumentError(absl::StrCat(origin, "field '", key, "': ", why));
       }
       out.args[key] = parsed.Raw(key);
     }
@@ -115,27 +123,32 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
       return Bad("model", absl::StrCat("'", Clip(model),
                                        "' is neither yolov8n/s/m/l/x(.yaml) nor a .pt checkpoint"));
     }
-    std::error_code ec;
-    if (!fs::is_regular_file(model, ec)) {
-      return Bad("model", absl::StrCat("checkpoint '", Clip(model), "' does not exist"));
-    }
-    if (!UnderAllowedRoots(model, options.allowed_roots)) {
-      return Bad("model", absl::StrCat("'", Clip(model), "' is outside the allowed roots"));
-    }
-    out.args["model"] = fs::absolute(model).lexically_normal().string();
+    ASSIGN_OR_RETURN(out.args["model"],
+                     CheckedPath("model", model, PathKind::kFile, options.allowed_roots));
   }
 
   const std::string data = parsed.GetString("data");
   if (data.empty()) return Bad("data", "required: the path of a data.yaml");
-  if (!UnderAllowedRoots(data, options.allowed_roots)) {
-    return Bad("data", absl::StrCat("'", Clip(data), "' is outside the allowed roots"));
-  }
-  auto config = LoadDataConfig(data);
+  ASSIGN_OR_RETURN(const std::string data_path,
+                   CheckedPath("data", data, PathKind::kFile, options.allowed_roots));
+  auto config = LoadDataConfig(data_path);
   if (!config.ok()) return Bad("data", std::string(config.status().message()));
   if (config->train.empty() || config->val.empty()) {
-    return Bad("data", absl::StrCat(data, " needs both 'train' and 'val'"));
+    return Bad("data", absl::StrCat(Clip(data_path), " needs both 'train' and 'val'"));
   }
-  out.args["data"] = fs::absolute(data).lexically_normal().string();
+  // The folders and lists data.yaml names are the client's paths too. (The images inside
+  // them are checked against the roots by the worker, which lists them.)
+  for (const auto* sources : {&config->train, &config->val, &config->test}) {
+    for (const std::string& source : *sources) {
+      auto checked =
+          ResolveUserPath("data", source, PathKind::kFileOrDirectory, options.allowed_roots);
+      if (!checked.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            checked.status().message(), " (a dataset source of ", Clip(data_path), ")"));
+      }
+    }
+  }
+  out.args["data"] = data_path;
   return out;
 }
 

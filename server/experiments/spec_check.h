@@ -28,12 +28,12 @@ struct CheckedSpec {
 // INVALID_ARGUMENT naming the field for any bad value: unknown keys, values of the wrong type,
 // imgsz not a multiple of 32 in [32, 4096], batch not -1 or >= 1, epochs < 1, an unknown device
 // (mps is refused on Linux), a model that is neither a scale nor a readable checkpoint, a
-// data.yaml that does not exist or does not parse, paths outside the allowed roots.
+// data.yaml that does not exist or does not parse, a dataset source that does not exist, paths
+// (resolved, see ResolveUserPath) outside the allowed roots. The checked args hold the resolved
+// paths of `data` and `model`: the ones the worker is to open. Stats files and reads data.yaml
+// only (bounded, never blocking on a FIFO).
 absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
                                       const std::map<std::string, std::string>& args,
                                       const SpecCheckOptions& options);
-
-// Whether `path` (made absolute and normal) lies under one of `roots` (all allowed if empty).
-bool UnderAllowedRoots(const std::string& path, const std::vector<std::string>& roots);
 
 }  // namespace yolo

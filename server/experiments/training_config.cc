@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 #include "common/train_args.h"
+#include "common/yaml_file.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -41,8 +42,10 @@ absl::StatusOr<std::unique_ptr<TrainingConfigStore>> TrainingConfigStore::Open(
   std::unique_ptr<TrainingConfigStore> store(
       new TrainingConfigStore((fs::path(state_dir) / "training_config.yaml").string()));
   if (!fs::exists(store->path_)) return store;
+  auto loaded = LoadYamlFile(store->path_);
+  if (!loaded.ok()) return loaded.status();
   try {
-    YAML::Node node = YAML::LoadFile(store->path_);
+    const YAML::Node node = *loaded;
     if (!node.IsMap() && !node.IsNull()) {
       return absl::InvalidArgumentError(absl::StrCat(store->path_, ": expected key: value lines"));
     }
@@ -54,7 +57,7 @@ absl::StatusOr<std::unique_ptr<TrainingConfigStore>> TrainingConfigStore::Open(
       if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat(store->path_, ": ", s.message()));
       store->defaults_[key] = check.Raw(key);
     }
-  } catch (const YAML::Exception& e) {
+  } catch (const std::exception& e) {  // yaml-cpp's conversions
     return absl::InvalidArgumentError(absl::StrCat(store->path_, ": ", e.what()));
   }
   return store;

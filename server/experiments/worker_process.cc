@@ -12,6 +12,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 
 extern char** environ;
@@ -30,6 +31,8 @@ absl::StatusOr<pid_t> SpawnWorker(const WorkerLaunch& launch) {
   env_s.push_back(absl::StrCat("YOLOD_EXPERIMENT_ID=", launch.experiment_id));
   env_s.push_back(absl::StrCat("YOLOD_PID=", getpid()));
   env_s.push_back(absl::StrCat("YOLOD_WORKER_NICE=", launch.nice));
+  env_s.push_back(absl::StrCat("YOLOD_WORKER_SECRET=", launch.secret));
+  env_s.push_back(absl::StrCat("YOLOD_ALLOWED_ROOTS=", absl::StrJoin(launch.allowed_roots, "\n")));
   std::vector<char*> argv, envp;
   for (auto& s : argv_s) argv.push_back(s.data());
   argv.push_back(nullptr);

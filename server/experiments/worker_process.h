@@ -5,6 +5,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "yolo/v1/experiment.pb.h"
@@ -17,12 +18,16 @@ struct WorkerLaunch {
   std::string log_path;                     // stdout and stderr are appended here (train.log)
   std::string socket_path;                  // yolod's worker channel
   std::string experiment_id;
-  int nice = 0;  // the worker lowers its priority to this (YOLOD_WORKER_NICE)
+  std::string secret;  // YOLOD_WORKER_SECRET: the worker proves who it is with it
+  int nice = 0;        // the worker lowers its priority to this (YOLOD_WORKER_NICE)
+  // The folders every image must lie under (YOLOD_ALLOWED_ROOTS, one per line); empty: any.
+  std::vector<std::string> allowed_roots;
 };
 
 // Spawns the worker in its own process group, with default signal handling, no inherited file
 // descriptors beyond stdin/stdout/stderr, and YOLOD_WORKER_SOCKET, YOLOD_EXPERIMENT_ID,
-// YOLOD_PID and YOLOD_WORKER_NICE set.
+// YOLOD_PID, YOLOD_WORKER_NICE, YOLOD_ALLOWED_ROOTS and YOLOD_WORKER_SECRET set (the secret
+// in the environment, never on the command line, which every user can read).
 // Call it from a thread that lives as long as yolod: the worker asks the kernel for SIGTERM
 // when that thread ends (PR_SET_PDEATHSIG).
 absl::StatusOr<pid_t> SpawnWorker(const WorkerLaunch& launch);

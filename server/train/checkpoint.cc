@@ -1,16 +1,32 @@
 #include "server/train/checkpoint.h"
 
+#include <fcntl.h>
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/atomic_file.h"
 
 namespace yolo {
 
 constexpr const char* kFormat = "yolod-checkpoint-1";
+
+namespace {
+
+// "no space left on device writing last.pt (/runs/x/weights/last.pt)"
+absl::Status WriteError(const std::string& path, int error) {
+  return absl::UnavailableError(
+      absl::StrCat(absl::AsciiStrToLower(std::strerror(error)), " writing ",
+                   std::filesystem::path(path).filename().string(), " (", path, ")"));
+}
+
+}  // namespace
 
 absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
                             DetectionModel& model, DetectionModel* ema,
@@ -41,7 +57,31 @@ absl::Status SaveCheckpoint(const std::string& path, const CheckpointMeta& meta,
       optimizer->save(opt_archive);
       archive.write("optimizer", opt_archive);
     }
-    archive.save_to(temp);
+    // Through our own writer: LibTorch's file writer throws from its destructor when the disk
+    // is full, which ends the process. Ours never fails inside LibTorch; it keeps the first
+    // error and the checkpoint is refused below.
+    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return WriteError(path, errno);
+    int error = 0;
+    archive.save_to([&](const void* data, size_t n) -> size_t {
+      const char* p = static_cast<const char*>(data);
+      for (size_t left = n; left > 0 && error == 0;) {
+        const ssize_t w = ::write(fd, p, left);
+        if (w < 0 && errno == EINTR) continue;
+        if (w < 0) {
+          error = errno;
+        } else {
+          p += w;
+          left -= static_cast<size_t>(w);
+        }
+      }
+      return n;
+    });
+    if (::close(fd) != 0 && error == 0) error = errno;
+    if (error != 0) {
+      ::unlink(temp.c_str());
+      return WriteError(path, error);
+    }
   } catch (const std::exception& e) {
     std::error_code ec;
     std::filesystem::remove(temp, ec);

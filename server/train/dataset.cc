@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr int kMinImageSide = 10;
+constexpr size_t kMaxLabelFileBytes = 16u << 20;
 
 }  // namespace
 
@@ -129,57 +130,86 @@ std::string DatasetScan::Summary() const {
                       " bad label lines, ", duplicates, " duplicate labels");
 }
 
+namespace {
+
+// What the scan found for one image.
+struct ScanSlot {
+  bool ok = false;
+  ImageRecord record;
+  LabelParseResult labels;
+  std::string warning;  // skipped, and why
+  absl::Status error;   // the whole scan fails
+};
+
+void ScanImage(const std::string& path, int nc, bool single_cls, ScanSlot* slot) {
+  slot->record.path = path;
+  cv::Mat image = cv::imread(path, cv::IMREAD_COLOR);
+  if (image.empty()) {
+    slot->warning = absl::StrCat(path, ": cannot be decoded as an image, skipped");
+    return;
+  }
+  if (image.cols < kMinImageSide || image.rows < kMinImageSide) {
+    slot->warning = absl::StrCat(path, ": image is ", image.cols, "x", image.rows,
+                                 ", smaller than 10 px, skipped");
+    return;
+  }
+  slot->record.width = image.cols;
+  slot->record.height = image.rows;
+  const std::string label_path = LabelPathForImage(path);
+  std::string text;
+  std::error_code ec;
+  if (fs::exists(label_path, ec)) {
+    absl::Status read = ReadFile(label_path, &text, kMaxLabelFileBytes);
+    if (!read.ok()) {
+      slot->error = read;
+      return;
+    }
+  }
+  auto parsed = ParseLabels(text, label_path, nc);
+  if (!parsed.ok()) {
+    slot->error = parsed.status();
+    return;
+  }
+  slot->labels = std::move(*parsed);
+  slot->record.labels = slot->labels.boxes;
+  if (single_cls) {
+    for (BoxLabel& b : slot->record.labels) b.cls = 0;
+  }
+  slot->ok = true;
+}
+
+// ScanImage, with whatever OpenCV or the allocator throws as the slot's error: an exception
+// thrown on a pool thread would end the process.
+void ScanImageCatching(const std::string& path, int nc, bool single_cls, ScanSlot* slot) {
+  try {
+    ScanImage(path, nc, single_cls, slot);
+  } catch (const std::bad_alloc&) {
+    slot->error = absl::ResourceExhaustedError(
+        absl::StrCat("out of memory reading ", path, " (std::bad_alloc)"));
+  } catch (const cv::Exception& e) {
+    slot->error = e.code == cv::Error::StsNoMem
+                      ? absl::ResourceExhaustedError(
+                            absl::StrCat("out of memory reading ", path, ": ", e.what()))
+                      : absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
+  } catch (const std::exception& e) {
+    slot->error = absl::InvalidArgumentError(absl::StrCat(path, ": ", e.what()));
+  }
+}
+
+}  // namespace
+
 absl::StatusOr<DatasetScan> ScanDataset(const std::vector<std::string>& sources, int nc,
-                                        bool single_cls, int threads) {
-  auto listed = ListImages(sources);
+                                        bool single_cls, int threads,
+                                        const std::vector<std::string>& allowed_roots) {
+  auto listed = ListImages(sources, allowed_roots);
   if (!listed.ok()) return listed.status();
   const std::vector<std::string>& paths = *listed;
 
-  struct Slot {
-    bool ok = false;
-    ImageRecord record;
-    LabelParseResult labels;
-    std::string warning;
-    absl::Status error;
-  };
-  std::vector<Slot> slots(paths.size());
+  std::vector<ScanSlot> slots(paths.size());
   std::atomic<size_t> next{0};
   auto work = [&]() {
     for (size_t i = next++; i < paths.size(); i = next++) {
-      Slot& slot = slots[i];
-      slot.record.path = paths[i];
-      cv::Mat image = cv::imread(paths[i], cv::IMREAD_COLOR);
-      if (image.empty()) {
-        slot.warning = absl::StrCat(paths[i], ": cannot be decoded as an image, skipped");
-        continue;
-      }
-      if (image.cols < kMinImageSide || image.rows < kMinImageSide) {
-        slot.warning = absl::StrCat(paths[i], ": image is ", image.cols, "x", image.rows,
-                                    ", smaller than 10 px, skipped");
-        continue;
-      }
-      slot.record.width = image.cols;
-      slot.record.height = image.rows;
-      const std::string label_path = LabelPathForImage(paths[i]);
-      std::string text;
-      if (fs::exists(label_path)) {
-        absl::Status read = ReadFile(label_path, &text);
-        if (!read.ok()) {
-          slot.error = read;
-          continue;
-        }
-      }
-      auto parsed = ParseLabels(text, label_path, nc);
-      if (!parsed.ok()) {
-        slot.error = parsed.status();
-        continue;
-      }
-      slot.labels = std::move(*parsed);
-      slot.record.labels = slot.labels.boxes;
-      if (single_cls) {
-        for (BoxLabel& b : slot.record.labels) b.cls = 0;
-      }
-      slot.ok = true;
+      ScanImageCatching(paths[i], nc, single_cls, &slots[i]);
     }
   };
   std::vector<std::thread> pool;
@@ -189,7 +219,7 @@ absl::StatusOr<DatasetScan> ScanDataset(const std::vector<std::string>& sources,
 
   DatasetScan scan;
   scan.found = static_cast<int>(paths.size());
-  for (Slot& slot : slots) {
+  for (ScanSlot& slot : slots) {
     if (!slot.error.ok()) return slot.error;
     for (const std::string& w : slot.labels.warnings) spdlog::warn("{}", w);
     scan.skipped_lines += slot.labels.skipped_lines;

@@ -57,8 +57,10 @@ struct DatasetScan {
 
 // Lists, verifies and labels every image of `sources`, on `threads` threads. Warnings (bad
 // images and lines, each naming its file and line) go to the log. An error if nothing usable
-// is left, a source is missing, or a class id is out of range.
+// is left, a source is missing, an image lies outside `allowed_roots` (when not empty), or a
+// class id is out of range.
 absl::StatusOr<DatasetScan> ScanDataset(const std::vector<std::string>& sources, int nc,
-                                        bool single_cls, int threads);
+                                        bool single_cls, int threads,
+                                        const std::vector<std::string>& allowed_roots = {});
 
 }  // namespace yolo

@@ -71,6 +71,8 @@ absl::Status WriteNpy(const std::string& path, const cv::Mat& image) {
   return WriteFileAtomic(path, out);
 }
 
+constexpr int kMaxNpySide = 1 << 15;
+
 cv::Mat ReadNpy(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[10];
@@ -83,7 +85,7 @@ cv::Mat ReadNpy(const std::string& path) {
   const size_t at = header.find("'shape': (");
   if (header.find("'|u1'") == std::string::npos || at == std::string::npos ||
       std::sscanf(header.c_str() + at, "'shape': (%d, %d, %d)", &h, &w, &c) != 3 || c != 3 ||
-      h <= 0 || w <= 0) {
+      h <= 0 || w <= 0 || h > kMaxNpySide || w > kMaxNpySide) {
     return {};
   }
   cv::Mat image(h, w, CV_8UC3);
@@ -493,7 +495,8 @@ std::optional<Batch> BatchLoader::Next() {
   }
   std::unique_lock<std::mutex> lock(mu_);
   if (next_to_hand_ >= plan_.size()) return std::nullopt;
-  cv_.wait(lock, [&] { return ready_.count(next_to_hand_) > 0; });
+  cv_.wait(lock, [&] { return ready_.count(next_to_hand_) > 0 || failure_ != nullptr; });
+  if (failure_ != nullptr) std::rethrow_exception(failure_);
   Batch batch = std::move(ready_[next_to_hand_]);
   ready_.erase(next_to_hand_);
   ++next_to_hand_;
@@ -524,7 +527,15 @@ void BatchLoader::WorkerLoop() {
     const int epoch = epoch_;
     const bool mosaic = mosaic_;
     lock.unlock();
-    Batch batch = Build(plan, epoch, mosaic);
+    Batch batch;
+    try {
+      batch = Build(plan, epoch, mosaic);
+    } catch (...) {
+      lock.lock();
+      failure_ = std::current_exception();
+      cv_.notify_all();
+      return;
+    }
     lock.lock();
     if (generation == generation_) {
       ready_[slot] = std::move(batch);

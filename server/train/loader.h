@@ -9,6 +9,7 @@
 #include <c10/core/Device.h>
 
 #include <condition_variable>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -164,6 +165,9 @@ class BatchLoader {
   size_t next_to_build_ = 0;
   size_t next_to_hand_ = 0;
   std::map<size_t, Batch> ready_;
+  // What a loader thread threw (OpenCV, LibTorch, an allocation): rethrown by Next() in the
+  // training thread, whose caller turns it into an error, instead of ending the process.
+  std::exception_ptr failure_;
   bool stop_ = false;
   std::vector<std::thread> threads_;
 };

@@ -135,9 +135,11 @@ absl::Status TrainRun::Setup() {
   const int nc = data_.nc();
   const int scan_threads = std::max(threads, static_cast<int>(args_.GetInt("workers")));
   ASSIGN_OR_RETURN(DatasetScan train_scan,
-                   ScanDataset(data_.train, single_cls ? 1 << 30 : nc, single_cls, scan_threads));
+                   ScanDataset(data_.train, single_cls ? 1 << 30 : nc, single_cls, scan_threads,
+                               hooks_.allowed_roots));
   ASSIGN_OR_RETURN(DatasetScan val_scan,
-                   ScanDataset(data_.val, single_cls ? 1 << 30 : nc, single_cls, scan_threads));
+                   ScanDataset(data_.val, single_cls ? 1 << 30 : nc, single_cls, scan_threads,
+                               hooks_.allowed_roots));
   spdlog::info("train: {}", train_scan.Summary());
   spdlog::info("val: {}", val_scan.Summary());
   const double fraction = args_.GetFloat("fraction");
@@ -507,9 +509,14 @@ absl::StatusOr<TrainOutcome> Train(const TrainArgs& args, const TrainHooks& hook
     }
     return absl::InternalError(absl::StrCat("LibTorch: ", what));
   } catch (const cv::Exception& e) {
+    if (e.code == cv::Error::StsNoMem) {
+      return absl::ResourceExhaustedError(absl::StrCat("out of memory in OpenCV: ", e.what()));
+    }
     return absl::InternalError(absl::StrCat("OpenCV: ", e.what()));
   } catch (const std::bad_alloc&) {
     return absl::ResourceExhaustedError("out of memory: an allocation failed (std::bad_alloc)");
+  } catch (const std::exception& e) {  // std::filesystem and the rest of the standard library
+    return absl::InternalError(e.what());
   }
 }
 }  // namespace yolo

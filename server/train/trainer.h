@@ -5,6 +5,7 @@
 #include <atomic>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/train_args.h"
@@ -53,6 +54,9 @@ struct TrainHooks {
   // The trainer clears the flag and calls on_cleanup with what it freed.
   std::atomic<bool>* cleanup_requested = nullptr;
   std::function<void(const CleanupReport&)> on_cleanup;
+  // When not empty, every image of the dataset must lie under one of these folders (yolod's
+  // --allowed-root, which it hands to its workers).
+  std::vector<std::string> allowed_roots;
 };
 
 struct TrainOutcome {

@@ -13,13 +13,16 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
+#include <opencv2/core.hpp>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "common/train_args.h"
 #include "server/train/checkpoint.h"
 #include "server/train/cpu_allocator.h"
@@ -163,6 +166,17 @@ int RunVal(const yolo::TrainArgs& args) {
   return 0;
 }
 
+// YOLOD_WORKER_SECRET, wiped from the environment block as well, so that /proc/<pid>/environ
+// does not show it for the rest of the run.
+std::string TakeSecret() {
+  char* value = std::getenv("YOLOD_WORKER_SECRET");
+  if (value == nullptr) return "";
+  std::string secret(value);
+  std::memset(value, 'x', secret.size());
+  unsetenv("YOLOD_WORKER_SECRET");
+  return secret;
+}
+
 int RunTrain(const yolo::TrainArgs& args) {
   yolo::TrainHooks hooks;
   hooks.stop_requested = &g_stop;
@@ -175,13 +189,16 @@ int RunTrain(const yolo::TrainArgs& args) {
     if (const char* nice = std::getenv("YOLOD_WORKER_NICE")) {
       setpriority(PRIO_PROCESS, 0, std::atoi(nice));
     }
+    if (const char* roots = std::getenv("YOLOD_ALLOWED_ROOTS"); roots && *roots) {
+      hooks.allowed_roots = absl::StrSplit(roots, '\n');
+    }
   }
   std::unique_ptr<yolo::WorkerReporter> reporter;
   const char* socket = std::getenv("YOLOD_WORKER_SOCKET");
   const char* experiment = std::getenv("YOLOD_EXPERIMENT_ID");
   if (socket != nullptr && experiment != nullptr) {
     auto connected = yolo::WorkerReporter::Connect(absl::StrCat("unix:", socket), experiment,
-                                                   &g_stop, &g_cleanup);
+                                                   TakeSecret(), &g_stop, &g_cleanup);
     if (!connected.ok()) return Fail(connected.status());
     reporter = std::move(*connected);
     yolo::WorkerReporter* r = reporter.get();
@@ -241,7 +258,20 @@ int main(int argc, char** argv) {
   absl::Status parsed = args.ParseTokens(tokens);
   if (parsed.ok()) parsed = args.Set("mode", command == "info" ? "train" : command);
   if (!parsed.ok()) return Fail(parsed);
-  if (command == "info") return RunInfo(args);
-  if (command == "val") return RunVal(args);
-  return RunTrain(args);
+  // The last line of defence: whatever escaped the layers below ends the worker with a message
+  // and a code that says what happened, never with SIGABRT.
+  try {
+    if (command == "info") return RunInfo(args);
+    if (command == "val") return RunVal(args);
+    return RunTrain(args);
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory: an allocation failed (std::bad_alloc)\n");
+    return kExitOutOfMemory;
+  } catch (const cv::Exception& e) {
+    std::fprintf(stderr, "error: OpenCV: %s\n", e.what());
+    return e.code == cv::Error::StsNoMem ? kExitOutOfMemory : kExitError;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return kExitError;
+  }
 }

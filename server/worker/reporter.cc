@@ -14,8 +14,8 @@ WorkerReporter::WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* clean
     : stop_(stop), cleanup_(cleanup) {}
 
 absl::StatusOr<std::unique_ptr<WorkerReporter>> WorkerReporter::Connect(
-    const std::string& address, const std::string& experiment_id, std::atomic<bool>* stop,
-    std::atomic<bool>* cleanup) {
+    const std::string& address, const std::string& experiment_id, const std::string& secret,
+    std::atomic<bool>* stop, std::atomic<bool>* cleanup) {
   std::unique_ptr<WorkerReporter> r(new WorkerReporter(stop, cleanup));
   r->channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   if (!r->channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
@@ -26,6 +26,7 @@ absl::StatusOr<std::unique_ptr<WorkerReporter>> WorkerReporter::Connect(
   v1::WorkerMessage hello;
   hello.mutable_hello()->set_experiment_id(experiment_id);
   hello.mutable_hello()->set_pid(static_cast<int32_t>(getpid()));
+  hello.mutable_hello()->set_secret(secret);
   if (!r->stream_->Write(hello)) {
     return absl::UnavailableError(absl::StrCat("yolod at ", address, " closed the channel"));
   }

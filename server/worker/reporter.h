@@ -22,6 +22,7 @@ class WorkerReporter {
   // are set when yolod asks for them; `stop` also when the channel breaks (yolod is gone).
   static absl::StatusOr<std::unique_ptr<WorkerReporter>> Connect(const std::string& address,
                                                                  const std::string& experiment_id,
+                                                                 const std::string& secret,
                                                                  std::atomic<bool>* stop,
                                                                  std::atomic<bool>* cleanup);
   ~WorkerReporter();  // closes the stream and waits for the reader thread

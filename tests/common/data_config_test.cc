@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "tests/temp_dir.h"
 
@@ -59,6 +60,50 @@ TEST(DataConfigTest, ListsFoldersAndTxtLists) {
   EXPECT_EQ(ListImages({(d / "none").string()}).status().code(), absl::StatusCode::kNotFound);
   EXPECT_TRUE(IsImageFile("x/y.JPG"));
   EXPECT_FALSE(IsImageFile("x/y.txt"));
+}
+
+TEST(DataConfigTest, HostileFilesGetErrorsNotExceptionsOrHugeAllocations) {
+  TempDir d;
+  const std::map<std::string, std::string> cases = {
+      {"nc.yaml", "train: t\nval: v\nnc: 2000000000\n"},
+      {"id.yaml", "train: t\nval: v\nnames: {0: a, 1999999999: b}\n"},
+      {"pathlist.yaml", "path: [a, b]\ntrain: t\nval: v\nnames: [a]\n"},
+      {"pathmap.yaml", "path: {a: 1}\ntrain: t\nval: v\nnames: [a]\n"},
+      {"trainmap.yaml", "train: {a: 1}\nval: v\nnames: [a]\n"},
+      {"namesbad.yaml", "train: t\nval: v\nnames: [[a, b]]\n"},
+      {"idbad.yaml", "train: t\nval: v\nnames: {x: a}\n"},
+      {"escape.yaml", "train: t\nval: v\nnames: [\"a\\e[2J\"]\n"},
+      {"nul.yaml", "train: \"t\\0/etc\"\nval: v\nnames: [a]\n"},
+      {"scalar.yaml", "just text\n"},
+      {"alias.yaml", "train: *x\nval: v\n"},
+  };
+  for (const auto& [file, text] : cases) {
+    d.Write(file, text);
+    auto r = LoadDataConfig((d / file).string());
+    ASSERT_FALSE(r.ok()) << file;
+    EXPECT_NE(r.status().message().find(file), std::string::npos) << r.status();
+  }
+  d.Write("big.yaml", "train: t\nval: v\nnames: [a]\n#" + std::string(2 << 20, 'x') + "\n");
+  EXPECT_FALSE(LoadDataConfig((d / "big.yaml").string()).ok());
+}
+
+TEST(DataConfigTest, AllowedRootsConfineEveryListedImage) {
+  TempDir d;
+  d.Write("root/images/a.jpg", "x");
+  d.Write("out/b.jpg", "x");
+  d.Write("root/list.txt", "images/a.jpg\n" + (d / "out/b.jpg").string() + "\n");
+  fs::create_symlink(d / "out/b.jpg", d / "root/images/link.jpg");
+  const std::vector<std::string> roots = {(d / "root").string()};
+  auto list = ListImages({(d / "root/list.txt").string()}, roots);
+  EXPECT_EQ(list.status().code(), absl::StatusCode::kPermissionDenied) << list.status();
+  auto folder = ListImages({(d / "root/images").string()}, roots);
+  EXPECT_EQ(folder.status().code(), absl::StatusCode::kPermissionDenied) << folder.status();
+  fs::remove(d / "root/images/link.jpg");
+  auto ok = ListImages({(d / "root/images").string()}, roots);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->size(), 1u);
+  EXPECT_EQ(ListImages({(d / "out").string()}, roots).status().code(),
+            absl::StatusCode::kPermissionDenied);
 }
 
 }  // namespace

@@ -14,23 +14,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-fail() { echo "FAIL: $*" >&2; [[ -f $T/yolod.log ]] && tail -20 "$T/yolod.log" >&2; exit 1; }
-# wait_for SECONDS COMMAND...: polls COMMAND until it succeeds or the deadline passes.
-wait_for() {
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
-}
-# expect CODE PATTERN COMMAND...: the exit code, and PATTERN in its output.
-expect() {
-  local code=$1 pattern=$2; shift 2
-  local out rc
-  out=$("$@" 2>&1); rc=$?
-  [[ $rc == "$code" ]] || fail "'$*' exited $rc, expected $code: $out"
-  [[ -z $pattern || $out == *"$pattern"* ]] || fail "'$*' did not say '$pattern': $out"
-}
+source "$(dirname "$0")/lib.sh"
 
 STATE=$T/state
 start_yolod() {  # extra flags...
@@ -179,7 +163,7 @@ wait "$YOLOD_PID"; RC=$?
 [[ $RC == 0 ]] || fail "yolod exited $RC on SIGTERM"
 ((SECONDS - START <= 15)) || fail "yolod took $((SECONDS - START)) s to stop"
 grep -q '"state": "INTERRUPTED"' "$STATE/runs/$ID/experiment.json" || fail "not INTERRUPTED on disk"
-echo secret-token >"$T/token"
+echo secret-token >"$T/token" && chmod 600 "$T/token"
 start_yolod --token-file "$T/token"
 expect 2 "token" ctl get experiments
 expect 0 "$ID" "$YOLOCTL" -s "$SERVER" --token-file "$T/token" get experiments

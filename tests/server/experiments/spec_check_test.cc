@@ -1,6 +1,7 @@
 #include "server/experiments/spec_check.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -94,10 +95,63 @@ TEST_F(SpecCheckTest, AllowedRootsConfinePaths) {
   EXPECT_NE(Error(Args(), o).find("outside the allowed roots"), std::string::npos);
   o.allowed_roots = {dir_.string()};
   EXPECT_EQ(Error(Args(), o), "");
-  EXPECT_TRUE(UnderAllowedRoots("/a/b/c", {"/a"}));
-  EXPECT_FALSE(UnderAllowedRoots("/a/../etc/passwd", {"/a"}));
-  EXPECT_FALSE(UnderAllowedRoots("/ab/c", {"/a"}));
-  EXPECT_TRUE(UnderAllowedRoots("/anything", {}));
+  // A symlink inside the root that leads out of it is judged by where it leads.
+  fs::create_directories(dir_ / "elsewhere");
+  fs::create_symlink(dir_ / "data.yaml", dir_ / "elsewhere/link.yaml");
+  o.allowed_roots = {(dir_ / "elsewhere").string()};
+  EXPECT_NE(Error({{"data", (dir_ / "elsewhere/link.yaml").string()}}, o)
+                .find("outside the allowed roots"),
+            std::string::npos);
+}
+
+TEST_F(SpecCheckTest, SourcesNamedInDataYamlAreCheckedAgainstTheRoots) {
+  fs::create_directories(dir_ / "root");
+  std::ofstream(dir_ / "root/out.yaml")
+      << "train: /etc\nval: " << (dir_ / "root").string() << "\nnames: [a]\n";
+  std::ofstream(dir_ / "root/missing.yaml")
+      << "path: " << (dir_ / "root").string() << "\ntrain: nope\nval: .\nnames: [a]\n";
+  SpecCheckOptions o;
+  o.allowed_roots = {(dir_ / "root").string()};
+  const std::string out = Error({{"data", (dir_ / "root/out.yaml").string()}}, o);
+  EXPECT_NE(out.find("'/etc' is outside the allowed roots"), std::string::npos) << out;
+  EXPECT_NE(out.find("a dataset source of"), std::string::npos) << out;
+  EXPECT_NE(Error({{"data", (dir_ / "root/missing.yaml").string()}}, o).find("does not exist"),
+            std::string::npos);
+}
+
+TEST_F(SpecCheckTest, PathsThatAreNotPlainFilesAreRefusedWithoutBlocking) {
+  // Each of these once escaped as an exception or blocked the caller.
+  ASSERT_EQ(::mkfifo((dir_ / "fifo.yaml").c_str(), 0600), 0);
+  fs::create_symlink(dir_ / "loop_a", dir_ / "loop_b");
+  fs::create_symlink(dir_ / "loop_b", dir_ / "loop_a");
+  const std::string nul = (dir_ / "data.yaml").string() + std::string("\0/etc/passwd", 12);
+  const std::map<std::string, std::string> cases = {
+      {(dir_ / "fifo.yaml").string(), "not a regular file"},
+      {dir_.string(), "directory"},
+      {(dir_ / "loop_a").string(), "cannot be resolved"},
+      {"/proc/self/mem", "kernel interface"},
+      {"/dev/stdin", "kernel interface"},
+      {(dir_ / std::string(300, 'x')).string(), "over 255 bytes"},
+      {nul, "NUL"},
+      {(dir_ / "a\x1b[2Jb.yaml").string(), "control character"},
+  };
+  for (const auto& [path, why] : cases) {
+    const std::string e = Error({{"data", path}});
+    EXPECT_NE(e.find(why), std::string::npos) << e;
+    EXPECT_EQ(e.find('\x1b'), std::string::npos) << "the error repeats a raw escape: " << e;
+  }
+  ASSERT_EQ(::mkfifo((dir_ / "fifo.pt").c_str(), 0600), 0);
+  const std::string model = Error(Args({{"model", (dir_ / "fifo.pt").string()}}));
+  EXPECT_NE(model.find("field 'model'"), std::string::npos) << model;
+  EXPECT_NE(model.find("not a regular file"), std::string::npos) << model;
+}
+
+TEST_F(SpecCheckTest, TheWorkerGetsTheResolvedPaths) {
+  fs::create_directories(dir_ / "sub");
+  fs::create_symlink(dir_ / "data.yaml", dir_ / "sub/link.yaml");
+  auto r = CheckSpec("n", {{"data", (dir_ / "sub/../sub/link.yaml").string()}}, {});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->args.at("data"), fs::canonical(dir_ / "data.yaml").string());
 }
 
 }  // namespace

@@ -1,0 +1,20 @@
+# Helpers of the end-to-end scripts (sourced). They need T (the test's temp folder) and report
+# the tail of $T/yolod.log on failure.
+
+fail() { echo "FAIL: $*" >&2; [[ -f $T/yolod.log ]] && tail -20 "$T/yolod.log" >&2; exit 1; }
+# wait_for SECONDS COMMAND...: polls COMMAND until it succeeds or the deadline passes.
+wait_for() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
+}
+# expect CODE PATTERN COMMAND...: the exit code, and PATTERN in its output.
+expect() {
+  local code=$1 pattern=$2; shift 2
+  local out rc
+  out=$("$@" 2>&1); rc=$?
+  [[ $rc == "$code" ]] || fail "'$*' exited $rc, expected $code: $out"
+  [[ -z $pattern || $out == *"$pattern"* ]] || fail "'$*' did not say '$pattern': $out"
+}

@@ -114,6 +114,10 @@ absl::StatusOr<DataConfig> ParseDataConfig(const std::string& yaml_path) {
   if (!vals.ok()) return vals.status();
   auto test = SourcesOf(root["test"], "test", config.root, yaml_path);
   if (!test.ok()) return test.status();
+  if (train->empty() || vals->empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        yaml_path, ": field '", train->empty() ? "train" : "val", "' lists no sources"));
+  }
   config.train = *train;
   config.val = *vals;
   config.test = *test;

@@ -13,8 +13,8 @@ PACKAGES=(
   # control plane: gRPC, protobuf, abseil, Prometheus exposition
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev
-  # tests and benchmarks
-  googletest libgtest-dev libgmock-dev libbenchmark-dev
+  # tests and benchmarks; clang and its runtime for the fuzz targets (libFuzzer, sanitizers)
+  googletest libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
   prometheus python3-grpcio python3-protobuf stress-ng openssl
   # scripts
   python3 time

@@ -75,14 +75,13 @@ absl::StatusOr<LabelParseResult> ParseLabels(const std::string& text, const std:
       skip("class id is not an integer");
       continue;
     }
-    const int cls = static_cast<int>(v[0]);
-    if (cls < 0 || cls >= nc) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": class id ", cls,
+    if (v[0] < 0 || v[0] >= nc) {  // compared as a double: an int cast could overflow
+      return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": class id ", v[0],
                                                      " is out of range for nc=", nc,
                                                      " (valid ids are 0..", nc - 1, ")"));
     }
     BoxLabel box;
-    box.cls = cls;
+    box.cls = static_cast<int>(v[0]);
     bool in_range = true;
     for (size_t i = 1; i < v.size(); ++i) in_range = in_range && v[i] >= 0.0 && v[i] <= 1.0;
     if (!in_range) {

@@ -76,6 +76,7 @@ TEST(DataConfigTest, HostileFilesGetErrorsNotExceptionsOrHugeAllocations) {
       {"nul.yaml", "train: \"t\\0/etc\"\nval: v\nnames: [a]\n"},
       {"scalar.yaml", "just text\n"},
       {"alias.yaml", "train: *x\nval: v\n"},
+      {"emptyval.yaml", "train: t\nval: []\nnames: [a]\n"},
   };
   for (const auto& [file, text] : cases) {
     d.Write(file, text);

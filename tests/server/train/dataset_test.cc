@@ -6,6 +6,7 @@
 #include <fstream>
 #include <opencv2/imgcodecs.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "tests/temp_dir.h"
 
 namespace yolo {
@@ -55,6 +56,15 @@ TEST(LabelsTest, ClassIdAtOrAboveNcIsAnError) {
   EXPECT_NE(r.status().message().find("l.txt:2"), std::string::npos) << r.status();
   EXPECT_NE(r.status().message().find("nc=3"), std::string::npos);
   EXPECT_FALSE(ParseLabels("-1 0.5 0.5 0.2 0.2\n", "l.txt", 3).ok());
+}
+
+TEST(LabelsTest, AHugeClassIdIsAnErrorNotAnOverflow) {
+  // Once cast to int before the range check (undefined behaviour, found by labels_fuzzer).
+  for (const char* id : {"11111111111111", "-1e300", "1e300"}) {
+    auto r = ParseLabels(absl::StrCat(id, " 0.5 0.5 0.2 0.2\n"), "l.txt", 3);
+    ASSERT_FALSE(r.ok()) << id;
+    EXPECT_NE(r.status().message().find("out of range"), absl::string_view::npos) << r.status();
+  }
 }
 
 TEST(LabelsTest, PolygonBecomesItsBoundingBox) {

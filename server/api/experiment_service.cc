@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <thread>
 
 #include "server/api/services.h"
 #include "server/api/stream_writer.h"
@@ -8,12 +9,33 @@ namespace yolo {
 grpc::ServerUnaryReactor* ExperimentServiceImpl::StartExperiment(
     grpc::CallbackServerContext* context, const v1::StartExperimentRequest* request,
     v1::Experiment* response) {
-  return RunUnary(context, *auth_, /*mutating=*/true, [&]() -> absl::Status {
-    // A client that gave up while its spec was checked gets nothing queued.
-    auto out = manager_->Start(request->spec(), [context] { return context->IsCancelled(); });
-    if (out.ok()) *response = *std::move(out);
-    return out.status();
-  });
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  grpc::Status allowed = auth_->Check(context, /*mutating=*/true);
+  if (!allowed.ok()) {
+    reactor->Finish(allowed);
+    return reactor;
+  }
+  if (!checks_.TryStart()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                 "too many experiments being checked at once; try again"));
+    return reactor;
+  }
+  // The spec check stats and reads the files the client named: on a thread of its own, so
+  // that a slow or hung filesystem holds this call only, never a gRPC thread. A client that
+  // gave up meanwhile gets nothing queued.
+  std::thread([this, context, request, response, reactor] {
+    grpc::Status status;
+    try {
+      auto out = manager_->Start(request->spec(), [context] { return context->IsCancelled(); });
+      if (out.ok()) *response = *std::move(out);
+      status = ToGrpcStatus(out.status());
+    } catch (const std::exception& e) {
+      status = InternalErrorOf("StartExperiment", &e);
+    }
+    reactor->Finish(status);
+    checks_.Done();
+  }).detach();
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::GetExperiment(

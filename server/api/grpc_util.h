@@ -3,6 +3,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <condition_variable>
+#include <mutex>
 #include <string>
 
 #include "absl/status/status.h"
@@ -24,6 +26,36 @@ class Authorizer {
  private:
   std::string token_;
   bool open_reads_;
+};
+
+// Threads that handlers start so as not to hold a gRPC thread (work that waits, or touches
+// files a client named): at most `limit` at once, and a wait for the last one at shutdown.
+class HandlerThreads {
+ public:
+  explicit HandlerThreads(int limit) : limit_(limit) {}
+  // Counts one more thread; false (not counted) when `limit` already run.
+  bool TryStart() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (running_ >= limit_) return false;
+    ++running_;
+    return true;
+  }
+  void Done() {
+    std::lock_guard<std::mutex> lock(mu_);
+    --running_;
+    idle_.notify_all();
+  }
+  // Call after the server's Shutdown, before what the threads use goes away.
+  void WaitIdle() {
+    std::unique_lock<std::mutex> lock(mu_);
+    idle_.wait(lock, [&] { return running_ == 0; });
+  }
+
+ private:
+  const int limit_;
+  std::mutex mu_;
+  std::condition_variable idle_;
+  int running_ = 0;
 };
 
 // The status for an exception that escaped our code inside `call` (a bug: logged as one).

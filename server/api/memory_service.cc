@@ -13,24 +13,6 @@
 namespace yolo {
 using google::protobuf::util::TimeUtil;
 
-bool MemoryServiceImpl::ThreadStarted(int at_most) {
-  std::lock_guard<std::mutex> lock(threads_mu_);
-  if (at_most > 0 && threads_ >= at_most) return false;
-  ++threads_;
-  return true;
-}
-
-void MemoryServiceImpl::ThreadEnded() {
-  std::lock_guard<std::mutex> lock(threads_mu_);
-  --threads_;
-  threads_cv_.notify_all();
-}
-
-void MemoryServiceImpl::WaitIdle() {
-  std::unique_lock<std::mutex> lock(threads_mu_);
-  threads_cv_.wait(lock, [&] { return threads_ == 0; });
-}
-
 v1::MemoryReport MemoryServiceImpl::Report() const {
   v1::MemoryReport report;
   *report.mutable_time() = NowTimestamp();
@@ -76,7 +58,7 @@ grpc::ServerUnaryReactor* MemoryServiceImpl::ForceCleanup(grpc::CallbackServerCo
   const double timeout_s =
       request->timeout_seconds() > 0 ? std::min(request->timeout_seconds(), 60.0) : 10.0;
   // Waiting for the workers' answers must not hold a gRPC thread.
-  if (!ThreadStarted(kMaxWatches)) {
+  if (!threads_.TryStart()) {
     reactor->Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                                  "too many cleanups and memory watches at once; try later"));
     return reactor;
@@ -101,7 +83,7 @@ grpc::ServerUnaryReactor* MemoryServiceImpl::ForceCleanup(grpc::CallbackServerCo
     for (const auto& r : response->results()) total += r.freed_bytes();
     response->set_total_freed_bytes(total);
     reactor->Finish(grpc::Status::OK);
-    ThreadEnded();
+    threads_.Done();
   }).detach();
   return reactor;
 }
@@ -143,7 +125,7 @@ grpc::ServerWriteReactor<v1::MemoryReport>* MemoryServiceImpl::WatchMemory(
     return writer;
   }
   const double interval = asked_interval == 0 ? 1.0 : asked_interval;
-  if (!ThreadStarted(kMaxWatches)) {
+  if (!threads_.TryStart()) {
     sink.Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
                              absl::StrCat("more than ", kMaxWatches,
                                           " memory watches and cleanups at once; try later")));
@@ -163,7 +145,7 @@ grpc::ServerWriteReactor<v1::MemoryReport>* MemoryServiceImpl::WatchMemory(
       std::unique_lock<std::mutex> lock(ticker->mu);
       if (ticker->cv.wait_until(lock, next, [&] { return ticker->done; })) break;
     }
-    ThreadEnded();
+    threads_.Done();
   }).detach();
   return writer;
 }

@@ -21,6 +21,8 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
  public:
   ExperimentServiceImpl(ExperimentManager* manager, const Authorizer* auth)
       : manager_(manager), auth_(auth) {}
+  // Waits for the spec checks still running; after the server's Shutdown.
+  void WaitIdle() { checks_.WaitIdle(); }
   grpc::ServerUnaryReactor* StartExperiment(grpc::CallbackServerContext* context,
                                             const v1::StartExperimentRequest* request,
                                             v1::Experiment* response) override;
@@ -48,6 +50,9 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
  private:
   ExperimentManager* manager_;
   const Authorizer* auth_;
+  // StartExperiment's spec checks: they stat and read what the client named, so they run off
+  // the gRPC threads; a hung filesystem holds at most this many.
+  HandlerThreads checks_{16};
 };
 
 class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
@@ -66,21 +71,16 @@ class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
   v1::MemoryReport Report() const;
   // Waits until the threads that cleanups and memory watches run on have ended. Call after the
   // server's Shutdown (which cancels the watches) and before the manager goes.
-  void WaitIdle();
+  void WaitIdle() { threads_.WaitIdle(); }
 
  private:
-  // Counts a thread for WaitIdle; false (and not counted) when `at_most` (> 0) already run.
-  bool ThreadStarted(int at_most = 0);
-  void ThreadEnded();
   static constexpr double kMinInterval = 0.05, kMaxInterval = 3600;  // seconds
   static constexpr double kMaxDuration = 30 * 86400.0;
   static constexpr int kMaxWatches = 64;
 
   ExperimentManager* manager_;
   const Authorizer* auth_;
-  std::mutex threads_mu_;
-  std::condition_variable threads_cv_;
-  int threads_ = 0;
+  HandlerThreads threads_{kMaxWatches};  // cleanups and memory watches
 };
 
 class ConfigServiceImpl final : public v1::ConfigService::CallbackService {

@@ -296,7 +296,8 @@ int main(int argc, char** argv) {
   spdlog::info("{}: shutting down; running workers checkpoint and stop", strsignal(signal));
   (*manager)->Shutdown(std::chrono::seconds(12));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  memory.WaitIdle();  // its threads use the manager
+  memory.WaitIdle();  // their threads use the manager
+  experiments.WaitIdle();
   worker_listener.reset();
   worker_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   fs::remove(addr_file, ec);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, checks formatting, runs the fuzz targets for a bounded
-# time (FUZZ_SECONDS each, default 8) and every test with ctest.
+# Installs what is missing, builds, checks formatting, runs the LibTorch-free unit tests under
+# ASan and UBSan, the fuzz targets for a bounded time (FUZZ_SECONDS each, default 8) and every
+# test with ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -9,6 +10,9 @@ scripts/build.sh
 echo "== clang-format"
 mapfile -t sources < <(git ls-files '*.cc' '*.h' 2>/dev/null || find . -name '*.cc' -o -name '*.h')
 clang-format --dry-run --Werror "${sources[@]}"
+
+echo "== unit tests under AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/)"
+scripts/sanitize.sh
 
 echo "== fuzzers (${FUZZ_SECONDS:-8} s each; scripts/fuzz.sh SECONDS for longer runs)"
 scripts/fuzz.sh "${FUZZ_SECONDS:-8}"

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -40,7 +41,12 @@ std::string NewSecret() {
   size_t got = 0;
   while (got < sizeof bytes) {
     const ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n > 0) got += static_cast<size_t>(n);
+    if (n > 0) {
+      got += static_cast<size_t>(n);
+    } else if (n < 0 && errno != EINTR) {  // no getrandom: the C++ library's device instead
+      std::random_device device;
+      for (; got < sizeof bytes; ++got) bytes[got] = static_cast<unsigned char>(device());
+    }
   }
   std::string hex;
   for (unsigned char b : bytes) absl::StrAppend(&hex, absl::Hex(b, absl::kZeroPad2));
@@ -48,6 +54,12 @@ std::string NewSecret() {
 }
 
 constexpr size_t kMaxExperimentJson = 4u << 20;
+
+// The order of arrival: the sequence number, then (for experiments saved before there were
+// sequence numbers, all 0) the creation time.
+std::tuple<int64_t, int64_t, std::string> ArrivalKey(const v1::Experiment& e) {
+  return {e.sequence(), TimeUtil::TimestampToNanoseconds(e.create_time()), e.id()};
+}
 
 // "exp-" and 8 hex digits, as NewId makes them.
 bool IsExperimentId(const std::string& id) {
@@ -138,13 +150,8 @@ absl::Status ExperimentManager::Recover() {
     loaded.push_back(std::move(e));
   }
   // Order of arrival; experiments saved before sequences existed come first, by creation time.
-  std::sort(loaded.begin(), loaded.end(), [](const auto& a, const auto& b) {
-    const auto key = [](const v1::Experiment& x) {
-      return std::make_tuple(x.sequence(), TimeUtil::TimestampToNanoseconds(x.create_time()),
-                             x.id());
-    };
-    return key(a->exp) < key(b->exp);
-  });
+  std::sort(loaded.begin(), loaded.end(),
+            [](const auto& a, const auto& b) { return ArrivalKey(a->exp) < ArrivalKey(b->exp); });
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& e : loaded) {
     const std::string id = e->exp.id();
@@ -300,13 +307,8 @@ std::vector<v1::Experiment> ExperimentManager::List() const {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<v1::Experiment> out;
   for (const auto& [id, e] : entries_) out.push_back(e->exp);
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-    const auto key = [](const v1::Experiment& x) {
-      return std::make_tuple(x.sequence(), TimeUtil::TimestampToNanoseconds(x.create_time()),
-                             x.id());
-    };
-    return key(a) < key(b);
-  });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return ArrivalKey(a) < ArrivalKey(b); });
   return out;
 }
 

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, checks formatting, runs the LibTorch-free unit tests under
-# ASan and UBSan, the fuzz targets for a bounded time (FUZZ_SECONDS each, default 8) and every
-# test with ctest.
+# Installs what is missing, builds, checks formatting, runs the unit tests under ASan and UBSan,
+# the fuzz targets for a bounded time (FUZZ_SECONDS each, default 8) and every test with ctest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh

@@ -1,10 +1,16 @@
 #include <algorithm>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "server/api/services.h"
 #include "server/api/stream_writer.h"
 
 namespace yolo {
+namespace {
+
+constexpr double kMaxProgressInterval = 3600;  // seconds
+
+}  // namespace
 
 grpc::ServerUnaryReactor* ExperimentServiceImpl::StartExperiment(
     grpc::CallbackServerContext* context, const v1::StartExperimentRequest* request,
@@ -115,8 +121,15 @@ grpc::ServerWriteReactor<v1::ExperimentEvent>* ExperimentServiceImpl::WatchExper
     sink.Finish(allowed);
     return writer;
   }
-  const double interval =
-      request->progress_interval_seconds() > 0 ? request->progress_interval_seconds() : 1.0;
+  const double asked = request->progress_interval_seconds();
+  if (!(asked >= 0 && asked <= kMaxProgressInterval)) {  // NaN and infinities fail too
+    sink.Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                             absl::StrCat("field 'progress_interval_seconds': must be 0 (1 s) or "
+                                          "at most ",
+                                          kMaxProgressInterval, " seconds")));
+    return writer;
+  }
+  const double interval = asked > 0 ? asked : 1.0;
   auto watched = manager_->Watch(
       request->id(), request->logs(), request->log_offset(),
       std::chrono::milliseconds(static_cast<int64_t>(interval * 1000)),

@@ -126,6 +126,11 @@ for interval, duration in [(math.inf, 1), (1e18, 1), (math.nan, 1), (-1, 1), (1,
     refused(lambda: list(memory.WatchMemory(memory_pb2.WatchMemoryRequest(
         interval_seconds=interval, duration_seconds=duration), timeout=5)))
 
+for interval in [math.inf, 1e18, math.nan, -1]:
+    refused(lambda: list(experiments.WatchExperiment(experiment_pb2.WatchExperimentRequest(
+        id="exp-00000000", progress_interval_seconds=interval), timeout=5)),
+        says="progress_interval_seconds")
+
 # 7. A process that is not a worker says hello as an experiment: the connection is refused
 #    before gRPC reads it, and the experiment is untouched.
 victim = start({"data": DATA, "epochs": "1", "imgsz": "64", "workers": "0"}, name="victim")

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
 #include "common/user_path.h"
 
@@ -53,6 +54,8 @@ std::string Age(const google::protobuf::Timestamp& t) {
 // What yolod sends, as it may be shown on a terminal: control characters and escapes that
 // could repaint it are escaped.
 std::string Shown(const std::string& text) { return Printable(text, 1000); }
+// A whole log line, escaped the same way but never cut.
+std::string ShownLine(const std::string& line) { return Printable(line, line.size()); }
 
 std::string Arg(const v1::Experiment& e, const std::string& key) {
   auto it = e.resolved_args().find(key);
@@ -190,7 +193,9 @@ int Client::Logs(const std::string& id, bool follow) {
     v1::ExperimentLogs logs;
     grpc::Status s = experiments_->GetExperimentLogs(Context().get(), request, &logs);
     if (!s.ok()) return Fail(s);
-    std::fwrite(logs.text().data(), 1, logs.text().size(), stdout);
+    std::vector<std::string> lines = absl::StrSplit(logs.text(), '\n');
+    if (!lines.empty() && lines.back().empty()) lines.pop_back();  // the text ends with '\n'
+    for (const std::string& line : lines) std::printf("%s\n", ShownLine(line).c_str());
     if (logs.next_offset() == offset) break;
     offset = logs.next_offset();
   }
@@ -206,7 +211,7 @@ int Client::Logs(const std::string& id, bool follow) {
   v1::ExperimentState last = v1::EXPERIMENT_STATE_UNSPECIFIED;
   while (reader->Read(&event)) {
     if (event.has_log_line()) {
-      std::printf("%s\n", event.log_line().c_str());
+      std::printf("%s\n", ShownLine(event.log_line()).c_str());
       std::fflush(stdout);
     } else if (event.has_experiment()) {
       last = event.experiment().state();

@@ -134,7 +134,8 @@ absl::StatusOr<std::string> ResolveUserPath(const std::string& field, const std:
   }
   const std::string resolved(buffer);
   for (const char* kernel : {"/proc", "/sys", "/dev"}) {
-    if (UnderPrefix(resolved, kernel)) {
+    // /dev/shm is an ordinary tmpfs, where fast datasets often live.
+    if (UnderPrefix(resolved, kernel) && !UnderPrefix(resolved, "/dev/shm")) {
       return absl::InvalidArgumentError(where("is a kernel interface, not a regular file"));
     }
   }

@@ -43,6 +43,9 @@ TEST(UserPathTest, ResolvesOnceAndChecksTheResolvedPath) {
   EXPECT_FALSE(ResolveUserPath("data", d.str(), PathKind::kFile, {}).ok());
   EXPECT_TRUE(ResolveUserPath("data", d.str(), PathKind::kDirectory, {}).ok());
   EXPECT_FALSE(ResolveUserPath("data", "/dev/null", PathKind::kFileOrDirectory, {}).ok());
+  if (fs::is_directory("/dev/shm")) {  // a tmpfs, not a kernel interface
+    EXPECT_TRUE(ResolveUserPath("data", "/dev/shm", PathKind::kDirectory, {}).ok());
+  }
   // A root that is a prefix of another folder's name does not allow it.
   d.Write("rootx/c.yaml", "z");
   EXPECT_FALSE(UnderRoots(fs::canonical(d / "rootx/c.yaml").string(), roots));

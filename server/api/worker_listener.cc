@@ -61,10 +61,15 @@ WorkerListener::WorkerListener(std::string path, int listen_fd, int wake_fd, int
       server_(server),
       is_worker_(std::move(is_worker)) {}
 
-WorkerListener::~WorkerListener() {
+void WorkerListener::StopAccepting() {
+  if (!thread_.joinable()) return;
   const char byte = 0;
   (void)!::write(wake_write_fd_, &byte, 1);
-  if (thread_.joinable()) thread_.join();
+  thread_.join();
+}
+
+WorkerListener::~WorkerListener() {
+  StopAccepting();
   ::close(listen_fd_);
   ::close(wake_fd_);
   ::close(wake_write_fd_);

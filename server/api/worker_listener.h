@@ -33,7 +33,10 @@ class WorkerListener {
   static absl::StatusOr<std::unique_ptr<WorkerListener>> Start(const std::string& socket_path,
                                                                grpc::Server* server,
                                                                IsWorker is_worker);
-  ~WorkerListener();  // stops accepting and removes the socket
+  ~WorkerListener();  // stops accepting (if not yet) and removes the socket
+  // Accepts no more connections; returns once the accepting thread has ended. The listener
+  // still answers PeerPid, so call this before the server's Shutdown and destroy it after.
+  void StopAccepting();
 
   // The pid at the other end of a connection, from the peer name gRPC gives it ("fd:N");
   // 0 when unknown. Any thread.

@@ -298,8 +298,9 @@ int main(int argc, char** argv) {
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   memory.WaitIdle();  // their threads use the manager
   experiments.WaitIdle();
-  worker_listener.reset();
+  worker_listener->StopAccepting();  // still answers the channel's PeerPid until reset below
   worker_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  worker_listener.reset();
   fs::remove(addr_file, ec);
   manager->reset();
   spdlog::info("yolod stopped");

@@ -17,17 +17,7 @@ cleanup() {
 trap cleanup EXIT
 
 source "$(dirname "$0")/lib.sh"
-start_yolod() {  # STATE_DIR extra flags...
-  local state=$1; shift
-  rm -f "$state/yolod.addr"
-  "$YOLOD" --listen 127.0.0.1:0 --state-dir "$state" --worker "$WORKER" "$@" >>"$T/yolod.log" 2>&1 &
-  YOLOD_PID=$!
-  PIDS+=("$YOLOD_PID")
-  wait_for 20 test -s "$state/yolod.addr" || fail "yolod did not start"
-  SERVER=$(cat "$state/yolod.addr")
-}
 stop_yolod() { kill -TERM "$YOLOD_PID"; wait "$YOLOD_PID"; }
-ctl() { "$YOLOCTL" -s "$SERVER" "$@"; }
 mode() { stat -c %a "$1"; }
 
 "$WORKER" make-dataset shapes out="$T/data" train=16 val=8 imgsz=96 seed=0 >/dev/null ||
@@ -40,7 +30,7 @@ protoc --proto_path="$PROTO_DIR" --python_out="$T/py" --grpc_out="$T/py" \
 
 echo "== hostile requests: clear errors, other clients answered meanwhile"
 STATE=$T/state
-start_yolod "$STATE"
+start_yolod
 OUT=$(PYTHONPATH=$T/py timeout 300 /usr/bin/python3 "$(dirname "$0")/hostile_client.py" \
   "$SERVER" "$STATE" "$DATA" "$T/scratch" "$YOLOD_PID" 2>&1) || fail "hostile client: $OUT"
 ORDER=$(echo "$OUT" | sed -n 's/^order: //p')
@@ -66,7 +56,7 @@ import json, sys
 d = json.load(open(sys.argv[1])); d["run_dir"] = sys.argv[2]; json.dump(d, open(sys.argv[1], "w"))
 PY
 stop_yolod
-start_yolod "$STATE"
+start_yolod
 LISTED=$(ctl -o json get experiments | /usr/bin/python3 -c \
   "import json,sys; print(' '.join(e['id'] for e in json.load(sys.stdin)['experiments']))")
 [[ $LISTED == "$ORDER" ]] || fail "order after restart: '$LISTED', expected '$ORDER'"
@@ -86,7 +76,7 @@ mkdir -p "$T/small"
 if mount -t tmpfs -o size=6m tmpfs "$T/small" 2>/dev/null; then
   MOUNTED=$T/small
   STATE=$T/small/state
-  start_yolod "$STATE"
+  start_yolod
   # Training fills the disk: the worker must say why it failed.
   ID=$(ctl start-experiment --data "$DATA" --imgsz 64 --epochs 3 --workers 0 --plots False |
     sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p')
@@ -102,7 +92,7 @@ if mount -t tmpfs -o size=6m tmpfs "$T/small" 2>/dev/null; then
   find "$STATE" -name "*.tmp.*" | grep -q . && fail "temp files left: $(find "$STATE" -name '*.tmp.*')"
   stop_yolod
   rm -f "$T/small/filler"
-  start_yolod "$STATE"
+  start_yolod
   [[ $(ctl -o json get experiments | grep -c '"id"') == 1 ]] || fail "after restart: $(ctl get experiments)"
   stop_yolod
 else

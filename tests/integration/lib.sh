@@ -1,5 +1,6 @@
 # Helpers of the end-to-end scripts (sourced). They need T (the test's temp folder) and report
-# the tail of $T/yolod.log on failure.
+# the tail of $T/yolod.log on failure; start_yolod and ctl need YOLOD, WORKER, YOLOCTL, PIDS and
+# STATE (the state dir of the yolod to start).
 
 fail() { echo "FAIL: $*" >&2; [[ -f $T/yolod.log ]] && tail -20 "$T/yolod.log" >&2; exit 1; }
 # wait_for SECONDS COMMAND...: polls COMMAND until it succeeds or the deadline passes.
@@ -18,3 +19,14 @@ expect() {
   [[ $rc == "$code" ]] || fail "'$*' exited $rc, expected $code: $out"
   [[ -z $pattern || $out == *"$pattern"* ]] || fail "'$*' did not say '$pattern': $out"
 }
+# start_yolod EXTRA_FLAGS...: a yolod on a free port with state dir $STATE; sets YOLOD_PID and
+# SERVER once it has written its address.
+start_yolod() {
+  rm -f "$STATE/yolod.addr"
+  "$YOLOD" --listen 127.0.0.1:0 --state-dir "$STATE" --worker "$WORKER" "$@" >>"$T/yolod.log" 2>&1 &
+  YOLOD_PID=$!
+  PIDS+=("$YOLOD_PID")
+  wait_for 20 test -s "$STATE/yolod.addr" || fail "yolod did not start"
+  SERVER=$(cat "$STATE/yolod.addr")
+}
+ctl() { "$YOLOCTL" -s "$SERVER" "$@"; }

@@ -17,15 +17,6 @@ trap cleanup EXIT
 source "$(dirname "$0")/lib.sh"
 
 STATE=$T/state
-start_yolod() {  # extra flags...
-  rm -f "$STATE/yolod.addr"
-  "$YOLOD" --listen 127.0.0.1:0 --state-dir "$STATE" --worker "$WORKER" "$@" >>"$T/yolod.log" 2>&1 &
-  YOLOD_PID=$!
-  PIDS+=("$YOLOD_PID")
-  wait_for 20 test -s "$STATE/yolod.addr" || fail "yolod did not start"
-  SERVER=$(cat "$STATE/yolod.addr")
-}
-ctl() { "$YOLOCTL" -s "$SERVER" "$@"; }
 field() {  # field ID JSON_KEY: a top-level value of describe -o json
   ctl -o json describe experiment "$1" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$2',''))"
 }

@@ -23,8 +23,6 @@ absl::Status Bad(const std::string& field, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat("field '", field, "': ", why));
 }
 
-std::string Clip(const std::string& s) { return Printable(s); }
-
 bool IsScaleName(const std::string& model) {
   static const std::set<std::string> kScales = {"yolov8n", "yolov8s", "yolov8m", "yolov8l",
                                                 "yolov8x"};
@@ -49,17 +47,18 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
                                       const SpecCheckOptions& options) {
   if (name.size() > kMaxName) return Bad("name", absl::StrCat("longer than ", kMaxName));
   if (!IsPrintableText(name)) {
-    return Bad("name", absl::StrCat("'", Clip(name),
+    return Bad("name", absl::StrCat("'", Printable(name),
                                     "' must be printable text (no control "
                                     "characters, newlines or terminal escapes)"));
   }
   if (args.size() > kMaxArgs) return Bad("args", absl::StrCat("more than ", kMaxArgs, " entries"));
   for (const auto& [key, value] : args) {
     if (key.size() > kMaxName || !IsPrintableText(key)) {
-      return Bad(Clip(key), "not a trainer argument");
+      return Bad(Printable(key), "not a trainer argument");
     }
     if (value.size() > kMaxValue) {
-      return Bad(key, absl::StrCat("'", Clip(value), "' is longer than ", kMaxValue, " bytes"));
+      return Bad(key,
+                 absl::StrCat("'", Printable(value), "' is longer than ", kMaxValue, " bytes"));
     }
     if (IsReservedArg(key)) return Bad(key, "set by yolod (the run folder is its own)");
   }
@@ -120,7 +119,7 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
     out.args["model"] = "yolov8n";
   } else if (!IsScaleName(model)) {
     if (!absl::EndsWith(model, ".pt")) {
-      return Bad("model", absl::StrCat("'", Clip(model),
+      return Bad("model", absl::StrCat("'", Printable(model),
                                        "' is neither yolov8n/s/m/l/x(.yaml) nor a .pt checkpoint"));
     }
     ASSIGN_OR_RETURN(out.args["model"],
@@ -134,7 +133,7 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
   auto config = LoadDataConfig(data_path);
   if (!config.ok()) return Bad("data", std::string(config.status().message()));
   if (config->train.empty() || config->val.empty()) {
-    return Bad("data", absl::StrCat(Clip(data_path), " needs both 'train' and 'val'"));
+    return Bad("data", absl::StrCat(Printable(data_path), " needs both 'train' and 'val'"));
   }
   // The folders and lists data.yaml names are the client's paths too. (The images inside
   // them are checked against the roots by the worker, which lists them.)
@@ -144,7 +143,7 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
           ResolveUserPath("data", source, PathKind::kFileOrDirectory, options.allowed_roots);
       if (!checked.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(
-            checked.status().message(), " (a dataset source of ", Clip(data_path), ")"));
+            checked.status().message(), " (a dataset source of ", Printable(data_path), ")"));
       }
     }
   }

@@ -10,10 +10,10 @@
 #include <cstdio>
 #include <vector>
 
-#include "server/train/blocked_ops.h"
-#include "server/train/bn_silu_kernel.h"
-#include "server/train/cpu_allocator.h"
-#include "server/train/run_support.h"
+#include "server/worker/train/blocked_ops.h"
+#include "server/worker/train/bn_silu_kernel.h"
+#include "server/worker/train/cpu_allocator.h"
+#include "server/worker/train/run_support.h"
 
 namespace {
 using Clock = std::chrono::steady_clock;

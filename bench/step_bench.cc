@@ -11,11 +11,11 @@
 #include <cstdlib>
 #include <memory>
 
-#include "server/train/cpu_allocator.h"
-#include "server/train/loss.h"
-#include "server/train/model.h"
-#include "server/train/optim.h"
-#include "server/train/run_support.h"
+#include "server/worker/train/cpu_allocator.h"
+#include "server/worker/train/loss.h"
+#include "server/worker/train/model.h"
+#include "server/worker/train/optim.h"
+#include "server/worker/train/run_support.h"
 
 namespace {
 using Clock = std::chrono::steady_clock;

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "fuzz/fuzz_util.h"
-#include "server/train/dataset.h"
+#include "server/worker/train/dataset.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string text(reinterpret_cast<const char*>(data), size);

@@ -10,6 +10,14 @@ echo "== clang-format"
 mapfile -t sources < <(git ls-files '*.cc' '*.h' 2>/dev/null || find . -name '*.cc' -o -name '*.h')
 clang-format --dry-run --Werror "${sources[@]}"
 
+echo "== the process boundary: LibTorch only under server/worker/"
+# yolod, yoloctl and common/ never include LibTorch, directly or through a worker header.
+if git grep -nE '^#include [<"](torch|ATen|c10|caffe2)/|^#include "server/worker/' -- \
+  common client server ':!server/worker' 2>/dev/null; then
+  echo "these files cross the boundary: LibTorch belongs to yolo-worker alone" >&2
+  exit 1
+fi
+
 echo "== unit tests under AddressSanitizer and UndefinedBehaviorSanitizer (build-asan/)"
 scripts/sanitize.sh
 

@@ -60,13 +60,13 @@
 #include "common/data_config.h"
 #include "common/status_macros.h"
 #include "common/train_args.h"
-#include "server/train/blocked_ops.h"
-#include "server/train/checkpoint.h"
-#include "server/train/dataset.h"
-#include "server/train/loader.h"
-#include "server/train/loss.h"
-#include "server/train/model.h"
-#include "server/train/run_support.h"
+#include "server/worker/train/blocked_ops.h"
+#include "server/worker/train/checkpoint.h"
+#include "server/worker/train/dataset.h"
+#include "server/worker/train/loader.h"
+#include "server/worker/train/loss.h"
+#include "server/worker/train/model.h"
+#include "server/worker/train/run_support.h"
 
 namespace yolo {
 namespace {

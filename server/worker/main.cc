@@ -24,14 +24,14 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/train_args.h"
-#include "server/train/checkpoint.h"
-#include "server/train/cpu_allocator.h"
-#include "server/train/model.h"
-#include "server/train/run_support.h"
-#include "server/train/shapes_dataset.h"
-#include "server/train/trainer.h"
-#include "server/train/val_command.h"
 #include "server/worker/reporter.h"
+#include "server/worker/train/checkpoint.h"
+#include "server/worker/train/cpu_allocator.h"
+#include "server/worker/train/model.h"
+#include "server/worker/train/run_support.h"
+#include "server/worker/train/shapes_dataset.h"
+#include "server/worker/train/trainer.h"
+#include "server/worker/train/val_command.h"
 
 namespace {
 

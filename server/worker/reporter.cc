@@ -5,8 +5,8 @@
 #include <unistd.h>
 
 #include "absl/strings/str_cat.h"
-#include "server/train/cpu_allocator.h"
-#include "server/train/run_support.h"
+#include "server/worker/train/cpu_allocator.h"
+#include "server/worker/train/run_support.h"
 
 namespace yolo {
 

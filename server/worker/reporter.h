@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
-#include "server/train/trainer.h"
+#include "server/worker/train/trainer.h"
 #include "yolo/v1/worker.grpc.pb.h"
 
 namespace yolo {

@@ -1,0 +1,228 @@
+#include "server/worker/train/augment.h"
+
+#include <algorithm>
+#include <cmath>
+#include <opencv2/imgproc.hpp>
+
+#include "server/worker/train/rounding.h"
+
+namespace yolo {
+
+constexpr int kPadValue = 114;
+
+double Uniform(std::mt19937& rng, double lo, double hi) {
+  const double u = std::uniform_real_distribution<double>(0, 1)(rng);
+  return lo == hi ? lo : lo + (hi - lo) * u;  // a draw either way: the stream stays in step
+}
+
+cv::Mat ResizeLongSide(const cv::Mat& image, int imgsz) {
+  if (image.empty()) return image;
+  const double r = static_cast<double>(imgsz) / std::max(image.rows, image.cols);
+  if (r == 1.0) return image;
+  const int w = std::min(static_cast<int>(std::ceil(image.cols * r)), imgsz);
+  const int h = std::min(static_cast<int>(std::ceil(image.rows * r)), imgsz);
+  cv::Mat out;
+  cv::resize(image, out, cv::Size(std::max(w, 1), std::max(h, 1)), 0, 0, cv::INTER_LINEAR);
+  return out;
+}
+
+std::vector<PixelBox> ToPixelBoxes(const std::vector<BoxLabel>& labels, int width, int height) {
+  std::vector<PixelBox> out;
+  out.reserve(labels.size());
+  for (const BoxLabel& l : labels) {
+    out.push_back({l.cls, (l.cx - l.w / 2) * width, (l.cy - l.h / 2) * height,
+                   (l.cx + l.w / 2) * width, (l.cy + l.h / 2) * height});
+  }
+  return out;
+}
+
+cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, LetterboxInfo* info,
+                  std::vector<PixelBox>* boxes) {
+  double r =
+      std::min(static_cast<double>(out_h) / image.rows, static_cast<double>(out_w) / image.cols);
+  if (!scaleup) r = std::min(r, 1.0);
+  const int new_w = static_cast<int>(RoundHalfEven(image.cols * r));
+  const int new_h = static_cast<int>(RoundHalfEven(image.rows * r));
+  const double dw = (out_w - new_w) / 2.0;
+  const double dh = (out_h - new_h) / 2.0;
+  cv::Mat resized = image;
+  if (new_w != image.cols || new_h != image.rows) {
+    cv::resize(image, resized, cv::Size(new_w, new_h), 0, 0, cv::INTER_LINEAR);
+  }
+  const int top = static_cast<int>(std::lround(dh - 0.1));
+  const int bottom = out_h - new_h - top;
+  const int left = static_cast<int>(std::lround(dw - 0.1));
+  const int right = out_w - new_w - left;
+  cv::Mat out;
+  cv::copyMakeBorder(resized, out, top, bottom, left, right, cv::BORDER_CONSTANT,
+                     cv::Scalar::all(kPadValue));
+  if (info != nullptr) {
+    info->gain = r;
+    info->pad_left = left;
+    info->pad_top = top;
+  }
+  if (boxes != nullptr) {
+    // As Ultralytics moves labels: by the ratio r and the half padding before it is rounded to
+    // whole pixels, so they may sit up to half a pixel (plus the resize's rounding) off the
+    // pixels. Training matches it; validation scores against the original labels.
+    for (PixelBox& b : *boxes) {
+      b.x1 = static_cast<float>(b.x1 * r + dw);
+      b.x2 = static_cast<float>(b.x2 * r + dw);
+      b.y1 = static_cast<float>(b.y1 * r + dh);
+      b.y2 = static_cast<float>(b.y2 * r + dh);
+    }
+  }
+  return out;
+}
+
+Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng) {
+  Sample out;
+  out.image = cv::Mat(2 * s, 2 * s, CV_8UC3, cv::Scalar::all(kPadValue));
+  const int xc = static_cast<int>(Uniform(rng, s / 2.0, 1.5 * s));
+  const int yc = static_cast<int>(Uniform(rng, s / 2.0, 1.5 * s));
+  for (size_t i = 0; i < images.size() && i < 4; ++i) {
+    const cv::Mat& img = images[i].image;
+    const int h = img.rows, w = img.cols;
+    int x1a, y1a, x2a, y2a, x1b, y1b, x2b, y2b;
+    if (i == 0) {  // top left
+      x1a = std::max(xc - w, 0), y1a = std::max(yc - h, 0), x2a = xc, y2a = yc;
+      x1b = w - (x2a - x1a), y1b = h - (y2a - y1a), x2b = w, y2b = h;
+    } else if (i == 1) {  // top right
+      x1a = xc, y1a = std::max(yc - h, 0), x2a = std::min(xc + w, 2 * s), y2a = yc;
+      x1b = 0, y1b = h - (y2a - y1a), x2b = std::min(w, x2a - x1a), y2b = h;
+    } else if (i == 2) {  // bottom left
+      x1a = std::max(xc - w, 0), y1a = yc, x2a = xc, y2a = std::min(2 * s, yc + h);
+      x1b = w - (x2a - x1a), y1b = 0, x2b = w, y2b = std::min(y2a - y1a, h);
+    } else {  // bottom right
+      x1a = xc, y1a = yc, x2a = std::min(xc + w, 2 * s), y2a = std::min(2 * s, yc + h);
+      x1b = 0, y1b = 0, x2b = std::min(w, x2a - x1a), y2b = std::min(y2a - y1a, h);
+    }
+    if (x2a > x1a && y2a > y1a) {
+      img(cv::Rect(x1b, y1b, x2b - x1b, y2b - y1b))
+          .copyTo(out.image(cv::Rect(x1a, y1a, x2a - x1a, y2a - y1a)));
+    }
+    const float padw = static_cast<float>(x1a - x1b), padh = static_cast<float>(y1a - y1b);
+    for (const PixelBox& b : images[i].boxes) {
+      PixelBox m{b.cls, b.x1 + padw, b.y1 + padh, b.x2 + padw, b.y2 + padh};
+      const float lim = 2.0f * s;
+      m.x1 = std::clamp(m.x1, 0.0f, lim), m.x2 = std::clamp(m.x2, 0.0f, lim);
+      m.y1 = std::clamp(m.y1, 0.0f, lim), m.y2 = std::clamp(m.y2, 0.0f, lim);
+      if (m.x2 > m.x1 && m.y2 > m.y1) out.boxes.push_back(m);
+    }
+  }
+  return out;
+}
+
+void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt19937& rng) {
+  const int in_h = sample->image.rows, in_w = sample->image.cols;
+  // Centre, perspective, rotation+scale, shear, translation; applied right to left.
+  cv::Matx33d C = cv::Matx33d::eye();
+  C(0, 2) = -in_w / 2.0;
+  C(1, 2) = -in_h / 2.0;
+  cv::Matx33d P = cv::Matx33d::eye();
+  P(2, 0) = Uniform(rng, -p.perspective, p.perspective);
+  P(2, 1) = Uniform(rng, -p.perspective, p.perspective);
+  const double angle = Uniform(rng, -p.degrees, p.degrees);
+  const double s = Uniform(rng, 1 - p.scale, 1 + p.scale);
+  cv::Mat rot = cv::getRotationMatrix2D(cv::Point2f(0, 0), angle, s);
+  cv::Matx33d R = cv::Matx33d::eye();
+  for (int r = 0; r < 2; ++r)
+    for (int c = 0; c < 3; ++c) R(r, c) = rot.at<double>(r, c);
+  cv::Matx33d S = cv::Matx33d::eye();
+  S(0, 1) = std::tan(Uniform(rng, -p.shear, p.shear) * M_PI / 180);
+  S(1, 0) = std::tan(Uniform(rng, -p.shear, p.shear) * M_PI / 180);
+  cv::Matx33d T = cv::Matx33d::eye();
+  T(0, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out.width;
+  T(1, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out.height;
+  const cv::Matx33d M = T * S * R * P * C;
+
+  const bool identity = (M == cv::Matx33d::eye()) && in_w == out.width && in_h == out.height;
+  if (!identity) {
+    cv::Mat warped;
+    if (p.perspective != 0) {
+      cv::warpPerspective(sample->image, warped, cv::Mat(M), out, cv::INTER_LINEAR,
+                          cv::BORDER_CONSTANT, cv::Scalar::all(kPadValue));
+    } else {
+      cv::Mat affine = cv::Mat(M).rowRange(0, 2);
+      cv::warpAffine(sample->image, warped, affine, out, cv::INTER_LINEAR, cv::BORDER_CONSTANT,
+                     cv::Scalar::all(kPadValue));
+    }
+    sample->image = warped;
+  }
+
+  std::vector<PixelBox> kept;
+  for (const PixelBox& b : sample->boxes) {
+    const double xs[4] = {b.x1, b.x2, b.x2, b.x1};
+    const double ys[4] = {b.y1, b.y1, b.y2, b.y2};
+    double nx1 = 1e18, ny1 = 1e18, nx2 = -1e18, ny2 = -1e18;
+    for (int k = 0; k < 4; ++k) {
+      double x = M(0, 0) * xs[k] + M(0, 1) * ys[k] + M(0, 2);
+      double y = M(1, 0) * xs[k] + M(1, 1) * ys[k] + M(1, 2);
+      if (p.perspective != 0) {
+        const double z = M(2, 0) * xs[k] + M(2, 1) * ys[k] + M(2, 2);
+        x /= z;
+        y /= z;
+      }
+      nx1 = std::min(nx1, x), nx2 = std::max(nx2, x);
+      ny1 = std::min(ny1, y), ny2 = std::max(ny2, y);
+    }
+    nx1 = std::clamp(nx1, 0.0, static_cast<double>(out.width));
+    nx2 = std::clamp(nx2, 0.0, static_cast<double>(out.width));
+    ny1 = std::clamp(ny1, 0.0, static_cast<double>(out.height));
+    ny2 = std::clamp(ny2, 0.0, static_cast<double>(out.height));
+    // Keep boxes that stay > 2 px, keep > 10 % of their scaled area, aspect ratio < 100.
+    const double w0 = (b.x2 - b.x1) * s, h0 = (b.y2 - b.y1) * s;
+    const double w1 = nx2 - nx1, h1 = ny2 - ny1;
+    const double eps = 1e-16;
+    const double ar = std::max(w1 / (h1 + eps), h1 / (w1 + eps));
+    if (w1 > 2 && h1 > 2 && w1 * h1 / (w0 * h0 + eps) > 0.1 && ar < 100) {
+      kept.push_back({b.cls, static_cast<float>(nx1), static_cast<float>(ny1),
+                      static_cast<float>(nx2), static_cast<float>(ny2)});
+    }
+  }
+  sample->boxes = std::move(kept);
+}
+
+void AugmentHsv(cv::Mat* image, double hgain, double sgain, double vgain, std::mt19937& rng) {
+  if (hgain == 0 && sgain == 0 && vgain == 0) return;
+  const double rh = Uniform(rng, -1, 1) * hgain + 1;
+  const double rs = Uniform(rng, -1, 1) * sgain + 1;
+  const double rv = Uniform(rng, -1, 1) * vgain + 1;
+  cv::Mat hsv;
+  cv::cvtColor(*image, hsv, cv::COLOR_BGR2HSV);
+  cv::Mat lut_h(1, 256, CV_8U), lut_s(1, 256, CV_8U), lut_v(1, 256, CV_8U);
+  for (int i = 0; i < 256; ++i) {
+    // Hue scaled (Ultralytics 8.1.47: (x * r) % 180, truncated), not shifted.
+    lut_h.at<uchar>(i) = static_cast<uchar>(std::fmod(i * rh, 180.0));
+    lut_s.at<uchar>(i) = static_cast<uchar>(std::clamp(i * rs, 0.0, 255.0));
+    lut_v.at<uchar>(i) = static_cast<uchar>(std::clamp(i * rv, 0.0, 255.0));
+  }
+  lut_s.at<uchar>(0) = 0;
+  cv::Mat channels[3];
+  cv::split(hsv, channels);
+  cv::LUT(channels[0], lut_h, channels[0]);
+  cv::LUT(channels[1], lut_s, channels[1]);
+  cv::LUT(channels[2], lut_v, channels[2]);
+  cv::merge(channels, 3, hsv);
+  cv::cvtColor(hsv, *image, cv::COLOR_HSV2BGR);
+}
+
+void FlipHorizontal(Sample* sample) {
+  cv::flip(sample->image, sample->image, 1);
+  const float w = static_cast<float>(sample->image.cols);
+  for (PixelBox& b : sample->boxes) {
+    const float x1 = w - b.x2, x2 = w - b.x1;
+    b.x1 = x1, b.x2 = x2;
+  }
+}
+
+void FlipVertical(Sample* sample) {
+  cv::flip(sample->image, sample->image, 0);
+  const float h = static_cast<float>(sample->image.rows);
+  for (PixelBox& b : sample->boxes) {
+    const float y1 = h - b.y2, y2 = h - b.y1;
+    b.y1 = y1, b.y2 = y2;
+  }
+}
+
+}  // namespace yolo

@@ -1,0 +1,393 @@
+#include "server/worker/train/blocked_ops.h"
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/custom_function.h>
+
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+
+#include "server/worker/train/bn_silu_kernel.h"
+
+#ifdef YOLO_WITH_ONEDNN
+#include <oneapi/dnnl/dnnl.hpp>
+#endif
+
+namespace yolo {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// BatchNorm (training) + SiLU through the fused kernels of bn_silu_kernel.h, on a contiguous
+// NCHW tensor (threads split the channels) or a blocked one (threads split channel blocks).
+class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSiluFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& z_in, const at::Tensor& gamma,
+                            const at::Tensor& beta, at::Tensor running_mean, at::Tensor running_var,
+                            double momentum, double eps) {
+    const at::Tensor z = z_in.contiguous();
+    const bool blocked = z.dim() == 5;
+    const BnSiluShape s = Geometry(z);
+    at::Tensor y = at::empty_like(z);
+    const bool bf16 = FusedBatchNormKeepsBf16();
+    at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(bf16 ? at::kBFloat16 : at::kFloat));
+    at::Tensor stats = at::empty({3, s.c}, z.options());  // mean, invstd, unbiased variance
+    const at::Tensor g = gamma.contiguous(), b = beta.contiguous();
+    float* st = stats.data_ptr<float>();
+    at::parallel_for(0, blocked ? s.c / 8 : s.c, 1, [&](int64_t begin, int64_t end) {
+      auto run = [&](auto* x) {  // x̂ as bfloat16 bits or float: the kernel overloads
+        if (blocked) {
+          BnSiluForwardBlocked(z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(),
+                               b.data_ptr<float>(), st, st + s.c, st + 2 * s.c, x,
+                               y.data_ptr<float>());
+        } else {
+          BnSiluForward(z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(),
+                        b.data_ptr<float>(), st, st + s.c, st + 2 * s.c, x, y.data_ptr<float>());
+        }
+      };
+      if (bf16) {
+        run(reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>()));
+      } else {
+        run(xhat.data_ptr<float>());
+      }
+    });
+    {
+      at::NoGradGuard no_grad;
+      running_mean.mul_(1.0 - momentum).add_(stats[0], momentum);
+      running_var.mul_(1.0 - momentum).add_(stats[2], momentum);
+    }
+    ctx->save_for_backward({xhat, g, b, stats[1]});
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &xhat = saved[0], &gamma = saved[1], &beta = saved[2];
+    const at::Tensor invstd = saved[3].contiguous();
+    const at::Tensor gy = grads[0].to(at::kFloat).contiguous();
+    const bool blocked = xhat.dim() == 5;
+    const BnSiluShape s = Geometry(xhat);
+    at::Tensor gz = at::empty_like(gy);
+    at::Tensor gparams = at::empty({2, s.c}, gy.options());  // gamma, beta
+    float* gp = gparams.data_ptr<float>();
+    at::parallel_for(0, blocked ? s.c / 8 : s.c, 1, [&](int64_t begin, int64_t end) {
+      auto run = [&](const auto* x) {
+        if (blocked) {
+          BnSiluBackwardBlocked(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
+                                beta.data_ptr<float>(), invstd.data_ptr<float>(),
+                                gz.data_ptr<float>(), gp, gp + s.c);
+        } else {
+          BnSiluBackward(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
+                         beta.data_ptr<float>(), invstd.data_ptr<float>(), gz.data_ptr<float>(), gp,
+                         gp + s.c);
+        }
+      };
+      if (xhat.scalar_type() == at::kBFloat16) {
+        run(reinterpret_cast<const uint16_t*>(xhat.data_ptr<at::BFloat16>()));
+      } else {
+        run(xhat.data_ptr<float>());
+      }
+    });
+    return {gz, gparams[0], gparams[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+
+ private:
+  // (N, C, H, W) or blocked (N, C/8, H, W, 8), as the kernels see it.
+  static BnSiluShape Geometry(const at::Tensor& t) {
+    return t.dim() == 5 ? BnSiluShape{t.size(0), t.size(1) * 8, t.size(2) * t.size(3)}
+                        : BnSiluShape{t.size(0), t.size(1), t.size(2) * t.size(3)};
+  }
+};
+
+// Nearest-neighbour ×2: each input position feeds a 2×2 square of outputs, whose gradients are
+// added back with three strided adds (autograd's reduction of the expanded dimensions is
+// several times slower).
+class BlockedUpsampleFunction : public torch::autograd::Function<BlockedUpsampleFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* /*ctx*/, const at::Tensor& x) {
+    const int64_t n = x.size(0), cb = x.size(1), h = x.size(2), w = x.size(3);
+    return x.reshape({n, cb, h, 1, w, 1, 8})
+        .expand({n, cb, h, 2, w, 2, 8})
+        .reshape({n, cb, 2 * h, 2 * w, 8});
+  }
+  static variable_list backward(AutogradContext* /*ctx*/, variable_list grads) {
+    const at::Tensor& g = grads[0];
+    const int64_t n = g.size(0), cb = g.size(1), h = g.size(2) / 2, w = g.size(3) / 2;
+    const at::Tensor rows = g.reshape({n, cb, h, 2, w, 2, 8});
+    const at::Tensor pairs = rows.select(3, 0) + rows.select(3, 1);  // (n, cb, h, w, 2, 8)
+    return {pairs.select(4, 0) + pairs.select(4, 1)};
+  }
+};
+
+#ifdef YOLO_WITH_ONEDNN
+using dnnl::memory;
+using Tag = memory::format_tag;
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::stream& Stream() {
+  static dnnl::stream stream(Engine());
+  return stream;
+}
+
+// Everything oneDNN needs for one convolution geometry: made once, used every step.
+struct ConvPrimitives {
+  memory::desc src, dst, weights, bias;  // as our tensors hold them
+  dnnl::convolution_forward::primitive_desc fwd_pd;
+  dnnl::convolution_forward fwd;
+  dnnl::convolution_backward_data::primitive_desc data_pd;
+  dnnl::convolution_backward_data data;
+  dnnl::convolution_backward_weights::primitive_desc weights_pd;
+  dnnl::convolution_backward_weights weights_prim;
+  // oneDNN's optimised kernels cover every direction: for some tiny geometries (a 3x3 kernel
+  // over a 2x2 map) only its reference code does, which is far slower than LibTorch's own;
+  // false also where oneDNN refused the geometry.
+  bool optimised = true;
+};
+
+using ConvKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           bool, bool, bool>;
+
+std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key) {
+  const auto [n, ic, h, w, oc, k, stride, pad, src_blocked, dst_blocked, has_bias] = key;
+  const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  auto p = std::make_unique<ConvPrimitives>();
+  const auto f32 = memory::data_type::f32;
+  p->src = memory::desc({n, ic, h, w}, f32, src_blocked ? Tag::nChw8c : Tag::nchw);
+  p->dst = memory::desc({n, oc, oh, ow}, f32, dst_blocked ? Tag::nChw8c : Tag::nchw);
+  p->weights = memory::desc({oc, ic, k, k}, f32, Tag::oihw);
+  p->bias = has_bias ? memory::desc({oc}, f32, Tag::x) : memory::desc();
+  // Where a side is NCHW (the image, the head's outputs), oneDNN picks its own layout for it
+  // and the data are reordered: the kernels for mixed layouts are slow or missing.
+  const memory::desc any_weights({oc, ic, k, k}, f32, Tag::any);
+  const memory::desc any_src({n, ic, h, w}, f32, Tag::any);
+  const memory::desc& src = src_blocked ? p->src : any_src;
+  const memory::desc& dst = dst_blocked ? p->dst : memory::desc({n, oc, oh, ow}, f32, Tag::any);
+  const memory::dims strides{stride, stride}, padding{pad, pad};
+  const auto direct = dnnl::algorithm::convolution_direct;
+  p->fwd_pd = dnnl::convolution_forward::primitive_desc(
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, direct, src, any_weights,
+                                      p->bias, dst, strides, padding, padding),
+      Engine());
+  p->fwd = dnnl::convolution_forward(p->fwd_pd);
+  if (src_blocked) {  // the image needs no gradient
+    p->data_pd = dnnl::convolution_backward_data::primitive_desc(
+        dnnl::convolution_backward_data::desc(direct, src, any_weights, dst, strides, padding,
+                                              padding),
+        Engine(), p->fwd_pd);
+    p->data = dnnl::convolution_backward_data(p->data_pd);
+  }
+  p->weights_pd = dnnl::convolution_backward_weights::primitive_desc(
+      dnnl::convolution_backward_weights::desc(direct, src, any_weights, p->bias, dst, strides,
+                                               padding, padding),
+      Engine(), p->fwd_pd);
+  p->weights_prim = dnnl::convolution_backward_weights(p->weights_pd);
+  auto is_reference = [](const std::string& impl) { return impl.rfind("ref", 0) == 0; };
+  p->optimised = !is_reference(p->fwd_pd.impl_info_str()) &&
+                 !is_reference(p->weights_pd.impl_info_str()) &&
+                 !(src_blocked && is_reference(p->data_pd.impl_info_str()));
+  return p;
+}
+
+const ConvPrimitives& Primitives(const ConvKey& key) {
+  static std::mutex mu;
+  static std::map<ConvKey, std::unique_ptr<ConvPrimitives>> cache;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = cache[key];
+  if (!slot) {
+    try {
+      slot = MakePrimitives(key);
+    } catch (const dnnl::error&) {  // a geometry oneDNN does not take: LibTorch's ops run it
+      slot = std::make_unique<ConvPrimitives>();
+      slot->optimised = false;
+    }
+  }
+  return *slot;
+}
+
+memory Wrap(const memory::desc& d, const at::Tensor& t) {
+  return memory(d, Engine(), const_cast<void*>(t.data_ptr()));
+}
+
+// `t` (laid out as `have`) in the layout `want`: itself when they agree, else a reordered copy
+// kept alive in `*holder`.
+memory InLayout(const memory::desc& have, const at::Tensor& t, const memory::desc& want,
+                at::Tensor* holder) {
+  memory m = Wrap(have, t);
+  if (have == want) return m;
+  *holder = at::empty({static_cast<int64_t>(want.get_size() / sizeof(float))}, t.options());
+  memory out = Wrap(want, *holder);
+  dnnl::reorder(m, out).execute(Stream(), m, out);
+  return out;
+}
+
+ConvKey KeyOf(const at::Tensor& x, const at::Tensor& weight, int64_t stride, int64_t padding,
+              bool out_blocked, bool has_bias) {
+  const bool src_blocked = x.dim() == 5;
+  const int64_t ic = src_blocked ? x.size(1) * 8 : x.size(1);
+  return {x.size(0), ic,      x.size(2),   x.size(3),   weight.size(0), weight.size(2),
+          stride,    padding, src_blocked, out_blocked, has_bias};
+}
+
+class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in,
+                            const at::Tensor& weight_in, const at::Tensor& bias, int64_t stride,
+                            int64_t padding, bool out_blocked) {
+    const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
+    const bool has_bias = bias.numel() > 0;
+    const ConvPrimitives& p = Primitives(KeyOf(x, weight, stride, padding, out_blocked, has_bias));
+    const memory::dims& d = p.dst.dims();
+    at::Tensor y = out_blocked ? at::empty({d[0], d[1] / 8, d[2], d[3], 8}, x.options())
+                               : at::empty({d[0], d[1], d[2], d[3]}, x.options());
+    at::Tensor src_copy, weights_copy, dst_copy;
+    const memory::desc& dst_desc = p.fwd_pd.dst_desc();
+    if (dst_desc != p.dst) {
+      dst_copy =
+          at::empty({static_cast<int64_t>(dst_desc.get_size() / sizeof(float))}, x.options());
+    }
+    memory dst = Wrap(dst_desc, dst_copy.defined() ? dst_copy : y);
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC, InLayout(p.src, x, p.fwd_pd.src_desc(), &src_copy)},
+        {DNNL_ARG_WEIGHTS, InLayout(p.weights, weight, p.fwd_pd.weights_desc(), &weights_copy)},
+        {DNNL_ARG_DST, dst}};
+    const at::Tensor b = has_bias ? bias.contiguous() : at::Tensor();
+    if (has_bias) args.emplace(DNNL_ARG_BIAS, Wrap(p.bias, b));
+    p.fwd.execute(Stream(), args);
+    if (dst_copy.defined()) {
+      memory out = Wrap(p.dst, y);
+      dnnl::reorder(dst, out).execute(Stream(), dst, out);
+    }
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    ctx->saved_data["out_blocked"] = out_blocked;
+    ctx->saved_data["has_bias"] = has_bias;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &x = saved[0], &weight = saved[1];
+    const bool has_bias = ctx->saved_data["has_bias"].toBool();
+    const ConvPrimitives& p = Primitives(KeyOf(x, weight, ctx->saved_data["stride"].toInt(),
+                                               ctx->saved_data["padding"].toInt(),
+                                               ctx->saved_data["out_blocked"].toBool(), has_bias));
+    const at::Tensor gy = grads[0].contiguous();
+    at::Tensor gx, gw = at::empty_like(weight), gb;
+    if (x.dim() == 5 && ctx->needs_input_grad(0)) {
+      gx = at::empty_like(x);
+      at::Tensor weights_copy, gy_copy;
+      p.data.execute(
+          Stream(),
+          {{DNNL_ARG_DIFF_DST, InLayout(p.dst, gy, p.data_pd.diff_dst_desc(), &gy_copy)},
+           {DNNL_ARG_WEIGHTS, InLayout(p.weights, weight, p.data_pd.weights_desc(), &weights_copy)},
+           {DNNL_ARG_DIFF_SRC, Wrap(p.src, gx)}});
+    }
+    at::Tensor src_copy, gy_copy;
+    const memory::desc& gw_desc = p.weights_pd.diff_weights_desc();
+    at::Tensor gw_blocked = gw;
+    if (gw_desc != p.weights) {
+      gw_blocked =
+          at::empty({static_cast<int64_t>(gw_desc.get_size() / sizeof(float))}, weight.options());
+    }
+    std::unordered_map<int, memory> args = {
+        {DNNL_ARG_SRC, InLayout(p.src, x, p.weights_pd.src_desc(), &src_copy)},
+        {DNNL_ARG_DIFF_DST, InLayout(p.dst, gy, p.weights_pd.diff_dst_desc(), &gy_copy)},
+        {DNNL_ARG_DIFF_WEIGHTS, Wrap(gw_desc, gw_blocked)}};
+    if (has_bias) {
+      gb = at::empty({weight.size(0)}, weight.options());
+      args.emplace(DNNL_ARG_DIFF_BIAS, Wrap(p.bias, gb));
+    }
+    p.weights_prim.execute(Stream(), args);
+    if (gw_desc != p.weights) {
+      memory from = Wrap(gw_desc, gw_blocked), to = Wrap(p.weights, gw);
+      dnnl::reorder(from, to).execute(Stream(), from, to);
+    }
+    return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+#endif  // YOLO_WITH_ONEDNN
+
+}  // namespace
+
+// An environment switch: "0" or "1" override `fallback`, anything else leaves it.
+static bool EnvSwitch(const char* name, bool fallback) {
+  const char* env = std::getenv(name);
+  if (env == nullptr) return fallback;
+  const std::string v = env;
+  return v == "1" ? true : v == "0" ? false : fallback;
+}
+
+bool FusedBatchNormEnabled() {
+  static const bool enabled = EnvSwitch("YOLO_FUSED_BN", true);
+  return enabled;
+}
+
+bool FusedBatchNormKeepsBf16() {
+  static const bool bf16 = EnvSwitch("YOLO_BN_BF16", false);
+  return bf16;
+}
+
+bool BlockedLayoutAvailable() {
+#ifdef YOLO_WITH_ONEDNN
+  static const bool available =
+      BnSiluVectorised() && FusedBatchNormEnabled() && EnvSwitch("YOLO_BLOCKED_LAYOUT", true);
+  return available;
+#else
+  return false;
+#endif
+}
+
+at::Tensor ToBlocked(const at::Tensor& nchw) {
+  const int64_t n = nchw.size(0), c = nchw.size(1), h = nchw.size(2), w = nchw.size(3);
+  return nchw.reshape({n, c / 8, 8, h, w}).permute({0, 1, 3, 4, 2}).contiguous();
+}
+
+at::Tensor FromBlocked(const at::Tensor& blocked) {
+  const int64_t n = blocked.size(0), cb = blocked.size(1);
+  return blocked.permute({0, 1, 4, 2, 3}).reshape({n, cb * 8, blocked.size(2), blocked.size(3)});
+}
+
+at::Tensor BlockedConv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                         int64_t stride, int64_t padding, bool out_blocked) {
+#ifdef YOLO_WITH_ONEDNN
+  const bool has_bias = bias.defined() && bias.numel() > 0;
+  if (!Primitives(KeyOf(x, weight, stride, padding, out_blocked, has_bias)).optimised) {
+    const at::Tensor nchw = x.dim() == 5 ? FromBlocked(x) : x;
+    const at::Tensor y = at::conv2d(nchw, weight, bias, stride, padding);
+    return out_blocked ? ToBlocked(y) : y;
+  }
+  // Autograd's inputs must be defined tensors: no bias travels as an empty one.
+  return BlockedConvFunction::apply(x, weight,
+                                    bias.defined() ? bias : at::empty({0}, weight.options()),
+                                    stride, padding, out_blocked);
+#else
+  (void)x, (void)weight, (void)bias, (void)stride, (void)padding, (void)out_blocked;
+  throw std::logic_error("BlockedConv2d: built without oneDNN");
+#endif
+}
+
+bool CpuBatchNormSiluHandles(const at::Tensor& z) {
+  return FusedBatchNormEnabled() && z.device().is_cpu() && z.scalar_type() == at::kFloat &&
+         ((z.dim() == 4 && z.is_contiguous()) || (z.dim() == 5 && BlockedLayoutAvailable()));
+}
+
+at::Tensor CpuBatchNormSilu(const at::Tensor& z, const at::Tensor& gamma, const at::Tensor& beta,
+                            at::Tensor running_mean, at::Tensor running_var, double momentum,
+                            double eps) {
+  return CpuBatchNormSiluFunction::apply(z, gamma, beta, running_mean, running_var, momentum, eps);
+}
+
+at::Tensor BlockedUpsample2x(const at::Tensor& x) { return BlockedUpsampleFunction::apply(x); }
+
+}  // namespace yolo

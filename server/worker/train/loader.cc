@@ -1,0 +1,547 @@
+#include "server/worker/train/loader.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/atomic_file.h"
+
+namespace yolo {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr int kStride = 32;
+constexpr int kLoaderNice = 10;  // below the training thread
+
+std::mt19937 SampleRng(uint64_t seed, int epoch, int index) {
+  std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
+                    static_cast<uint32_t>(epoch), static_cast<uint32_t>(index)};
+  return std::mt19937(seq);
+}
+
+// Bytes of memory the kernel reports as available (MemAvailable), or 0 if unknown.
+uint64_t AvailableMemoryBytes() {
+  std::ifstream in("/proc/meminfo");
+  std::string key;
+  uint64_t kb = 0;
+  std::string unit;
+  while (in >> key >> kb >> unit) {
+    if (key == "MemAvailable:") return kb * 1024;
+  }
+  return 0;
+}
+
+std::string NpyPath(const std::string& image_path) {
+  return fs::path(image_path).replace_extension(".npy").string();
+}
+
+}  // namespace
+
+absl::Status WriteNpy(const std::string& path, const cv::Mat& image) {
+  std::string header =
+      absl::StrFormat("{'descr': '|u1', 'fortran_order': False, 'shape': (%d, %d, %d), }",
+                      image.rows, image.cols, image.channels());
+  // Magic (6) + version (2) + length (2) + header, padded with spaces to 64 bytes, ending '\n'.
+  const size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header.push_back('\n');
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out.push_back(static_cast<char>(header.size() & 0xff));
+  out.push_back(static_cast<char>(header.size() >> 8));
+  out += header;
+  cv::Mat contiguous = image.isContinuous() ? image : image.clone();
+  out.append(reinterpret_cast<const char*>(contiguous.data),
+             contiguous.total() * contiguous.elemSize());
+  return WriteFileAtomic(path, out);
+}
+
+constexpr int kMaxNpySide = 1 << 15;
+
+cv::Mat ReadNpy(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[10];
+  if (!in.read(magic, 10) || std::memcmp(magic, "\x93NUMPY", 6) != 0 || magic[6] != 1) return {};
+  const size_t header_len = static_cast<unsigned char>(magic[8]) |
+                            (static_cast<size_t>(static_cast<unsigned char>(magic[9])) << 8);
+  std::string header(header_len, '\0');
+  if (!in.read(header.data(), header_len)) return {};
+  int h = 0, w = 0, c = 0;
+  const size_t at = header.find("'shape': (");
+  if (header.find("'|u1'") == std::string::npos || at == std::string::npos ||
+      std::sscanf(header.c_str() + at, "'shape': (%d, %d, %d)", &h, &w, &c) != 3 || c != 3 ||
+      h <= 0 || w <= 0 || h > kMaxNpySide || w > kMaxNpySide) {
+    return {};
+  }
+  cv::Mat image(h, w, CV_8UC3);
+  if (!in.read(reinterpret_cast<char*>(image.data), static_cast<std::streamsize>(h) * w * 3)) {
+    return {};
+  }
+  return image;
+}
+
+// Ultralytics' 6148914691236517205 + RANK, with RANK -1 outside distributed training.
+constexpr uint64_t kShuffleSeed = 6148914691236517204ULL;
+
+EpochPlanner::EpochPlanner(int n, int batch, bool shuffle, int close_mosaic_epoch)
+    : n_(n),
+      batch_(std::max(1, std::min(batch, n))),
+      capacity_(static_cast<int>(
+          std::max<int64_t>(0, std::min<int64_t>({n, 8 * static_cast<int64_t>(batch), 1000}) - 1))),
+      close_mosaic_epoch_(close_mosaic_epoch),
+      shuffle_(shuffle) {
+  Restart();
+}
+
+void EpochPlanner::Restart() {
+  generator_ = at::make_generator<at::CPUGeneratorImpl>(kShuffleSeed);
+  // PyTorch's DataLoader draws one seed from the generator when its iterator starts.
+  if (shuffle_) at::empty({}, at::kLong).random_(generator_);
+  next_epoch_ = 0;
+  last_entered_.assign(n_, -1);
+  tail_.clear();
+  entered_ = 0;
+  last_.reset();
+}
+
+void EpochPlanner::Advance() {
+  auto plan = std::make_shared<Plan>();
+  plan->capacity = capacity_;
+  plan->order.resize(n_);
+  if (shuffle_) {
+    // PyTorch's RandomSampler draws a second permutation at the end of each pass and discards
+    // it: at the end of the epoch when the last batch is partial, when the next epoch asks for
+    // its first batch otherwise, so not at all before a restart then.
+    auto seed = [&] { at::empty({}, at::kLong).random_(generator_); };
+    auto discard = [&] { at::randperm(n_, generator_, at::kLong); };
+    if (next_epoch_ == close_mosaic_epoch_) {
+      if (next_epoch_ > 0 && n_ % batch_ != 0) discard();
+      seed();
+    } else if (next_epoch_ > 0) {
+      discard();
+    }
+    const at::Tensor perm = at::randperm(n_, generator_, at::kLong);
+    const int64_t* p = perm.data_ptr<int64_t>();
+    for (int i = 0; i < n_; ++i) plan->order[i] = static_cast<int>(p[i]);
+  } else {
+    std::iota(plan->order.begin(), plan->order.end(), 0);
+  }
+  plan->loaded = tail_;
+  plan->buffer_end.reserve(n_);
+  for (int index : plan->order) {
+    const bool in_buffer =
+        last_entered_[index] >= 0 && last_entered_[index] >= entered_ - capacity_;
+    if (!in_buffer) {
+      plan->loaded.push_back(index);
+      last_entered_[index] = entered_++;
+    }
+    plan->buffer_end.push_back(static_cast<int>(plan->loaded.size()));
+  }
+  const size_t keep = std::min(plan->loaded.size(), static_cast<size_t>(capacity_));
+  tail_.assign(plan->loaded.end() - static_cast<std::ptrdiff_t>(keep), plan->loaded.end());
+  ++next_epoch_;
+  last_ = std::move(plan);
+}
+
+std::shared_ptr<const EpochPlanner::Plan> EpochPlanner::ForEpoch(int epoch) {
+  if (epoch < next_epoch_ - 1) Restart();
+  while (next_epoch_ <= epoch) Advance();
+  return last_;
+}
+
+BatchLoader::BatchLoader(std::vector<ImageRecord> records, LoaderOptions options)
+    : records_(std::move(records)),
+      options_(options),
+      planner_(static_cast<int>(records_.size()), options.batch, options.shuffle,
+               options.close_mosaic_epoch) {
+  options_.batch = std::max(1, std::min(options_.batch, static_cast<int>(records_.size())));
+  if (options_.prefetch <= 0) options_.prefetch = std::max(2, 2 * options_.workers);
+  if (options_.rect) {
+    // Batches of similar aspect ratio, each letterboxed to the smallest stride-multiple shape.
+    std::vector<int> order(records_.size());
+    std::iota(order.begin(), order.end(), 0);
+    auto aspect = [&](int i) {
+      return static_cast<double>(records_[i].height) / records_[i].width;
+    };
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int a, int b) { return aspect(a) < aspect(b); });
+    for (size_t start = 0; start < order.size(); start += options_.batch) {
+      BatchPlan plan;
+      const size_t end = std::min(order.size(), start + options_.batch);
+      plan.indices.assign(order.begin() + start, order.begin() + end);
+      const double lo = aspect(plan.indices.front()), hi = aspect(plan.indices.back());
+      double sh = 1, sw = 1;  // shape as (h, w) relative to imgsz
+      if (hi < 1) {
+        sh = hi;
+      } else if (lo > 1) {
+        sw = 1 / lo;
+      }
+      plan.height =
+          static_cast<int>(std::ceil(sh * options_.imgsz / kStride + options_.rect_pad)) * kStride;
+      plan.width =
+          static_cast<int>(std::ceil(sw * options_.imgsz / kStride + options_.rect_pad)) * kStride;
+      rect_plans_.push_back(plan);
+    }
+  }
+  for (int i = 0; i < options_.workers; ++i) threads_.emplace_back([this] { WorkerLoop(); });
+}
+
+BatchLoader::~BatchLoader() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+int BatchLoader::BatchesPerEpoch() const {
+  return static_cast<int>((records_.size() + options_.batch - 1) / options_.batch);
+}
+
+absl::Status BatchLoader::PrepareCache() {
+  if (options_.cache == CacheMode::kNone || records_.empty()) return absl::OkStatus();
+  // Estimate the need from up to 30 images, with a 50 % margin, as Ultralytics does.
+  const size_t probe = std::min<size_t>(30, records_.size());
+  double bytes = 0;
+  for (size_t i = 0; i < probe; ++i) {
+    const ImageRecord& r = records_[i * records_.size() / probe];
+    const double full = 3.0 * r.width * r.height;
+    const double ratio = static_cast<double>(options_.imgsz) / std::max(r.width, r.height);
+    bytes += options_.cache == CacheMode::kRam ? full * ratio * ratio : full;
+  }
+  const double need = bytes / probe * records_.size() * 1.5;
+  if (options_.cache == CacheMode::kRam) {
+    const uint64_t available = AvailableMemoryBytes();
+    if (available > 0 && need > available) {
+      spdlog::warn("cache=ram needs {:.1f} GB but {:.1f} GB is available: caching off", need / 1e9,
+                   available / 1e9);
+      options_.cache = CacheMode::kNone;
+      return absl::OkStatus();
+    }
+    ram_cache_.assign(records_.size(), cv::Mat());
+  } else {
+    std::error_code ec;
+    const auto space = fs::space(fs::path(records_[0].path).parent_path(), ec);
+    if (!ec && need > static_cast<double>(space.available)) {
+      spdlog::warn("cache=disk needs {:.1f} GB but {:.1f} GB is free: caching off", need / 1e9,
+                   space.available / 1e9);
+      options_.cache = CacheMode::kNone;
+      return absl::OkStatus();
+    }
+  }
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::string first_error;
+  std::mutex error_mu;
+  auto work = [&] {
+    for (size_t i = next++; i < records_.size(); i = next++) {
+      if (options_.cache == CacheMode::kRam) {
+        double gain = 1;
+        ram_cache_[i] = LoadResized(static_cast<int>(i), &gain).image;
+      } else {
+        const std::string npy = NpyPath(records_[i].path);
+        if (fs::exists(npy)) continue;
+        cv::Mat image = cv::imread(records_[i].path, cv::IMREAD_COLOR);
+        absl::Status s = image.empty()
+                             ? absl::DataLossError(absl::StrCat("cannot decode ", records_[i].path))
+                             : WriteNpy(npy, image);
+        if (!s.ok() && !failed.exchange(true)) {
+          std::lock_guard<std::mutex> lock(error_mu);
+          first_error = std::string(s.message());
+        }
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  for (int t = 1; t < std::max(1, options_.workers); ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (failed) {
+    spdlog::warn("cache=disk: {}; caching off", first_error);
+    options_.cache = CacheMode::kNone;
+    return absl::OkStatus();
+  }
+  disk_cache_ = options_.cache == CacheMode::kDisk;
+  spdlog::info("cached {} images ({})", records_.size(),
+               options_.cache == CacheMode::kRam ? "ram" : "disk");
+  return absl::OkStatus();
+}
+
+cv::Mat BatchLoader::LoadImage(int index) const {
+  if (disk_cache_) {
+    cv::Mat image = ReadNpy(NpyPath(records_[index].path));
+    if (!image.empty()) return image;
+  }
+  return cv::imread(records_[index].path, cv::IMREAD_COLOR);
+}
+
+Sample BatchLoader::LoadResized(int index, double* gain) const {
+  const ImageRecord& r = records_[index];
+  Sample s;
+  {
+    std::shared_lock<std::shared_mutex> lock(cache_mu_);
+    if (index < static_cast<int>(ram_cache_.size())) s.image = ram_cache_[index];
+  }
+  if (s.image.empty()) {
+    cv::Mat image = LoadImage(index);
+    if (image.empty()) {
+      // The file changed since the scan: use a grey image without labels rather than crash.
+      spdlog::warn("{}: cannot be decoded any more, using a blank image", r.path);
+      image = cv::Mat(r.height, r.width, CV_8UC3, cv::Scalar::all(114));
+    }
+    s.image = ResizeLongSide(image, options_.imgsz);
+  }
+  *gain = static_cast<double>(s.image.cols) / r.width;
+  s.boxes = ToPixelBoxes(r.labels, s.image.cols, s.image.rows);
+  return s;
+}
+
+Sample BatchLoader::GeometricSample(int index, const EpochPlanner::Plan* plan, int position,
+                                    bool mosaic, std::mt19937& rng) const {
+  const AugmentParams& hyp = options_.hyp;
+  const int s = options_.imgsz;
+  double gain = 1;
+  Sample sample;
+  if (mosaic && Uniform(rng, 0, 1) < hyp.mosaic) {
+    std::vector<Sample> four;
+    four.push_back(LoadResized(index, &gain));
+    // Partners from the images loaded most recently (Ultralytics' buffer), the image itself
+    // when that is empty (a one-image dataset).
+    const int buffered = plan != nullptr ? plan->BufferSize(position) : 0;
+    std::uniform_int_distribution<int> pick(0, std::max(buffered, 1) - 1);
+    for (int k = 0; k < 3; ++k) {
+      const int partner = buffered > 0 ? plan->BufferImage(position, pick(rng)) : index;
+      four.push_back(LoadResized(partner, &gain));
+    }
+    sample = Mosaic4(four, s, rng);
+    RandomAffine(&sample, hyp, cv::Size(s, s), rng);
+  } else {
+    sample = LoadResized(index, &gain);
+    sample.image = Letterbox(sample.image, s, s, /*scaleup=*/true, nullptr, &sample.boxes);
+    RandomAffine(&sample, hyp, cv::Size(s, s), rng);
+  }
+  return sample;
+}
+
+Sample BatchLoader::TrainSample(int position, int epoch, bool mosaic) const {
+  std::shared_ptr<const EpochPlanner::Plan> plan;
+  {
+    std::lock_guard<std::mutex> lock(planner_mu_);
+    plan = planner_.ForEpoch(epoch);
+  }
+  return TrainSample(*plan, position, epoch, mosaic);
+}
+
+Sample BatchLoader::TrainSample(const EpochPlanner::Plan& plan, int position, int epoch,
+                                bool mosaic) const {
+  const int index = plan.order[position];
+  std::mt19937 rng = SampleRng(options_.seed, epoch, index);
+  const AugmentParams& hyp = options_.hyp;
+  Sample sample = GeometricSample(index, &plan, position, mosaic, rng);
+  // MixUp, while mosaic is on: blend with another sample (any image, itself a mosaic), ratio
+  // ~ Beta(32, 32).
+  if (mosaic && hyp.mixup > 0 && Uniform(rng, 0, 1) < hyp.mixup) {
+    std::uniform_int_distribution<int> pick(0, size() - 1);
+    Sample other = GeometricSample(pick(rng), &plan, position, mosaic, rng);
+    std::gamma_distribution<double> gamma(32.0, 1.0);
+    const double a = gamma(rng), b = gamma(rng);
+    const double r = a / (a + b);
+    cv::addWeighted(sample.image, r, other.image, 1 - r, 0, sample.image);
+    sample.boxes.insert(sample.boxes.end(), other.boxes.begin(), other.boxes.end());
+  }
+  AugmentHsv(&sample.image, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
+  if (Uniform(rng, 0, 1) < hyp.flipud) FlipVertical(&sample);
+  if (Uniform(rng, 0, 1) < hyp.fliplr) FlipHorizontal(&sample);
+  return sample;
+}
+
+Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
+  std::vector<Sample> samples;
+  Batch batch;
+  for (size_t k = 0; k < plan.indices.size(); ++k) {
+    const int index = plan.indices[k];
+    const ImageRecord& r = records_[index];
+    BatchImageInfo info;
+    info.index = index;
+    info.width = r.width;
+    info.height = r.height;
+    if (options_.augment && !options_.rect) {
+      samples.push_back(
+          TrainSample(*plan.epoch, plan.first_position + static_cast<int>(k), epoch, mosaic));
+    } else {
+      double gain = 1;
+      Sample s = LoadResized(index, &gain);
+      LetterboxInfo lb;
+      const int h = options_.rect ? plan.height : options_.imgsz;
+      const int w = options_.rect ? plan.width : options_.imgsz;
+      s.image = Letterbox(s.image, h, w, /*scaleup=*/options_.augment, &lb, &s.boxes);
+      if (options_.augment) {  // rectangular training: no mosaic, the rest as usual
+        std::mt19937 rng = SampleRng(options_.seed, epoch, index);
+        RandomAffine(&s, options_.hyp, cv::Size(w, h), rng);
+        AugmentHsv(&s.image, options_.hyp.hsv_h, options_.hyp.hsv_s, options_.hyp.hsv_v, rng);
+        if (Uniform(rng, 0, 1) < options_.hyp.flipud) FlipVertical(&s);
+        if (Uniform(rng, 0, 1) < options_.hyp.fliplr) FlipHorizontal(&s);
+      }
+      info.to_batch = {gain * lb.gain, lb.pad_left, lb.pad_top};
+      samples.push_back(std::move(s));
+    }
+    batch.info.push_back(info);
+  }
+  const int64_t b = static_cast<int64_t>(samples.size());
+  const int h = samples[0].image.rows, w = samples[0].image.cols;
+  batch.images = at::empty({b, 3, h, w}, at::kByte);
+  uint8_t* dst = batch.images.data_ptr<uint8_t>();
+  std::vector<float> idx, cls, boxes;
+  for (int64_t i = 0; i < b; ++i) {
+    const cv::Mat& img = samples[i].image;
+    uint8_t* plane[3] = {dst + (i * 3 + 0) * h * w, dst + (i * 3 + 1) * h * w,
+                         dst + (i * 3 + 2) * h * w};
+    for (int y = 0; y < h; ++y) {
+      const uint8_t* row = img.ptr<uint8_t>(y);
+      for (int x = 0; x < w; ++x) {
+        // BGR -> RGB planes.
+        plane[0][y * w + x] = row[3 * x + 2];
+        plane[1][y * w + x] = row[3 * x + 1];
+        plane[2][y * w + x] = row[3 * x + 0];
+      }
+    }
+    for (const PixelBox& pb : samples[i].boxes) {
+      idx.push_back(static_cast<float>(i));
+      cls.push_back(static_cast<float>(pb.cls));
+      boxes.push_back((pb.x1 + pb.x2) / 2 / w);
+      boxes.push_back((pb.y1 + pb.y2) / 2 / h);
+      boxes.push_back((pb.x2 - pb.x1) / w);
+      boxes.push_back((pb.y2 - pb.y1) / h);
+    }
+  }
+  const int64_t n = static_cast<int64_t>(idx.size());
+  batch.targets.batch_idx = at::from_blob(idx.data(), {n}, at::kFloat).clone();
+  batch.targets.cls = at::from_blob(cls.data(), {n}, at::kFloat).clone();
+  batch.targets.boxes = at::from_blob(boxes.data(), {n, 4}, at::kFloat).clone();
+  batch.instances = static_cast<int>(n);
+  return batch;
+}
+
+at::Tensor ModelInput(const Batch& batch, const c10::Device& device) {
+  return batch.images.to(device, /*non_blocking=*/true).to(at::kFloat).div_(255.0);
+}
+
+int64_t BatchLoader::DropRamCache() {
+  std::vector<cv::Mat> dropped;
+  {
+    std::unique_lock<std::shared_mutex> lock(cache_mu_);
+    dropped.swap(ram_cache_);
+  }
+  int64_t bytes = 0;
+  for (const cv::Mat& m : dropped) bytes += static_cast<int64_t>(m.total() * m.elemSize());
+  return bytes;  // the pixels are freed here, or by the loader thread still holding one
+}
+
+void BatchLoader::StartEpoch(int epoch, bool mosaic) {
+  std::vector<BatchPlan> plan;
+  if (options_.rect) {
+    plan = rect_plans_;
+  } else {
+    std::shared_ptr<const EpochPlanner::Plan> epoch_plan;
+    {
+      std::lock_guard<std::mutex> lock(planner_mu_);
+      epoch_plan = planner_.ForEpoch(epoch);
+    }
+    const std::vector<int>& order = epoch_plan->order;
+    for (size_t start = 0; start < order.size(); start += options_.batch) {
+      BatchPlan p;
+      p.indices.assign(order.begin() + start,
+                       order.begin() + std::min(order.size(), start + options_.batch));
+      p.height = p.width = options_.imgsz;
+      p.first_position = static_cast<int>(start);
+      p.epoch = epoch_plan;
+      plan.push_back(std::move(p));
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    plan_ = std::move(plan);
+    epoch_ = epoch;
+    mosaic_ = mosaic;
+    ++generation_;
+    next_to_build_ = 0;
+    next_to_hand_ = 0;
+    ready_.clear();
+  }
+  cv_.notify_all();
+}
+
+std::optional<Batch> BatchLoader::Next() {
+  if (options_.workers == 0) {
+    // Load in the calling thread.
+    if (next_to_hand_ >= plan_.size()) return std::nullopt;
+    return Build(plan_[next_to_hand_++], epoch_, mosaic_);
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  if (next_to_hand_ >= plan_.size()) return std::nullopt;
+  cv_.wait(lock, [&] { return ready_.count(next_to_hand_) > 0 || failure_ != nullptr; });
+  if (failure_ != nullptr) std::rethrow_exception(failure_);
+  Batch batch = std::move(ready_[next_to_hand_]);
+  ready_.erase(next_to_hand_);
+  ++next_to_hand_;
+  lock.unlock();
+  cv_.notify_all();  // room for one more
+  return batch;
+}
+
+void BatchLoader::WorkerLoop() {
+  // Below the training thread's priority: LibTorch's OpenMP team waits at barriers for its
+  // slowest member, so a loader thread that preempts one of them stalls all of them. The
+  // prefetch queue keeps a lower-priority loader ahead anyway.
+  // Relative to the thread that made it, which yolod may have lowered already.
+  errno = 0;
+  const int base = getpriority(PRIO_PROCESS, 0);
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)),
+              std::min(19, (errno == 0 ? base : 0) + kLoaderNice));
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    cv_.wait(lock, [&] {
+      return stop_ || (next_to_build_ < plan_.size() &&
+                       next_to_build_ < next_to_hand_ + static_cast<size_t>(options_.prefetch));
+    });
+    if (stop_) return;
+    const size_t slot = next_to_build_++;
+    const BatchPlan plan = plan_[slot];
+    const uint64_t generation = generation_;
+    const int epoch = epoch_;
+    const bool mosaic = mosaic_;
+    lock.unlock();
+    Batch batch;
+    try {
+      batch = Build(plan, epoch, mosaic);
+    } catch (...) {
+      lock.lock();
+      failure_ = std::current_exception();
+      cv_.notify_all();
+      return;
+    }
+    lock.lock();
+    if (generation == generation_) {
+      ready_[slot] = std::move(batch);
+      cv_.notify_all();
+    }
+  }
+}
+
+}  // namespace yolo

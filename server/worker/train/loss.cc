@@ -1,0 +1,177 @@
+#include "server/worker/train/loss.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+
+#include "server/worker/train/boxes.h"
+#include "server/worker/train/model.h"
+
+namespace yolo {
+
+Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_boxes,
+                             const at::Tensor& anchors, const at::Tensor& gt_labels,
+                             const at::Tensor& gt_boxes, const at::Tensor& mask_gt,
+                             const AssignerOptions& o) {
+  at::NoGradGuard no_grad;
+  const int64_t b = pd_scores.size(0), a = pd_scores.size(1), m = gt_boxes.size(1);
+  Assignment out;
+  if (m == 0) {
+    out.target_labels = at::zeros({b, a}, pd_scores.options().dtype(at::kLong));
+    out.target_boxes = at::zeros({b, a, 4}, pd_boxes.options());
+    out.target_scores = at::zeros_like(pd_scores);
+    out.fg_mask = at::zeros({b, a}, pd_scores.options().dtype(at::kBool));
+    return out;
+  }
+  // Anchors whose centre lies strictly inside a GT box.
+  at::Tensor anc = anchors.view({1, 1, a, 2});
+  at::Tensor lt = anc - gt_boxes.narrow(-1, 0, 2).unsqueeze(2);
+  at::Tensor rb = gt_boxes.narrow(-1, 2, 2).unsqueeze(2) - anc;
+  at::Tensor mask_in = at::cat({lt, rb}, -1).amin(-1).gt(o.eps);  // (B, M, A)
+  at::Tensor valid = mask_in.logical_and(mask_gt.to(at::kBool));  // (B, M, A)
+
+  at::Tensor labels = gt_labels.to(at::kLong).squeeze(-1).clamp_min(0);  // (B, M)
+  at::Tensor scores =
+      pd_scores.permute({0, 2, 1}).gather(1, labels.unsqueeze(-1).expand({b, m, a}));
+  at::Tensor overlaps =
+      BoxIou(gt_boxes.unsqueeze(2), pd_boxes.unsqueeze(1), /*ciou=*/true).squeeze(-1).clamp_min(0);
+  at::Tensor validf = valid.to(overlaps.scalar_type());
+  overlaps = overlaps * validf;
+  scores = scores * validf;
+  at::Tensor align = scores.pow(o.alpha) * overlaps.pow(o.beta);  // (B, M, A)
+
+  const int64_t k = std::min<int64_t>(o.topk, a);
+  at::Tensor topk_idx = std::get<1>(align.topk(k, -1, /*largest=*/true));  // (B, M, k)
+  at::Tensor count = at::zeros({b, m, a}, align.options());
+  count.scatter_add_(-1, topk_idx, at::ones_like(topk_idx, align.options()));
+  at::Tensor mask_pos = count.eq(1).logical_and(valid);  // (B, M, A)
+
+  // An anchor claimed by several GTs goes to the one it overlaps most.
+  at::Tensor fg = mask_pos.sum(1);  // (B, A)
+  if (fg.max().item<int64_t>() > 1) {
+    at::Tensor multi = fg.unsqueeze(1).gt(1).expand({b, m, a});
+    at::Tensor best = at::one_hot(overlaps.argmax(1), m).permute({0, 2, 1}).to(at::kBool);
+    mask_pos = at::where(multi, best, mask_pos);
+  }
+  at::Tensor fg_mask = mask_pos.any(1);                   // (B, A)
+  at::Tensor gt_idx = mask_pos.to(at::kFloat).argmax(1);  // (B, A)
+
+  at::Tensor flat = gt_idx + at::arange(b, gt_idx.options()).unsqueeze(-1) * m;
+  out.target_labels = labels.flatten().index_select(0, flat.flatten()).view({b, a});
+  out.target_boxes = gt_boxes.reshape({-1, 4}).index_select(0, flat.flatten()).view({b, a, 4});
+  at::Tensor one_hot = at::one_hot(out.target_labels, o.nc).to(pd_scores.scalar_type());
+  one_hot = one_hot * fg_mask.unsqueeze(-1).to(one_hot.scalar_type());
+
+  at::Tensor mask_posf = mask_pos.to(align.scalar_type());
+  align = align * mask_posf;
+  at::Tensor pos_align_max = align.amax(-1, /*keepdim=*/true);                  // (B, M, 1)
+  at::Tensor pos_overlaps = (overlaps * mask_posf).amax(-1, /*keepdim=*/true);  // (B, M, 1)
+  at::Tensor norm = (align * pos_overlaps / (pos_align_max + o.eps)).amax(1).unsqueeze(-1);
+  out.target_scores = one_hot * norm;
+  out.fg_mask = fg_mask;
+  return out;
+}
+
+at::Tensor DistributionFocalLoss(const at::Tensor& pred, const at::Tensor& target) {
+  at::Tensor tl = target.to(at::kLong);
+  at::Tensor tr = tl + 1;
+  at::Tensor wl = tr.to(target.scalar_type()) - target;
+  at::Tensor wr = 1 - wl;
+  at::Tensor logp = at::log_softmax(pred, -1);
+  at::Tensor ce_l = -logp.gather(-1, tl.unsqueeze(-1)).squeeze(-1);
+  at::Tensor ce_r = -logp.gather(-1, tr.unsqueeze(-1)).squeeze(-1);
+  return ce_l * wl + ce_r * wr;
+}
+
+at::Tensor DecodeDistances(const at::Tensor& pred_dist, int reg_max) {
+  const int64_t b = pred_dist.size(0), a = pred_dist.size(1);
+  at::Tensor proj = at::arange(reg_max, pred_dist.options());
+  return pred_dist.view({b, a, 4, reg_max}).softmax(3).matmul(proj);
+}
+
+DetectionLoss::DetectionLoss(int nc, std::vector<double> strides, LossGains gains, int reg_max)
+    : nc_(nc), strides_(std::move(strides)), gains_(gains), reg_max_(reg_max) {
+  assigner_.nc = nc;
+}
+
+LossOutput DetectionLoss::operator()(const std::vector<at::Tensor>& raw,
+                                     const DetectionTargets& targets,
+                                     Assignment* assignment) const {
+  const int64_t b = raw[0].size(0);
+  const int64_t no = 4 * reg_max_ + nc_;
+  std::vector<at::Tensor> flat;
+  for (const auto& r : raw) flat.push_back(r.reshape({b, no, -1}));
+  at::Tensor pred = at::cat(flat, 2);  // (B, no, A)
+  at::Tensor pred_dist = pred.narrow(1, 0, 4 * reg_max_).permute({0, 2, 1}).contiguous();
+  at::Tensor pred_scores = pred.narrow(1, 4 * reg_max_, nc_).permute({0, 2, 1}).contiguous();
+  const auto dtype = pred_scores.scalar_type();
+  const double img_h = raw[0].size(2) * strides_[0], img_w = raw[0].size(3) * strides_[0];
+
+  at::Tensor anchors, stride_t;
+  MakeAnchors(raw, strides_, &anchors, &stride_t);
+
+  // Targets regrouped per image: (B, M, 1) labels and (B, M, 4) xyxy pixel boxes, zero-padded.
+  at::Tensor bidx = targets.batch_idx.to(at::kCPU, at::kLong);
+  const int64_t n = bidx.numel();
+  std::vector<int64_t> per_image(b, 0);
+  const int64_t* bi = bidx.data_ptr<int64_t>();
+  for (int64_t i = 0; i < n; ++i) per_image[bi[i]]++;
+  const int64_t m = n == 0 ? 0 : *std::max_element(per_image.begin(), per_image.end());
+  at::Tensor gt = at::zeros({b, m, 5}, at::kFloat);
+  if (n > 0) {
+    at::Tensor cls = targets.cls.to(at::kCPU, at::kFloat).view({-1});
+    at::Tensor boxes = targets.boxes.to(at::kCPU, at::kFloat).view({-1, 4});
+    at::Tensor scale = at::tensor({img_w, img_h, img_w, img_h}, at::kFloat);
+    boxes = XywhToXyxy(boxes * scale);
+    std::vector<int64_t> fill(b, 0);
+    auto g = gt.accessor<float, 3>();
+    auto bx = boxes.accessor<float, 2>();
+    auto c = cls.accessor<float, 1>();
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t img = bi[i], j = fill[img]++;
+      g[img][j][0] = c[i];
+      for (int k = 0; k < 4; ++k) g[img][j][k + 1] = bx[i][k];
+    }
+  }
+  gt = gt.to(pred.device());
+  at::Tensor gt_labels = gt.narrow(-1, 0, 1);
+  at::Tensor gt_boxes = gt.narrow(-1, 1, 4);
+  at::Tensor mask_gt = gt_boxes.sum(-1, /*keepdim=*/true).gt(0);
+
+  at::Tensor pred_boxes = DistToBox(DecodeDistances(pred_dist, reg_max_), anchors);  // grid units
+  Assignment assigned = AssignTaskAligned(
+      pred_scores.detach().sigmoid(), (pred_boxes.detach() * stride_t).to(gt_boxes.scalar_type()),
+      anchors * stride_t, gt_labels, gt_boxes, mask_gt, assigner_);
+
+  at::Tensor target_scores = assigned.target_scores.to(dtype);
+  at::Tensor tss = target_scores.sum().clamp_min(1);
+  at::Tensor loss_cls =
+      at::binary_cross_entropy_with_logits(pred_scores, target_scores, {}, {}, at::Reduction::None)
+          .sum() /
+      tss;
+  at::Tensor loss_box = at::zeros({}, pred.options());
+  at::Tensor loss_dfl = at::zeros({}, pred.options());
+  at::Tensor fg = assigned.fg_mask;
+  if (fg.any().item<bool>()) {
+    at::Tensor target_boxes = assigned.target_boxes / stride_t;
+    at::Tensor weight = target_scores.sum(-1).index({fg}).unsqueeze(-1);
+    at::Tensor iou = BoxIou(pred_boxes.index({fg}), target_boxes.index({fg}), /*ciou=*/true);
+    loss_box = ((1.0 - iou) * weight).sum() / tss;
+    at::Tensor target_ltrb = BoxToDist(anchors, target_boxes, reg_max_).index({fg});  // (F, 4)
+    at::Tensor dfl =
+        DistributionFocalLoss(pred_dist.index({fg}).view({-1, reg_max_}), target_ltrb.reshape({-1}))
+            .view({-1, 4})
+            .mean(-1, /*keepdim=*/true);
+    loss_dfl = (dfl * weight).sum() / tss;
+  }
+  loss_box = loss_box * gains_.box;
+  loss_cls = loss_cls * gains_.cls;
+  loss_dfl = loss_dfl * gains_.dfl;
+  if (assignment != nullptr) *assignment = std::move(assigned);
+  LossOutput out;
+  out.items = at::stack({loss_box, loss_cls, loss_dfl}).detach();
+  out.total = (loss_box + loss_cls + loss_dfl) * static_cast<double>(b);
+  return out;
+}
+
+}  // namespace yolo

@@ -1,0 +1,522 @@
+#include "server/worker/train/trainer.h"
+
+#include <ATen/ATen.h>
+#include <malloc.h>
+#include <spdlog/spdlog.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/utils.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/atomic_file.h"
+#include "common/status_macros.h"
+#include "server/worker/train/checkpoint.h"
+#include "server/worker/train/cpu_allocator.h"
+#include "server/worker/train/optim.h"
+#include "server/worker/train/rounding.h"
+#include "server/worker/train/run_support.h"
+
+namespace yolo {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+class TrainRun {
+ public:
+  TrainRun(TrainArgs args, const TrainHooks& hooks) : args_(std::move(args)), hooks_(hooks) {}
+  absl::StatusOr<TrainOutcome> Run();
+
+ private:
+  absl::Status PrepareResume();
+  absl::Status Setup();
+  absl::Status SaveEpoch(int epoch, bool is_best);
+  absl::Status Finish();
+  bool StopRequested() const {
+    return hooks_.stop_requested != nullptr && hooks_.stop_requested->load();
+  }
+  void ServeCleanup();  // a cleanup asked for through hooks_.cleanup_requested
+
+  TrainArgs args_;
+  TrainHooks hooks_;
+  std::optional<LoadedCheckpoint> resume_from_;
+  std::string run_dir_, weights_dir_;
+  c10::Device device_{c10::kCPU};
+  bool amp_ = false;
+  int imgsz_ = 640, batch_ = 16, epochs_ = 100;
+  DataConfig data_;
+  std::unique_ptr<BatchLoader> train_loader_, val_loader_;
+  DetectionModel model_{nullptr};
+  std::unique_ptr<ModelEma> ema_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::vector<double> initial_lr_;
+  OptimizerChoice choice_;
+  std::unique_ptr<DetectionLoss> loss_;
+  int start_epoch_ = 0;
+  double best_fitness_ = -1;
+  bool have_best_ = false;
+  int best_epoch_ = -1;
+  std::string results_csv_ = kResultsHeader;
+  double time_offset_ = 0;
+  double train_seconds_total_ = 0;
+  int64_t train_images_total_ = 0;
+};
+
+absl::Status TrainRun::PrepareResume() {
+  const std::string resume = args_.GetString("resume");
+  if (resume == "false") return absl::OkStatus();
+  std::string path;
+  if (resume != "true") {
+    path = resume;
+  } else if (absl::EndsWith(args_.GetString("model"), ".pt")) {
+    path = args_.GetString("model");
+  } else {
+    const std::string project =
+        args_.IsNull("project") ? "runs/detect" : args_.GetString("project");
+    auto found = NewestLastPt(project);
+    if (!found) {
+      return absl::NotFoundError(absl::StrCat("resume=True: no weights/last.pt under '", project,
+                                              "'; pass model=path/to/last.pt"));
+    }
+    path = *found;
+  }
+  ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(path));
+  if (ckpt.meta.epoch < 0 || !ckpt.has_optimizer) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("'", path,
+                     "' is from a finished training run and cannot be resumed; start a new run "
+                     "with model=",
+                     path, " to fine-tune from it"));
+  }
+  ASSIGN_OR_RETURN(TrainArgs saved, TrainArgs::FromYaml(ckpt.meta.train_args));
+  // Only these may change on resume, as in Ultralytics.
+  for (const char* key : {"imgsz", "batch", "device", "close_mosaic", "workers", "threads"}) {
+    if (args_.WasSet(key)) RETURN_IF_ERROR(saved.Set(key, args_.GetString(key)));
+  }
+  RETURN_IF_ERROR(saved.Set("resume", path));
+  args_ = saved;
+  run_dir_ = fs::path(path).parent_path().parent_path().string();
+  resume_from_ = std::move(ckpt);
+  return absl::OkStatus();
+}
+
+absl::Status TrainRun::Setup() {
+  RETURN_IF_ERROR(PrepareResume());
+  if (args_.IsNull("data")) return absl::InvalidArgumentError("argument 'data' is required");
+  ConfigureDeterminism(args_.GetBool("deterministic"));
+  ASSIGN_OR_RETURN(device_, ResolveDevice(args_.GetString("device")));
+  amp_ = device_.is_cuda() && args_.GetBool("amp");
+  const int threads = ConfigureThreads(static_cast<int>(args_.GetInt("threads")));
+  imgsz_ = CheckImgsz(args_);
+  epochs_ = static_cast<int>(args_.GetInt("epochs"));
+  batch_ = static_cast<int>(args_.GetInt("batch"));
+  if (args_.GetFloat("batch") < 1) {
+    spdlog::warn("AutoBatch (batch={}) sizes batches for GPU memory; on {} using batch=16",
+                 args_.GetString("batch"), device_.str());
+    batch_ = 16;
+  }
+  SeedLikeUltralytics(args_.GetInt("seed"));
+
+  ASSIGN_OR_RETURN(data_, LoadDataConfig(args_.GetString("data")));
+  const bool single_cls = args_.GetBool("single_cls");
+  if (single_cls) data_.names = {"item"};
+  const int nc = data_.nc();
+  const int scan_threads = std::max(threads, static_cast<int>(args_.GetInt("workers")));
+  ASSIGN_OR_RETURN(DatasetScan train_scan,
+                   ScanDataset(data_.train, single_cls ? 1 << 30 : nc, single_cls, scan_threads,
+                               hooks_.allowed_roots));
+  ASSIGN_OR_RETURN(DatasetScan val_scan,
+                   ScanDataset(data_.val, single_cls ? 1 << 30 : nc, single_cls, scan_threads,
+                               hooks_.allowed_roots));
+  spdlog::info("train: {}", train_scan.Summary());
+  spdlog::info("val: {}", val_scan.Summary());
+  const double fraction = args_.GetFloat("fraction");
+  if (fraction < 1.0) {
+    const size_t keep = std::max<int64_t>(1, RoundHalfEven(train_scan.images.size() * fraction));
+    train_scan.images.resize(std::min(keep, train_scan.images.size()));
+  }
+
+  // Model: a fresh scale, a checkpoint to fine-tune from, or the run being resumed.
+  const std::string model_arg = args_.IsNull("model") ? "yolov8n.yaml" : args_.GetString("model");
+  if (resume_from_) {
+    ASSIGN_OR_RETURN(ModelScale scale, ScaleFromName(resume_from_->meta.scale));
+    model_ = DetectionModel(scale, nc);
+    TransferWeights(resume_from_->raw, model_);
+  } else if (absl::EndsWith(model_arg, ".pt")) {
+    if (!fs::exists(model_arg)) {
+      return absl::NotFoundError(absl::StrCat(
+          "argument 'model': '", model_arg,
+          "' does not exist (pretrained Ultralytics weights "
+          "cannot be downloaded here; use a scale such as model=yolov8n to train from scratch, "
+          "or one of our checkpoints)"));
+    }
+    ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(model_arg));
+    ASSIGN_OR_RETURN(ModelScale scale, ScaleFromName(ckpt.meta.scale));
+    model_ = DetectionModel(scale, nc);
+    const int copied = TransferWeights(ckpt.model, model_);
+    spdlog::info("Transferred {}/{} items from {}", copied,
+                 model_->named_parameters().size() + model_->named_buffers().size(), model_arg);
+  } else {
+    ASSIGN_OR_RETURN(ModelScale scale, ScaleFromName(model_arg));
+    model_ = DetectionModel(scale, nc);
+  }
+  spdlog::info("{}", ModelSummary(model_, imgsz_));
+  model_->to(device_);
+  model_->train();
+
+  if (run_dir_.empty()) run_dir_ = NewRunDir(args_);
+  weights_dir_ = (fs::path(run_dir_) / "weights").string();
+  std::error_code ec;
+  fs::create_directories(weights_dir_, ec);
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create ", weights_dir_, ": ", ec.message()));
+  if (!resume_from_) {
+    RETURN_IF_ERROR(args_.Set("name", fs::path(run_dir_).filename().string()));
+    RETURN_IF_ERROR(args_.Set("project", fs::path(run_dir_).parent_path().string()));
+    RETURN_IF_ERROR(args_.Set("model", model_arg));
+  }
+  RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "args.yaml").string(), args_.ToYaml()));
+
+  // Loaders.
+  train_loader_ = std::make_unique<BatchLoader>(std::move(train_scan.images),
+                                                TrainLoaderOptions(args_, imgsz_, batch_, epochs_));
+  RETURN_IF_ERROR(train_loader_->PrepareCache());
+  LoaderOptions val_opts = BaseLoaderOptions(args_, imgsz_);
+  val_opts.batch = batch_ * 2;
+  val_opts.rect = true;
+  val_opts.cache = CacheMode::kNone;
+  val_loader_ = std::make_unique<BatchLoader>(std::move(val_scan.images), val_opts);
+
+  // Optimizer.
+  const int nbs = static_cast<int>(args_.GetInt("nbs"));
+  const int accumulate = AccumulateCount(/*ni=*/0, /*nw=*/-1, nbs, batch_);
+  const double weight_decay = args_.GetFloat("weight_decay") * batch_ * accumulate / nbs;
+  const int64_t iterations =
+      static_cast<int64_t>(
+          std::ceil(static_cast<double>(train_loader_->size()) / std::max(batch_, nbs))) *
+      epochs_;
+  choice_ =
+      ChooseOptimizer(args_.GetString("optimizer"), args_.GetFloat("lr0"),
+                      args_.GetFloat("momentum"), args_.GetFloat("warmup_bias_lr"), iterations, nc);
+  ParamGroups groups = SplitParameters(*model_);
+  optimizer_ = MakeOptimizer(choice_, groups, weight_decay);
+  spdlog::info(
+      "optimizer: {}(lr={}, momentum={}) with parameter groups {} weight(decay=0.0), {} "
+      "weight(decay={}), {} bias(decay=0.0)",
+      choice_.name, choice_.lr, choice_.momentum, groups.norm.size(), groups.weights.size(),
+      weight_decay, groups.bias.size());
+  for (size_t g = 0; g < optimizer_->param_groups().size(); ++g) {
+    initial_lr_.push_back(GroupLr(*optimizer_, g));
+  }
+  LossGains gains{args_.GetFloat("box"), args_.GetFloat("cls"), args_.GetFloat("dfl")};
+  loss_ = std::make_unique<DetectionLoss>(nc, model_->detect->strides, gains);
+
+  if (resume_from_) {
+    RETURN_IF_ERROR(LoadOptimizerState(resume_from_->path, *optimizer_, device_));
+    ema_ = std::make_unique<ModelEma>(resume_from_->model, resume_from_->meta.updates);
+    ema_->model()->to(device_);
+    start_epoch_ = static_cast<int>(resume_from_->meta.epoch) + 1;
+    best_fitness_ = resume_from_->meta.best_fitness;
+    have_best_ = true;
+    best_epoch_ = start_epoch_ - 1;  // patience counts from the resume at the latest
+    results_csv_ = resume_from_->meta.results_csv;
+    if (results_csv_.empty()) results_csv_ = kResultsHeader;
+    time_offset_ = LastResultsTime(results_csv_);
+    // The folder may hold a results.csv written after the checkpoint: the checkpoint wins.
+    RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "results.csv").string(), results_csv_));
+    for (const auto& entry : fs::directory_iterator(weights_dir_, ec)) {
+      if (absl::StrContains(entry.path().filename().string(), ".tmp."))
+        fs::remove(entry.path(), ec);
+    }
+    if (start_epoch_ >= epochs_) {
+      spdlog::info("{} was trained for {} epochs already; fine-tuning {} more", resume_from_->path,
+                   start_epoch_, epochs_);
+      epochs_ += start_epoch_;
+    }
+    spdlog::info("Resuming training {} from epoch {} to {} total epochs", resume_from_->path,
+                 start_epoch_ + 1, epochs_);
+  } else {
+    ema_ = std::make_unique<ModelEma>(model_);
+  }
+  spdlog::info("Image sizes {} train, {} val; using {} dataloader workers, {} torch threads",
+               imgsz_, imgsz_, args_.GetInt("workers"), at::get_num_threads());
+  spdlog::info("Logging results to {}", run_dir_);
+  return absl::OkStatus();
+}
+
+absl::Status TrainRun::SaveEpoch(int epoch, bool is_best) {
+  CheckpointMeta meta;
+  meta.epoch = epoch;
+  meta.best_fitness = best_fitness_;
+  meta.updates = ema_->updates();
+  meta.train_args = args_.ToYaml();
+  meta.results_csv = results_csv_;
+  meta.names = absl::StrJoin(data_.names, "\n");
+  meta.scale = std::string(1, model_->scale.letter);
+  meta.nc = model_->nc;
+  meta.date = NowIso();
+  // results.csv first: if killed between the two writes, resume rewrites it from last.pt.
+  RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "results.csv").string(), results_csv_));
+  const std::string last = (fs::path(weights_dir_) / "last.pt").string();
+  RETURN_IF_ERROR(SaveCheckpoint(last, meta, model_, &ema_->model(), optimizer_.get()));
+  if (is_best) {
+    RETURN_IF_ERROR(SaveCheckpoint((fs::path(weights_dir_) / "best.pt").string(), meta, model_,
+                                   &ema_->model(), optimizer_.get()));
+  }
+  const int64_t period = args_.GetInt("save_period");
+  if (period > 0 && (epoch + 1) % period == 0) {
+    RETURN_IF_ERROR(
+        SaveCheckpoint((fs::path(weights_dir_) / absl::StrCat("epoch", epoch + 1, ".pt")).string(),
+                       meta, model_, &ema_->model(), optimizer_.get()));
+  }
+  return absl::OkStatus();
+}
+
+void TrainRun::ServeCleanup() {
+  if (hooks_.cleanup_requested == nullptr || !hooks_.cleanup_requested->exchange(false)) return;
+  CleanupReport report;
+  report.rss_before_bytes = CurrentRssBytes();
+  const int64_t cpu = EmptyCpuCache();
+  const int64_t cuda = EmptyDeviceCache(device_);
+  int64_t dataset = train_loader_ ? train_loader_->DropRamCache() : 0;
+  if (val_loader_) dataset += val_loader_->DropRamCache();
+  malloc_trim(0);
+  report.rss_after_bytes = CurrentRssBytes();
+  report.detail = absl::StrFormat("cpu cache %.1f MB, cuda cache %.1f MB, dataset cache %.1f MB",
+                                  cpu / 1e6, cuda / 1e6, dataset / 1e6);
+  spdlog::info("cleanup: {}; RSS {:.0f} -> {:.0f} MB", report.detail, report.rss_before_bytes / 1e6,
+               report.rss_after_bytes / 1e6);
+  if (hooks_.on_cleanup) hooks_.on_cleanup(report);
+}
+
+// Rewrites last.pt and best.pt without optimizer state: the EMA weights become the model.
+absl::Status TrainRun::Finish() {
+  for (const char* name : {"last.pt", "best.pt"}) {
+    const std::string path = (fs::path(weights_dir_) / name).string();
+    if (!fs::exists(path)) continue;
+    ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(path));
+    ckpt.meta.epoch = -1;
+    ckpt.meta.updates = 0;
+    RETURN_IF_ERROR(SaveCheckpoint(path, ckpt.meta, ckpt.model, nullptr, nullptr));
+    spdlog::info("Optimizer stripped from {}, {:.1f}MB", path, fs::file_size(path) / 1e6);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TrainOutcome> TrainRun::Run() {
+  RETURN_IF_ERROR(Setup());
+  TrainOutcome outcome;
+  outcome.run_dir = run_dir_;
+  const int nb = train_loader_->BatchesPerEpoch();
+  const double warmup_epochs = args_.GetFloat("warmup_epochs");
+  const int64_t nw = WarmupIterations(warmup_epochs, nb);
+  const int nbs = static_cast<int>(args_.GetInt("nbs"));
+  const int close_at = CloseMosaicEpoch(epochs_, args_.GetInt("close_mosaic"));
+  const double lrf = args_.GetFloat("lrf");
+  const bool cos_lr = args_.GetBool("cos_lr");
+  const int patience = static_cast<int>(args_.GetInt("patience"));
+  const double momentum = args_.GetFloat("momentum");
+  const double warmup_momentum = args_.GetFloat("warmup_momentum");
+  NmsOptions nms;
+  nms.conf = args_.IsNull("conf") ? 0.001 : args_.GetFloat("conf");
+  nms.iou = args_.GetFloat("iou");
+  nms.max_det = static_cast<int>(args_.GetInt("max_det"));
+  nms.agnostic = args_.GetBool("single_cls");
+  int accumulate = AccumulateCount(/*ni=*/0, /*nw=*/-1, nbs, batch_);
+  int64_t last_opt_step = -1;
+  const auto run_start = Clock::now();
+
+  spdlog::info("Starting training for {} epochs...", epochs_);
+  int epoch = start_epoch_;
+  for (; epoch < epochs_; ++epoch) {
+    const double lf = LrFactor(epoch, epochs_, lrf, cos_lr);
+    for (size_t g = 0; g < initial_lr_.size(); ++g) SetGroupLr(*optimizer_, g, initial_lr_[g] * lf);
+    const bool mosaic = close_at < 0 || epoch < close_at;
+    if (epoch == close_at) spdlog::info("Closing dataloader mosaic");
+    train_loader_->StartEpoch(epoch, mosaic);
+    model_->train();
+    optimizer_->zero_grad();
+    std::array<double, 3> tloss{0, 0, 0};
+    int images = 0;
+    const auto epoch_start = Clock::now();
+    auto last_log = epoch_start;
+    std::printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "GPU_mem", "box_loss", "cls_loss",
+                "dfl_loss", "Instances", "Size");
+    int i = 0;
+    int last_instances = 0;
+    while (auto batch = train_loader_->Next()) {
+      if (StopRequested()) break;
+      const int64_t ni = i + static_cast<int64_t>(nb) * epoch;
+      if (ni <= nw) {
+        accumulate = AccumulateCount(ni, nw, nbs, batch_);
+        for (size_t g = 0; g < initial_lr_.size(); ++g) {
+          const double from = g == 0 ? choice_.warmup_bias_lr : 0.0;
+          SetGroupLr(*optimizer_, g, Interp(ni, 0, nw, from, initial_lr_[g] * lf));
+          SetGroupMomentum(*optimizer_, g, Interp(ni, 0, nw, warmup_momentum, momentum));
+        }
+      }
+      at::Tensor input = ModelInput(*batch, device_);
+      std::vector<at::Tensor> raw;
+      SetAutocast(amp_);
+      raw = model_->forward(input);
+      SetAutocast(false);
+      if (amp_) {
+        for (auto& r : raw) r = r.to(at::kFloat);  // the loss runs in fp32
+      }
+      LossOutput out = (*loss_)(raw, batch->targets);
+      out.total.backward();
+      at::Tensor items = out.items.to(at::kCPU, at::kDouble);
+      for (int k = 0; k < 3; ++k) tloss[k] = (tloss[k] * i + items[k].item<double>()) / (i + 1);
+      if (ni - last_opt_step >= accumulate) {
+        torch::nn::utils::clip_grad_norm_(model_->parameters(), 10.0);
+        optimizer_->step();
+        optimizer_->zero_grad();
+        ema_->Update(model_);
+        last_opt_step = ni;
+      }
+      images += static_cast<int>(batch->info.size());
+      last_instances = batch->instances;
+      ++i;
+      if (hooks_.on_batch) {
+        BatchReport report;
+        report.epoch = epoch + 1, report.epochs = epochs_, report.batch = i, report.batches = nb;
+        report.box_loss = tloss[0], report.cls_loss = tloss[1], report.dfl_loss = tloss[2];
+        report.images_per_second = images / std::max(Since(epoch_start), 1e-9);
+        report.gpu_reserved_bytes = GpuReservedBytes(device_);
+        hooks_.on_batch(report);
+      }
+      ServeCleanup();
+      if (Since(last_log) > 10 && i < nb) {
+        std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d\n",
+                    absl::StrCat(epoch + 1, "/", epochs_).c_str(), GpuMem(device_).c_str(),
+                    tloss[0], tloss[1], tloss[2], last_instances, imgsz_, i, nb);
+        std::fflush(stdout);
+        last_log = Clock::now();
+      }
+    }
+    if (StopRequested()) {
+      spdlog::warn("stop requested: ending in epoch {}; {} holds epoch {}", epoch + 1,
+                   (fs::path(weights_dir_) / "last.pt").string(), epoch);
+      outcome.stopped = true;
+      break;
+    }
+    const double train_s = Since(epoch_start);
+    train_seconds_total_ += train_s;
+    train_images_total_ += images;
+    std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d %.1fs %.1f img/s\n",
+                absl::StrCat(epoch + 1, "/", epochs_).c_str(), GpuMem(device_).c_str(), tloss[0],
+                tloss[1], tloss[2], last_instances, imgsz_, i, nb, train_s, images / train_s);
+    std::fflush(stdout);
+    std::array<double, 3> lr{};
+    for (size_t g = 0; g < 3 && g < initial_lr_.size(); ++g) lr[g] = GroupLr(*optimizer_, g);
+
+    const bool final_epoch = epoch + 1 == epochs_;
+    ValidationResult val;
+    if (args_.GetBool("val") || final_epoch) {
+      // Validation allocates other shapes than training: give back the cached training blocks
+      // before it and its own after it, so that peak memory is the larger of the two phases
+      // rather than their sum.
+      EmptyCpuCache();
+      val = Validate(ema_->model(), *val_loader_, loss_.get(), nms, device_);
+      EmptyCpuCache();
+      std::printf("%s", FormatValidationTable(val.metrics, data_.names, false).c_str());
+      std::fflush(stdout);
+    }
+    const double fitness = val.metrics.Fitness();
+    const bool is_best = !have_best_ || fitness >= best_fitness_;
+    if (is_best) {
+      best_fitness_ = fitness;
+      have_best_ = true;
+      best_epoch_ = epoch;
+    }
+    results_csv_ +=
+        ResultsRow(epoch + 1, time_offset_ + Since(run_start), tloss, val.metrics, val.loss, lr);
+    if (args_.GetBool("save")) RETURN_IF_ERROR(SaveEpoch(epoch, is_best));
+    outcome.epochs_completed = epoch + 1 - start_epoch_;
+    if (hooks_.on_epoch_end) {
+      EpochReport report;
+      report.epoch = epoch + 1;
+      report.epochs = epochs_;
+      report.box_loss = tloss[0], report.cls_loss = tloss[1], report.dfl_loss = tloss[2];
+      report.metrics = val.metrics;
+      report.train_seconds = train_s;
+      report.images_per_second = images / train_s;
+      report.fitness = fitness;
+      hooks_.on_epoch_end(report);
+    }
+    ServeCleanup();
+    if (best_epoch_ >= 0 && epoch - best_epoch_ >= patience) {
+      spdlog::info(
+          "Stopping training early as no improvement observed in last {} epochs. Best "
+          "results observed at epoch {}",
+          patience, best_epoch_ + 1);
+      ++epoch;
+      break;
+    }
+  }
+  if (train_seconds_total_ > 0) {
+    outcome.train_images_per_second = train_images_total_ / train_seconds_total_;
+  }
+  if (outcome.stopped) {
+    outcome.peak_rss_bytes = PeakRssBytes();
+    return outcome;
+  }
+  spdlog::info("{} epochs completed in {:.3f} hours.", epoch - start_epoch_,
+               Since(run_start) / 3600);
+  if (args_.GetBool("save")) {
+    RETURN_IF_ERROR(Finish());
+    const std::string best = (fs::path(weights_dir_) / "best.pt").string();
+    ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(best));
+    spdlog::info("Validating {}...", best);
+    ckpt.model->to(device_);
+    NmsOptions final_nms = nms;
+    ValidationResult val = Validate(ckpt.model, *val_loader_, nullptr, final_nms, device_);
+    std::printf("%s",
+                FormatValidationTable(val.metrics, data_.names, args_.GetBool("verbose")).c_str());
+    std::printf("Speed: %.1fms inference, %.1fms postprocess per image\n",
+                val.inference_ms_per_image, val.postprocess_ms_per_image);
+    outcome.best = val.metrics;
+  }
+  outcome.peak_rss_bytes = PeakRssBytes();
+  std::printf("Results saved to %s\n", run_dir_.c_str());
+  std::fflush(stdout);
+  return outcome;
+}
+}  // namespace
+
+absl::StatusOr<TrainOutcome> Train(const TrainArgs& args, const TrainHooks& hooks) {
+  TrainRun run(args, hooks);
+  try {
+    return run.Run();
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    // CUDA's "CUDA out of memory" and the CPU allocator's "DefaultCPUAllocator: not enough
+    // memory" are both c10 errors; they get their own code so that the exit says so.
+    if (absl::StrContains(what, "out of memory") || absl::StrContains(what, "not enough memory")) {
+      return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", what));
+    }
+    return absl::InternalError(absl::StrCat("LibTorch: ", what));
+  } catch (const cv::Exception& e) {
+    if (e.code == cv::Error::StsNoMem) {
+      return absl::ResourceExhaustedError(absl::StrCat("out of memory in OpenCV: ", e.what()));
+    }
+    return absl::InternalError(absl::StrCat("OpenCV: ", e.what()));
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory: an allocation failed (std::bad_alloc)");
+  } catch (const std::exception& e) {  // std::filesystem and the rest of the standard library
+    return absl::InternalError(e.what());
+  }
+}
+}  // namespace yolo

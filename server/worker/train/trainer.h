@@ -1,0 +1,73 @@
+// The training job: `yolo-worker train ...`, and each round that yolod starts. One thread
+// (the caller's) owns the model, optimizer and device; loader threads feed it batches.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/train_args.h"
+#include "server/worker/train/metrics.h"
+#include "server/worker/train/validator.h"
+
+namespace yolo {
+
+struct EpochReport {
+  int epoch = 0;  // 1-based
+  int epochs = 0;
+  double box_loss = 0, cls_loss = 0, dfl_loss = 0;
+  MetricsSummary metrics;
+  double train_seconds = 0;      // training only, validation excluded
+  double images_per_second = 0;  // training only
+  double fitness = 0;
+};
+
+// In-epoch progress, after each batch.
+struct BatchReport {
+  int epoch = 0;  // 1-based
+  int epochs = 0;
+  int batch = 0;  // batches done in this epoch
+  int batches = 0;
+  double box_loss = 0, cls_loss = 0, dfl_loss = 0;  // running means over the epoch
+  double images_per_second = 0;                     // this epoch so far
+  int64_t gpu_reserved_bytes = 0;
+};
+
+// What a cleanup gave back.
+struct CleanupReport {
+  int64_t rss_before_bytes = 0;
+  int64_t rss_after_bytes = 0;
+  std::string detail;  // per source: "cpu cache 412.0 MB, cuda cache 0 B, dataset cache 0 B"
+};
+
+// Callbacks run on the training thread; keep them short.
+struct TrainHooks {
+  std::function<void(const EpochReport&)> on_epoch_end;
+  std::function<void(const BatchReport&)> on_batch;
+  // Set from another thread (a signal handler's flag) to stop at the next batch; the last
+  // finished epoch's checkpoint stays resumable.
+  const std::atomic<bool>* stop_requested = nullptr;
+  // Set from another thread to ask for a cleanup at the next batch or epoch end: the CPU block
+  // cache and the CUDA cache are emptied, the dataset's RAM cache dropped, malloc_trim run.
+  // The trainer clears the flag and calls on_cleanup with what it freed.
+  std::atomic<bool>* cleanup_requested = nullptr;
+  std::function<void(const CleanupReport&)> on_cleanup;
+  // When not empty, every image of the dataset must lie under one of these folders (yolod's
+  // --allowed-root, which it hands to its workers).
+  std::vector<std::string> allowed_roots;
+};
+
+struct TrainOutcome {
+  std::string run_dir;
+  int epochs_completed = 0;
+  bool stopped = false;                // stop_requested was honoured
+  MetricsSummary best;                 // best.pt validated at the end
+  double train_images_per_second = 0;  // over the whole run, validation excluded
+  long peak_rss_bytes = 0;
+};
+
+absl::StatusOr<TrainOutcome> Train(const TrainArgs& args, const TrainHooks& hooks = {});
+
+}  // namespace yolo

@@ -1,0 +1,150 @@
+#include "server/worker/train/augment.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <opencv2/imgproc.hpp>
+
+namespace yolo {
+namespace {
+
+TEST(LetterboxTest, BoxesRoundTripThroughLetterbox) {
+  cv::Mat image(200, 400, CV_8UC3, cv::Scalar::all(0));
+  std::vector<PixelBox> boxes = {{1, 100, 50, 300, 150}};
+  const std::vector<PixelBox> original = boxes;
+  LetterboxInfo info;
+  cv::Mat out = Letterbox(image, 320, 320, /*scaleup=*/true, &info, &boxes);
+  EXPECT_EQ(out.rows, 320);
+  EXPECT_EQ(out.cols, 320);
+  EXPECT_DOUBLE_EQ(info.gain, 0.8);
+  EXPECT_EQ(info.pad_left, 0);
+  EXPECT_EQ(info.pad_top, 80);
+  // Pad is grey 114.
+  EXPECT_EQ(out.at<cv::Vec3b>(0, 0)[0], 114);
+  EXPECT_EQ(out.at<cv::Vec3b>(160, 160)[0], 0);
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    EXPECT_NEAR((boxes[i].x1 - info.pad_left) / info.gain, original[i].x1, 1e-3);
+    EXPECT_NEAR((boxes[i].y1 - info.pad_top) / info.gain, original[i].y1, 1e-3);
+    EXPECT_NEAR((boxes[i].x2 - info.pad_left) / info.gain, original[i].x2, 1e-3);
+    EXPECT_NEAR((boxes[i].y2 - info.pad_top) / info.gain, original[i].y2, 1e-3);
+  }
+}
+
+TEST(LetterboxTest, BoxesMoveByTheRatioAndTheUnroundedHalfPadding) {
+  // 51 x 100 into 64: r = 0.64, the image becomes 33 x 64 (32.64 rounded), padding 31 split
+  // 15 | 16. Ultralytics moves the labels by r and 15.5, not by 33/51 and 15.
+  cv::Mat image(100, 51, CV_8UC3, cv::Scalar::all(0));
+  std::vector<PixelBox> boxes = {{0, 0, 10, 51, 60}};
+  LetterboxInfo info;
+  Letterbox(image, 64, 64, /*scaleup=*/true, &info, &boxes);
+  EXPECT_EQ(info.pad_left, 15);
+  EXPECT_FLOAT_EQ(boxes[0].x1, 15.5f);
+  EXPECT_FLOAT_EQ(boxes[0].x2, 51 * 0.64f + 15.5f);
+  EXPECT_FLOAT_EQ(boxes[0].y1, 6.4f);
+  EXPECT_FLOAT_EQ(boxes[0].y2, 38.4f);
+}
+
+TEST(LetterboxTest, NoScaleUpWhenNotAllowed) {
+  cv::Mat image(100, 50, CV_8UC3, cv::Scalar::all(0));
+  LetterboxInfo info;
+  cv::Mat out = Letterbox(image, 352, 352, /*scaleup=*/false, &info);
+  EXPECT_DOUBLE_EQ(info.gain, 1.0);
+  EXPECT_EQ(out.rows, 352);
+  EXPECT_EQ(info.pad_left, 151);  // round(151 - 0.1)
+  EXPECT_EQ(info.pad_top, 126);
+}
+
+TEST(AugmentTest, NormalisedLabelsToPixels) {
+  auto px = ToPixelBoxes({{2, 0.5f, 0.5f, 0.5f, 0.25f}}, 200, 100);
+  ASSERT_EQ(px.size(), 1u);
+  EXPECT_FLOAT_EQ(px[0].x1, 50);
+  EXPECT_FLOAT_EQ(px[0].x2, 150);
+  EXPECT_FLOAT_EQ(px[0].y1, 37.5f);
+  EXPECT_FLOAT_EQ(px[0].y2, 62.5f);
+  EXPECT_EQ(px[0].cls, 2);
+}
+
+TEST(AugmentTest, HorizontalFlipMirrorsBoxes) {
+  Sample s;
+  s.image = cv::Mat(10, 100, CV_8UC3, cv::Scalar::all(0));
+  s.image.at<cv::Vec3b>(0, 0) = {255, 255, 255};
+  s.boxes = {{0, 10, 1, 30, 5}};
+  FlipHorizontal(&s);
+  EXPECT_EQ(s.image.at<cv::Vec3b>(0, 99)[0], 255);
+  EXPECT_FLOAT_EQ(s.boxes[0].x1, 70);
+  EXPECT_FLOAT_EQ(s.boxes[0].x2, 90);
+}
+
+TEST(AugmentTest, MosaicAndAffineKeepBoxesInsideTheOutput) {
+  std::mt19937 rng(1);
+  std::vector<Sample> four(4);
+  for (auto& s : four) {
+    s.image = cv::Mat(64, 64, CV_8UC3, cv::Scalar::all(50));
+    s.boxes = {{1, 8, 8, 40, 40}};
+  }
+  AugmentParams p;
+  for (int i = 0; i < 20; ++i) {
+    Sample m = Mosaic4(four, 64, rng);
+    EXPECT_EQ(m.image.rows, 128);
+    RandomAffine(&m, p, cv::Size(64, 64), rng);
+    EXPECT_EQ(m.image.rows, 64);
+    EXPECT_EQ(m.image.cols, 64);
+    for (const auto& b : m.boxes) {
+      EXPECT_GE(b.x1, 0);
+      EXPECT_LE(b.x2, 64);
+      EXPECT_GT(b.x2 - b.x1, 2);
+      EXPECT_GT(b.y2 - b.y1, 2);
+    }
+  }
+}
+
+TEST(AugmentTest, AffineWithoutChangeIsIdentity) {
+  std::mt19937 rng(3);
+  AugmentParams p;
+  p.translate = 0, p.scale = 0;
+  Sample s;
+  s.image = cv::Mat(32, 32, CV_8UC3, cv::Scalar::all(7));
+  s.boxes = {{0, 4, 4, 20, 20}};
+  RandomAffine(&s, p, cv::Size(32, 32), rng);
+  ASSERT_EQ(s.boxes.size(), 1u);
+  EXPECT_NEAR(s.boxes[0].x1, 4, 1e-4);
+  EXPECT_NEAR(s.boxes[0].y2, 20, 1e-4);
+}
+
+TEST(AugmentTest, HueIsScaledNotShifted) {
+  // Hues 0, 30, 60 and 120 at full saturation and value; only the hue gain is on.
+  const int hues[] = {0, 30, 60, 120};
+  cv::Mat hsv(1, 4, CV_8UC3);
+  for (int i = 0; i < 4; ++i) hsv.at<cv::Vec3b>(0, i) = cv::Vec3b(hues[i], 255, 255);
+  cv::Mat bgr;
+  cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
+  std::mt19937 rng(5);
+  AugmentHsv(&bgr, 0.5, 0, 0, rng);
+  cv::cvtColor(bgr, hsv, cv::COLOR_BGR2HSV);
+  EXPECT_EQ(hsv.at<cv::Vec3b>(0, 0)[0], 0);  // red stays red: 0 x r = 0
+  const double r = hsv.at<cv::Vec3b>(0, 3)[0] / 120.0;
+  EXPECT_GT(std::abs(r - 1), 0.01);  // the draw did change the hue
+  for (int i = 1; i < 4; ++i) {
+    EXPECT_NEAR(hsv.at<cv::Vec3b>(0, i)[0], hues[i] * r, 2.0) << "hue " << hues[i];
+  }
+}
+
+TEST(AugmentTest, ZeroGainsLeaveTheSampleAsItWas) {
+  Sample s;
+  s.image = cv::Mat(48, 64, CV_8UC3);
+  cv::randu(s.image, 0, 255);
+  s.boxes = {{1, 10.5f, 8.25f, 30.0f, 40.0f}};
+  const cv::Mat before = s.image.clone();
+  AugmentParams p;
+  p.degrees = p.translate = p.scale = p.shear = p.perspective = 0;
+  std::mt19937 rng(1);
+  RandomAffine(&s, p, cv::Size(64, 48), rng);
+  AugmentHsv(&s.image, 0, 0, 0, rng);
+  EXPECT_EQ(cv::norm(s.image, before, cv::NORM_INF), 0);
+  ASSERT_EQ(s.boxes.size(), 1u);
+  EXPECT_EQ(s.boxes[0].x1, 10.5f);
+  EXPECT_EQ(s.boxes[0].y2, 40.0f);
+}
+
+}  // namespace
+}  // namespace yolo

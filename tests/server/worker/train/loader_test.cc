@@ -1,0 +1,148 @@
+#include "server/worker/train/loader.h"
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "server/worker/train/shapes_dataset.h"
+
+namespace yolo {
+namespace {
+namespace fs = std::filesystem;
+
+class LoaderTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = fs::temp_directory_path() / ("loader_test_" + std::to_string(::getpid()));
+    ShapesOptions o;
+    o.out_dir = root_.string();
+    o.train = 12, o.val = 2, o.imgsz = 96;
+    ASSERT_TRUE(MakeShapesDataset(o).ok());
+    auto scan = ScanDataset({(root_ / "images/train").string()}, 3, false, 1);
+    ASSERT_TRUE(scan.ok());
+    records_ = scan->images;
+  }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
+  static inline fs::path root_;
+  static inline std::vector<ImageRecord> records_;
+};
+
+TEST(EpochPlannerTest, ShuffleOrderIsUltralyticsWhateverTheSeed) {
+  // Ultralytics 8.1.47's InfiniteDataLoader (workers=0) over 10 images, batch 4, its generator
+  // seeded as build_dataloader seeds it, reset() before epoch 2 (close_mosaic): PyTorch 1.13
+  // gives these orders.
+  EpochPlanner planner(10, 4, /*shuffle=*/true, /*close_mosaic_epoch=*/2);
+  const std::vector<std::vector<int>> want = {{3, 6, 1, 0, 5, 7, 2, 8, 9, 4},
+                                              {7, 3, 9, 5, 2, 4, 8, 0, 1, 6},
+                                              {7, 1, 5, 3, 9, 8, 2, 0, 6, 4},
+                                              {2, 1, 5, 6, 4, 0, 8, 7, 9, 3}};
+  for (int e = 0; e < 4; ++e) EXPECT_EQ(planner.ForEpoch(e)->order, want[e]) << "epoch " << e;
+  // Asking again for an earlier epoch replays the same orders.
+  EXPECT_EQ(planner.ForEpoch(1)->order, want[1]);
+  // 8 images in whole batches, restarted before epoch 2 and before epoch 0.
+  EpochPlanner whole(8, 4, true, 2);
+  EXPECT_EQ(whole.ForEpoch(3)->order, (std::vector<int>{4, 7, 5, 1, 6, 3, 2, 0}));
+  EpochPlanner at_start(8, 4, true, 0);
+  EXPECT_EQ(at_start.ForEpoch(0)->order, (std::vector<int>{4, 1, 3, 5, 0, 6, 7, 2}));
+  EXPECT_EQ(at_start.ForEpoch(2)->order, (std::vector<int>{6, 5, 7, 3, 4, 2, 1, 0}));
+  EXPECT_EQ(EpochPlanner(10, 4, false, -1).ForEpoch(3)->order,
+            (std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+}
+
+TEST(EpochPlannerTest, MosaicBufferHoldsTheMostRecentlyLoadedImages) {
+  // 20 images, batch 1: a buffer of min(20, 8, 1000) - 1 = 7 images, in file order.
+  EpochPlanner planner(20, 1, /*shuffle=*/false, -1);
+  auto epoch0 = planner.ForEpoch(0);
+  auto buffer = [](const EpochPlanner::Plan& p, int position) {
+    std::vector<int> out;
+    for (int k = 0; k < p.BufferSize(position); ++k) out.push_back(p.BufferImage(position, k));
+    return out;
+  };
+  EXPECT_EQ(buffer(*epoch0, 0), std::vector<int>{0});  // the first image's partners: itself
+  EXPECT_EQ(buffer(*epoch0, 2), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(buffer(*epoch0, 12), (std::vector<int>{6, 7, 8, 9, 10, 11, 12}));
+  // The next epoch starts from the previous one's last images, which are not loaded again
+  // while they are in the buffer.
+  auto epoch1 = planner.ForEpoch(1);
+  EXPECT_EQ(buffer(*epoch1, 0), (std::vector<int>{14, 15, 16, 17, 18, 19, 0}));
+  EXPECT_EQ(buffer(*epoch1, 6), (std::vector<int>{0, 1, 2, 3, 4, 5, 6}));
+}
+
+TEST_F(LoaderTest, TrainBatchesAreDeterministicWhateverTheWorkerCount) {
+  LoaderOptions o;
+  o.imgsz = 64, o.batch = 5, o.augment = true, o.shuffle = true, o.seed = 3;
+  o.workers = 0;
+  BatchLoader serial(records_, o);
+  o.workers = 2;
+  BatchLoader threaded(records_, o);
+  EXPECT_EQ(serial.BatchesPerEpoch(), 3);
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    serial.StartEpoch(epoch, /*mosaic=*/true);
+    threaded.StartEpoch(epoch, /*mosaic=*/true);
+    int batches = 0;
+    while (auto a = serial.Next()) {
+      auto b = threaded.Next();
+      ASSERT_TRUE(b.has_value());
+      EXPECT_EQ(a->images.scalar_type(), at::kByte);
+      EXPECT_EQ(a->images.size(1), 3);
+      EXPECT_EQ(a->images.size(2), 64);
+      EXPECT_TRUE(at::equal(a->images, b->images));
+      EXPECT_TRUE(at::equal(a->targets.boxes, b->targets.boxes));
+      EXPECT_EQ(a->targets.batch_idx.numel(), a->instances);
+      if (a->instances > 0) {
+        EXPECT_LE(a->targets.boxes.max().item<float>(), 1.0f);
+        EXPECT_GE(a->targets.boxes.min().item<float>(), 0.0f);
+      }
+      ++batches;
+    }
+    EXPECT_FALSE(threaded.Next().has_value());
+    EXPECT_EQ(batches, 3);
+  }
+}
+
+TEST_F(LoaderTest, RectValidationBatchesKeepOriginalGeometry) {
+  LoaderOptions o;
+  o.imgsz = 96, o.batch = 4, o.rect = true, o.workers = 1;
+  BatchLoader loader(records_, o);
+  loader.StartEpoch(0, false);
+  auto batch = loader.Next();
+  ASSERT_TRUE(batch.has_value());
+  // Square 96 px images: ceil(96 / 32 + 0.5) * 32 = 128, centred with 16 px of pad.
+  EXPECT_EQ(batch->images.size(2), 128);
+  EXPECT_EQ(batch->images.size(3), 128);
+  EXPECT_DOUBLE_EQ(batch->info[0].to_batch.gain, 1.0);
+  EXPECT_EQ(batch->info[0].to_batch.pad_left, 16);
+  EXPECT_EQ(batch->images[0][0][0][0].item<uint8_t>(), 114);
+}
+
+TEST_F(LoaderTest, MixUpAddsAnotherSamplesObjects) {
+  LoaderOptions o;
+  o.imgsz = 64, o.workers = 0, o.augment = true;
+  o.hyp.scale = 0, o.hyp.translate = 0;
+  BatchLoader plain(records_, o);
+  o.hyp.mixup = 1.0;
+  BatchLoader mixed(records_, o);
+  size_t plain_boxes = 0, mixed_boxes = 0;
+  for (int i = 0; i < plain.size(); ++i) {
+    plain_boxes += plain.TrainSample(i, 0, true).boxes.size();
+    mixed_boxes += mixed.TrainSample(i, 0, true).boxes.size();
+  }
+  EXPECT_GT(mixed_boxes, plain_boxes);
+}
+
+TEST(NpyTest, RoundTrip) {
+  const std::string path =
+      (fs::temp_directory_path() / ("npy_" + std::to_string(::getpid()) + ".npy")).string();
+  cv::Mat image(7, 5, CV_8UC3);
+  cv::randu(image, 0, 255);
+  ASSERT_TRUE(WriteNpy(path, image).ok());
+  cv::Mat back = ReadNpy(path);
+  ASSERT_FALSE(back.empty());
+  EXPECT_EQ(cv::norm(image, back, cv::NORM_INF), 0);
+  fs::remove(path);
+  EXPECT_TRUE(ReadNpy(path).empty());
+}
+
+}  // namespace
+}  // namespace yolo

@@ -14,10 +14,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
+#include "common/worker_exit.h"
 
 extern char** environ;
 
 namespace yolo {
+
+namespace {
+constexpr std::streamoff kErrorSearchBytes = 64 << 10;
+}  // namespace
 
 absl::StatusOr<pid_t> SpawnWorker(const WorkerLaunch& launch) {
   std::vector<std::string> argv_s = {launch.worker_path, "train"};
@@ -86,13 +91,13 @@ WorkerEnd ClassifyWait(int wait_status) {
   }
   end.code = WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : -1;
   switch (end.code) {
-    case 0:
+    case worker_exit::kSucceeded:
       end.exit = v1::WORKER_SUCCEEDED;
       break;
-    case 3:
+    case worker_exit::kStopped:
       end.exit = v1::WORKER_STOPPED;
       break;
-    case 4:
+    case worker_exit::kOutOfMemory:
       end.exit = v1::WORKER_OUT_OF_MEMORY;
       break;
     default:
@@ -102,7 +107,10 @@ WorkerEnd ClassifyWait(int wait_status) {
 }
 
 std::string LastErrorLine(const std::string& log_path) {
-  std::ifstream in(log_path);
+  std::ifstream in(log_path, std::ios::binary);
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.seekg(size > kErrorSearchBytes ? size - kErrorSearchBytes : 0);  // the end is what matters
   std::string line, last;
   while (std::getline(in, line)) {
     if (absl::StartsWith(line, "error: ")) last = line.substr(7);

@@ -32,8 +32,7 @@ struct WorkerLaunch {
 // when that thread ends (PR_SET_PDEATHSIG).
 absl::StatusOr<pid_t> SpawnWorker(const WorkerLaunch& launch);
 
-// How a worker ended, from waitpid's status. The worker's exit codes: 0 finished, 1 failed,
-// 2 bad arguments, 3 stopped on request, 4 out of memory.
+// How a worker ended, from waitpid's status and the worker's exit codes (common/worker_exit.h).
 struct WorkerEnd {
   v1::WorkerExit exit = v1::WORKER_EXIT_UNSPECIFIED;
   int code = 0;                  // exit code, when it exited
@@ -42,7 +41,8 @@ struct WorkerEnd {
 };
 WorkerEnd ClassifyWait(int wait_status);
 
-// The last "error: ..." line of a worker's log, to say why it failed ("" if none).
+// The last "error: ..." line in the last 64 KiB of a worker's log, to say why it failed ("" if
+// none).
 std::string LastErrorLine(const std::string& log_path);
 
 }  // namespace yolo

@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/train_args.h"
+#include "common/worker_exit.h"
 #include "server/worker/reporter.h"
 #include "server/worker/train/checkpoint.h"
 #include "server/worker/train/cpu_allocator.h"
@@ -35,10 +36,11 @@
 
 namespace {
 
-constexpr int kExitError = 1;
-constexpr int kExitUsage = 2;
-constexpr int kExitStopped = 3;
-constexpr int kExitOutOfMemory = 4;
+using yolo::worker_exit::kError;
+using yolo::worker_exit::kOutOfMemory;
+using yolo::worker_exit::kStopped;
+using yolo::worker_exit::kSucceeded;
+using yolo::worker_exit::kUsage;
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_cleanup{false};
@@ -61,7 +63,7 @@ void PrintUsage() {
 
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
-  return status.code() == absl::StatusCode::kInvalidArgument ? kExitUsage : kExitError;
+  return status.code() == absl::StatusCode::kInvalidArgument ? kUsage : kError;
 }
 
 std::string JsonString(const std::string& s) {
@@ -81,7 +83,7 @@ int RunMakeDataset(const std::vector<std::string>& tokens) {
   if (tokens.empty() || (tokens[0] != "shapes" && tokens[0] != "mixed-shapes")) {
     std::fprintf(stderr,
                  "error: make-dataset: the generated datasets are 'shapes' and 'mixed-shapes'\n");
-    return kExitUsage;
+    return kUsage;
   }
   yolo::ShapesOptions o;
   o.mixed = tokens[0] == "mixed-shapes";
@@ -105,12 +107,12 @@ int RunMakeDataset(const std::vector<std::string>& tokens) {
       std::fprintf(stderr,
                    "error: make-dataset: unknown argument '%s' (out, train, val, imgsz, seed)\n",
                    t.c_str());
-      return kExitUsage;
+      return kUsage;
     }
     if (!ok) {
       std::fprintf(stderr, "error: make-dataset: argument '%s': '%s' is not an integer\n",
                    key.c_str(), value.c_str());
-      return kExitUsage;
+      return kUsage;
     }
   }
   absl::Status s = yolo::MakeShapesDataset(o);
@@ -212,13 +214,13 @@ int RunTrain(const yolo::TrainArgs& args) {
   if (!out.ok()) {
     if (out.status().code() == absl::StatusCode::kResourceExhausted) {
       std::fprintf(stderr, "error: %s\n", std::string(out.status().message()).c_str());
-      return kExitOutOfMemory;
+      return kOutOfMemory;
     }
     return Fail(out.status());
   }
   std::printf("training: %.2f images/s (validation excluded), peak RSS %.0f MB\n",
               out->train_images_per_second, out->peak_rss_bytes / 1e6);
-  return out->stopped ? kExitStopped : 0;
+  return out->stopped ? kStopped : kSucceeded;
 }
 
 }  // namespace
@@ -228,7 +230,7 @@ int main(int argc, char** argv) {
   if (!tokens.empty() && tokens[0] == "detect") tokens.erase(tokens.begin());
   if (tokens.empty() || tokens[0] == "help" || tokens[0] == "--help" || tokens[0] == "-h") {
     PrintUsage();
-    return tokens.empty() ? kExitUsage : 0;
+    return tokens.empty() ? kUsage : 0;
   }
   // Logs go to stderr so that stdout carries only results (val format=json).
   spdlog::set_default_logger(spdlog::stderr_color_mt("yolo-worker"));
@@ -251,7 +253,7 @@ int main(int argc, char** argv) {
   if (command != "train" && command != "val" && command != "info") {
     std::fprintf(stderr, "error: unknown command '%s'\n", command.c_str());
     PrintUsage();
-    return kExitUsage;
+    return kUsage;
   }
   yolo::InstallCachingCpuAllocator();
   yolo::TrainArgs args;
@@ -266,12 +268,12 @@ int main(int argc, char** argv) {
     return RunTrain(args);
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "error: out of memory: an allocation failed (std::bad_alloc)\n");
-    return kExitOutOfMemory;
+    return kOutOfMemory;
   } catch (const cv::Exception& e) {
     std::fprintf(stderr, "error: OpenCV: %s\n", e.what());
-    return e.code == cv::Error::StsNoMem ? kExitOutOfMemory : kExitError;
+    return e.code == cv::Error::StsNoMem ? kOutOfMemory : kError;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
-    return kExitError;
+    return kError;
   }
 }

@@ -1,4 +1,4 @@
-// yolod's gRPC services: thin translators over ExperimentManager, the memory probes and the
+// yolod's gRPC services: thin translators over ExperimentManager, MemoryManager and the
 // training config. They hold no state of their own.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include "server/api/grpc_util.h"
 #include "server/experiments/experiment_manager.h"
 #include "server/experiments/training_config.h"
+#include "server/memory/memory_manager.h"
 #include "yolo/v1/config.grpc.pb.h"
 #include "yolo/v1/experiment.grpc.pb.h"
 #include "yolo/v1/memory.grpc.pb.h"
@@ -57,8 +58,7 @@ class ExperimentServiceImpl final : public v1::ExperimentService::CallbackServic
 
 class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
  public:
-  MemoryServiceImpl(ExperimentManager* manager, const Authorizer* auth)
-      : manager_(manager), auth_(auth) {}
+  MemoryServiceImpl(MemoryManager* memory, const Authorizer* auth) : memory_(memory), auth_(auth) {}
   grpc::ServerUnaryReactor* GetMemoryReport(grpc::CallbackServerContext* context,
                                             const v1::GetMemoryReportRequest* request,
                                             v1::MemoryReport* response) override;
@@ -68,7 +68,6 @@ class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
   grpc::ServerWriteReactor<v1::MemoryReport>* WatchMemory(
       grpc::CallbackServerContext* context, const v1::WatchMemoryRequest* request) override;
 
-  v1::MemoryReport Report() const;
   // Waits until the threads that cleanups and memory watches run on have ended. Call after the
   // server's Shutdown (which cancels the watches) and before the manager goes.
   void WaitIdle() { threads_.WaitIdle(); }
@@ -78,7 +77,7 @@ class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
   static constexpr double kMaxDuration = 30 * 86400.0;
   static constexpr int kMaxWatches = 64;
 
-  ExperimentManager* manager_;
+  MemoryManager* memory_;
   const Authorizer* auth_;
   HandlerThreads threads_{kMaxWatches};  // cleanups and memory watches
 };

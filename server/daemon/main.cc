@@ -252,7 +252,8 @@ int main(int argc, char** argv) {
 
   yolo::Authorizer auth(*token, config.open_reads);
   yolo::ExperimentServiceImpl experiments(manager->get(), &auth);
-  yolo::MemoryServiceImpl memory(manager->get(), &auth);
+  yolo::MemoryManager memory_manager(manager->get());
+  yolo::MemoryServiceImpl memory(&memory_manager, &auth);
   yolo::ConfigServiceImpl config_service(store_ptr, has_gpu, &auth);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -23,7 +23,6 @@
 #include "common/status_macros.h"
 #include "common/user_path.h"
 #include "server/experiments/clock.h"
-#include "server/memory/proc_probe.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -54,6 +53,23 @@ std::string NewSecret() {
 }
 
 constexpr size_t kMaxExperimentJson = 4u << 20;
+constexpr size_t kMaxTailPerTick = 4u << 20;  // of train.log per watcher, every 200 ms
+
+// Up to `max_bytes` of the file from `offset` into *text; true when that reached its end.
+bool ReadLogTail(const std::string& path, int64_t offset, size_t max_bytes, std::string* text) {
+  text->clear();
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return true;  // no log (yet): nothing to send
+  in.seekg(0, std::ios::end);
+  const int64_t size = in.tellg();
+  if (size <= offset) return true;
+  const int64_t n = std::min<int64_t>(size - offset, static_cast<int64_t>(max_bytes));
+  text->resize(static_cast<size_t>(n));
+  in.seekg(offset);
+  in.read(text->data(), n);
+  text->resize(static_cast<size_t>(std::max<std::streamsize>(in.gcount(), 0)));
+  return offset + static_cast<int64_t>(text->size()) >= size;
+}
 
 // The order of arrival: the sequence number, then (for experiments saved before there were
 // sequence numbers, all 0) the creation time.
@@ -78,17 +94,18 @@ v1::ExperimentEvent EventNow() {
   return e;
 }
 
-// Whether `pid` is still a yolo-worker (a worker of an earlier yolod may outlive it briefly).
-bool WorkerAlive(pid_t pid) {
-  if (pid <= 0 || kill(pid, 0) != 0) return false;
-  auto info = ProcProbe().Process(pid);
-  return info.ok() && info->name.rfind("yolo-worker", 0) == 0;
-}
-
 }  // namespace
 
 ExperimentManager::ExperimentManager(ManagerOptions options, DefaultsFn defaults)
-    : options_(std::move(options)), defaults_(std::move(defaults)) {}
+    : options_(std::move(options)),
+      defaults_(std::move(defaults)),
+      writer_((fs::path(options_.state_dir) / "runs").string()) {}
+
+bool ExperimentManager::WorkerAlive(pid_t pid) const {
+  if (pid <= 0 || kill(pid, 0) != 0) return false;
+  auto info = options_.proc->Process(pid);
+  return info.ok() && info->name.rfind("yolo-worker", 0) == 0;
+}
 
 std::string ExperimentManager::RunsDir() const {
   return (fs::path(options_.state_dir) / "runs").string();
@@ -152,7 +169,7 @@ absl::Status ExperimentManager::Recover() {
   // Order of arrival; experiments saved before sequences existed come first, by creation time.
   std::sort(loaded.begin(), loaded.end(),
             [](const auto& a, const auto& b) { return ArrivalKey(a->exp) < ArrivalKey(b->exp); });
-  std::lock_guard<std::mutex> lock(mu_);
+  // Before the manager's threads start: nothing else touches the entries yet.
   for (auto& e : loaded) {
     const std::string id = e->exp.id();
     last_sequence_ = std::max(last_sequence_, e->exp.sequence());
@@ -165,7 +182,7 @@ absl::Status ExperimentManager::Recover() {
                                          ? "); resume continues from last.pt"
                                          : "); it had no checkpoint yet: start it again"));
       *e->exp.mutable_end_time() = NowTimestamp();
-      (void)SaveLocked(*e);
+      (void)writer_.Write({e->exp, ++e->version});  // logged
       spdlog::warn("experiment {} was running when yolod stopped: INTERRUPTED", id);
     } else if (e->exp.state() == v1::QUEUED) {
       queue_.push_back(id);
@@ -181,22 +198,15 @@ std::string ExperimentManager::RunDirOf(const std::string& id) const {
   return (fs::path(RunsDir()) / id).string();
 }
 
-absl::Status ExperimentManager::SaveLocked(Entry& e) {
-  std::string json;
-  google::protobuf::util::JsonPrintOptions opts;
-  opts.add_whitespace = true;
-  opts.preserve_proto_field_names = true;
-  auto st = google::protobuf::util::MessageToJsonString(e.exp, &json, opts);
-  const std::string path = (fs::path(RunDirOf(e.exp.id())) / "experiment.json").string();
-  absl::Status written =
-      st.ok() ? WriteFileAtomic(path, json) : absl::InternalError(std::string(st.message()));
-  if (!written.ok()) spdlog::error("cannot save {}: {}", path, std::string(written.message()));
-  return written;
+std::string ExperimentManager::LogPathOf(const std::string& id) const {
+  return (fs::path(RunDirOf(id)) / "train.log").string();
 }
+
+RecordSnapshot ExperimentManager::SnapshotLocked(Entry& e) { return {e.exp, ++e.version}; }
 
 void ExperimentManager::PublishLocked(const std::string& id, const v1::ExperimentEvent& event) {
   for (auto& [handle, w] : watchers_) {
-    if (w->id != id) continue;
+    if (w->id != id || w->ending) continue;
     if (event.has_progress()) {
       const auto now = std::chrono::steady_clock::now();
       const bool last = event.progress().batch() >= event.progress().batches();
@@ -207,8 +217,8 @@ void ExperimentManager::PublishLocked(const std::string& id, const v1::Experimen
   }
 }
 
-void ExperimentManager::PublishStateLocked(Entry& e) {
-  (void)SaveLocked(e);  // logged; the state in memory is still the truth for this run
+void ExperimentManager::PublishStateLocked(Entry& e, PendingWrites& writes) {
+  writes.Add(SnapshotLocked(e));  // a failed write is logged; memory is the truth for this run
   v1::ExperimentEvent event = EventNow();
   *event.mutable_experiment() = e.exp;
   PublishLocked(e.exp.id(), event);
@@ -216,28 +226,21 @@ void ExperimentManager::PublishStateLocked(Entry& e) {
 }
 
 void ExperimentManager::EndWatchesLocked(Entry& e) {
-  // After their last log lines.
+  bool handed_over = false;
   for (auto it = watchers_.begin(); it != watchers_.end();) {
-    if (it->second->id != e.exp.id()) {
-      ++it;
-      continue;
-    }
     Watcher& w = *it->second;
-    if (w.logs) {
-      int64_t next = w.log_offset;
-      std::ifstream in(fs::path(e.exp.run_dir()) / "train.log", std::ios::binary);
-      in.seekg(w.log_offset);
-      for (std::string line; std::getline(in, line);) {
-        v1::ExperimentEvent log = EventNow();
-        log.set_log_line(line);
-        w.sink(log);
-        next += static_cast<int64_t>(line.size()) + 1;
-      }
-      w.log_offset = next;
+    if (w.id != e.exp.id() || w.ending) {
+      ++it;
+    } else if (w.logs) {  // after its last log lines
+      w.ending = true;
+      handed_over = true;
+      ++it;
+    } else {
+      if (w.on_end) w.on_end();
+      it = watchers_.erase(it);
     }
-    if (w.on_end) w.on_end();
-    it = watchers_.erase(it);
   }
+  if (handed_over) cv_.notify_all();
 }
 
 absl::StatusOr<ExperimentManager::Entry*> ExperimentManager::FindLocked(const std::string& id) {
@@ -260,38 +263,51 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
   if (cancelled && cancelled()) {
     return absl::CancelledError("the client gave up before the experiment was queued");
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (shutting_down_) return absl::UnavailableError("yolod is shutting down");
-  std::string id = NewId();
-  while (entries_.count(id)) id = NewId();
-  auto e = std::make_unique<Entry>();
-  e->exp.set_id(id);
-  *e->exp.mutable_spec() = spec;
-  e->exp.set_state(v1::QUEUED);
-  e->exp.set_reason("waiting for a free slot on its device");
-  *e->exp.mutable_create_time() = NowTimestamp();
-  e->exp.set_sequence(last_sequence_ + 1);
-  e->exp.set_run_dir(RunDirOf(id));
-  e->exp.set_device(checked.device);
-  for (const auto& [k, v] : checked.args) (*e->exp.mutable_resolved_args())[k] = v;
-  std::error_code ec;
-  fs::create_directories(e->exp.run_dir(), ec);
-  if (ec) {
-    return absl::InternalError(absl::StrCat("the experiment was not queued: cannot create ",
-                                            e->exp.run_dir(), ": ", ec.message()));
+  RecordSnapshot first;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shutting_down_) return absl::UnavailableError("yolod is shutting down");
+    std::string id = NewId();
+    while (entries_.count(id) || reserved_ids_.count(id)) id = NewId();
+    reserved_ids_.insert(id);
+    v1::Experiment& exp = first.exp;
+    exp.set_id(id);
+    *exp.mutable_spec() = spec;
+    exp.set_state(v1::QUEUED);
+    exp.set_reason("waiting for a free slot on its device");
+    *exp.mutable_create_time() = NowTimestamp();
+    exp.set_sequence(++last_sequence_);  // a failed start leaves a gap, nothing else
+    exp.set_run_dir(RunDirOf(id));
+    exp.set_device(checked.device);
+    for (const auto& [k, v] : checked.args) (*exp.mutable_resolved_args())[k] = v;
+    first.version = 1;
   }
-  if (absl::Status saved = SaveLocked(*e); !saved.ok()) {
-    fs::remove_all(e->exp.run_dir(), ec);
+  // The folder and the record, without the lock: OK only once experiment.json is on disk.
+  const std::string& id = first.exp.id();
+  std::error_code ec;
+  absl::Status saved;
+  fs::create_directories(first.exp.run_dir(), ec);
+  if (ec) {
+    saved = absl::InternalError(
+        absl::StrCat("cannot create ", first.exp.run_dir(), ": ", ec.message()));
+  } else {
+    saved = writer_.Create(first);
+    if (!saved.ok()) fs::remove_all(first.exp.run_dir(), ec);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  reserved_ids_.erase(id);
+  if (!saved.ok()) {
     return absl::Status(saved.code(),
                         absl::StrCat("the experiment was not queued: ", saved.message()));
   }
-  last_sequence_ = e->exp.sequence();
-  v1::Experiment out = e->exp;
+  auto e = std::make_unique<Entry>();
+  e->exp = first.exp;
+  e->version = first.version;
   entries_[id] = std::move(e);
-  queue_.push_back(id);
+  queue_.push_back(id);  // if yolod is shutting down, the next one starts it
   spdlog::info("experiment {} queued on {} ({})", id, checked.device, Printable(spec.name()));
   cv_.notify_all();
-  return out;
+  return first.exp;
 }
 
 absl::StatusOr<v1::Experiment> ExperimentManager::Get(const std::string& id) const {
@@ -313,14 +329,20 @@ std::vector<v1::Experiment> ExperimentManager::List() const {
 }
 
 absl::StatusOr<v1::Experiment> ExperimentManager::Stop(const std::string& id) {
+  PendingWrites writes(&writer_);
   std::lock_guard<std::mutex> lock(mu_);
   ASSIGN_OR_RETURN(Entry * e, FindLocked(id));
+  if (e->launching) {  // the scheduler stops it as soon as it has started
+    e->stop_requested = true;
+    e->exp.set_reason("stopping: its worker is starting and stops at once");
+    return e->exp;
+  }
   if (e->exp.state() == v1::QUEUED) {
     queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
     e->exp.set_state(v1::STOPPED);
     e->exp.set_reason("stopped by request before it started");
     *e->exp.mutable_end_time() = NowTimestamp();
-    PublishStateLocked(*e);
+    PublishStateLocked(*e, writes);
     return e->exp;
   }
   if (e->exp.state() != v1::RUNNING) {
@@ -335,11 +357,19 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Stop(const std::string& id) {
     e->session->Send(stop);
   }
   if (e->pid > 0) kill(e->pid, SIGTERM);
-  PublishStateLocked(*e);
+  PublishStateLocked(*e, writes);
   return e->exp;
 }
 
 absl::StatusOr<v1::Experiment> ExperimentManager::Resume(const std::string& id) {
+  // The checkpoint and the last worker are looked at before the lock is taken (files, /proc).
+  ASSIGN_OR_RETURN(const v1::Experiment before, Get(id));
+  const fs::path last = fs::path(RunDirOf(id)) / "weights" / "last.pt";
+  std::error_code ec;
+  const bool has_checkpoint = fs::exists(last, ec);
+  const bool last_worker_alive = WorkerAlive(before.worker_pid());
+
+  PendingWrites writes(&writer_);
   std::lock_guard<std::mutex> lock(mu_);
   if (shutting_down_) return absl::UnavailableError("yolod is shutting down");
   ASSIGN_OR_RETURN(Entry * e, FindLocked(id));
@@ -349,13 +379,12 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Resume(const std::string& id) 
         absl::StrCat("experiment ", id, " is ", v1::ExperimentState_Name(state),
                      "; only STOPPED, INTERRUPTED or FAILED experiments resume"));
   }
-  const fs::path last = fs::path(e->exp.run_dir()) / "weights" / "last.pt";
-  if (!fs::exists(last)) {
+  if (!has_checkpoint) {
     return absl::FailedPreconditionError(
         absl::StrCat("experiment ", id, " has no checkpoint (", last.string(),
                      "): it ended before its first epoch; start it again instead"));
   }
-  if (WorkerAlive(e->exp.worker_pid())) {
+  if (last_worker_alive && e->exp.worker_pid() == before.worker_pid()) {
     return absl::FailedPreconditionError(
         absl::StrCat("the last worker of ", id, " (pid ", e->exp.worker_pid(),
                      ") is still finishing; try again in a few seconds"));
@@ -364,13 +393,12 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Resume(const std::string& id) 
   e->exp.set_reason("resume queued: continues from weights/last.pt");
   e->stop_requested = false;
   queue_.push_back(id);
-  PublishStateLocked(*e);
+  PublishStateLocked(*e, writes);
   cv_.notify_all();
   return e->exp;
 }
 
 absl::Status ExperimentManager::Delete(const std::string& id) {
-  std::string dir;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ASSIGN_OR_RETURN(Entry * e, FindLocked(id));
@@ -378,18 +406,10 @@ absl::Status ExperimentManager::Delete(const std::string& id) {
       return absl::FailedPreconditionError(absl::StrCat(
           "experiment ", id, " is ", v1::ExperimentState_Name(e->exp.state()), ": stop it first"));
     }
-    dir = RunDirOf(id);
     entries_.erase(id);
   }
-  std::error_code ec;
-  // remove_all never follows symlinks below the folder; the folder itself must be one too.
-  if (fs::is_symlink(fs::symlink_status(dir, ec))) {
-    fs::remove(dir, ec);
-  } else {
-    fs::remove_all(dir, ec);
-  }
-  if (ec) return absl::InternalError(absl::StrCat("cannot remove ", dir, ": ", ec.message()));
-  spdlog::info("experiment {} deleted with {}", id, dir);
+  RETURN_IF_ERROR(writer_.Remove(id));
+  spdlog::info("experiment {} deleted with {}", id, RunDirOf(id));
   return absl::OkStatus();
 }
 
@@ -444,21 +464,45 @@ void ExperimentManager::TickerLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_threads_) {
     cv_.wait_for(lock, std::chrono::milliseconds(200));
-    for (auto& [handle, w] : watchers_) {
-      if (!w->logs) continue;
-      auto it = entries_.find(w->id);
-      if (it == entries_.end()) continue;
-      std::ifstream in(fs::path(it->second->exp.run_dir()) / "train.log", std::ios::binary);
-      if (!in) continue;
-      in.seekg(w->log_offset);
-      std::string line;
-      while (std::getline(in, line)) {
-        if (in.eof()) break;  // a partial line: wait for its end
-        v1::ExperimentEvent log = EventNow();
-        log.set_log_line(line);
-        w->sink(log);
-        w->log_offset += static_cast<int64_t>(line.size()) + 1;
-      }
+    TailLogs(lock);
+  }
+}
+
+void ExperimentManager::TailLogs(std::unique_lock<std::mutex>& lock) {
+  struct Tail {
+    int64_t handle;
+    std::string path;
+    int64_t offset;
+    std::string text;  // read from `offset` without the lock
+    bool at_end = false;
+  };
+  std::vector<Tail> tails;
+  for (const auto& [handle, w] : watchers_) {
+    if (w->logs) tails.push_back({handle, LogPathOf(w->id), w->log_offset, {}, false});
+  }
+  if (tails.empty()) return;
+  lock.unlock();
+  for (Tail& t : tails) t.at_end = ReadLogTail(t.path, t.offset, kMaxTailPerTick, &t.text);
+  lock.lock();
+  for (Tail& t : tails) {
+    auto it = watchers_.find(t.handle);
+    if (it == watchers_.end() || it->second->log_offset != t.offset) continue;
+    Watcher& w = *it->second;
+    const bool last = w.ending && t.at_end;  // then a partial last line is sent as well
+    size_t begin = 0;
+    while (begin < t.text.size()) {
+      const size_t newline = t.text.find('\n', begin);
+      if (newline == std::string::npos && !last) break;  // wait for the end of this line
+      const size_t end = newline == std::string::npos ? t.text.size() : newline;
+      v1::ExperimentEvent log = EventNow();
+      log.set_log_line(t.text.substr(begin, end - begin));
+      w.sink(log);
+      begin = newline == std::string::npos ? end : end + 1;
+    }
+    w.log_offset += static_cast<int64_t>(begin);
+    if (last) {
+      if (w.on_end) w.on_end();
+      watchers_.erase(it);
     }
   }
 }
@@ -469,7 +513,7 @@ void ExperimentManager::SchedulerLoop() {
     // The first queued experiment whose device has a free slot.
     std::map<std::string, int> running;
     for (const auto& [id, e] : entries_) {
-      if (e->exp.state() == v1::RUNNING) ++running[e->exp.device()];
+      if (e->exp.state() == v1::RUNNING || e->launching) ++running[e->exp.device()];
     }
     auto next = queue_.end();
     if (!shutting_down_) {
@@ -486,45 +530,67 @@ void ExperimentManager::SchedulerLoop() {
     }
     const std::string id = *next;
     queue_.erase(next);
+    // Still QUEUED while launching, so that Delete and Resume refuse it and the entry stays.
     Entry& e = *entries_[id];
+    e.launching = true;
+    ++active_waiters_;  // Shutdown waits for this start too
+    e.secret = NewSecret();
     WorkerLaunch launch;
     launch.worker_path = options_.worker_path;
-    launch.log_path = (fs::path(e.exp.run_dir()) / "train.log").string();
+    launch.log_path = LogPathOf(id);
     launch.socket_path = (fs::path(options_.state_dir) / "worker.sock").string();
     launch.experiment_id = id;
     launch.nice = options_.worker_nice;
     launch.allowed_roots = options_.allowed_roots;
-    e.secret = NewSecret();
     launch.secret = e.secret;
-    const fs::path last = fs::path(e.exp.run_dir()) / "weights" / "last.pt";
-    if (e.exp.rounds() > 0 && fs::exists(last)) {
+    const bool later_round = e.exp.rounds() > 0;
+    const std::map<std::string, std::string> resolved(e.exp.resolved_args().begin(),
+                                                      e.exp.resolved_args().end());
+    lock.unlock();
+
+    // The checkpoint and the process start, without the lock.
+    const fs::path last = fs::path(RunDirOf(id)) / "weights" / "last.pt";
+    std::error_code ec;
+    if (later_round && fs::exists(last, ec)) {
       launch.args["resume"] = last.string();
     } else {
-      launch.args.insert(e.exp.resolved_args().begin(), e.exp.resolved_args().end());
+      launch.args = resolved;
       launch.args["project"] = RunsDir();
       launch.args["name"] = id;
       launch.args["exist_ok"] = "True";
     }
     auto pid = SpawnWorker(launch);
+
+    PendingWrites writes(&writer_);
+    lock.lock();
+    e.launching = false;
     *e.exp.mutable_start_time() = NowTimestamp();
     e.exp.set_rounds(e.exp.rounds() + 1);
     e.exp.clear_progress();
     if (!pid.ok()) {
+      --active_waiters_;
       e.exp.set_state(v1::FAILED);
       e.exp.set_reason(std::string(pid.status().message()));
       *e.exp.mutable_end_time() = NowTimestamp();
-      PublishStateLocked(e);
-      continue;
+      PublishStateLocked(e, writes);
+      cv_.notify_all();
+    } else {
+      e.pid = *pid;
+      e.exp.set_worker_pid(*pid);
+      e.exp.set_state(v1::RUNNING);
+      e.exp.set_reason(launch.args.count("resume") ? "resumed from weights/last.pt" : "training");
+      e.exp.clear_end_time();
+      if (e.stop_requested || shutting_down_) {  // asked while it was starting
+        e.exp.set_reason("stopping: the worker ends at the next batch and keeps last.pt");
+        kill(*pid, SIGTERM);
+      }
+      spdlog::info("experiment {}: worker pid {} started (round {})", id, *pid, e.exp.rounds());
+      PublishStateLocked(e, writes);
+      std::thread([this, id, p = *pid] { WaitForWorker(id, p); }).detach();
     }
-    e.pid = *pid;
-    e.exp.set_worker_pid(*pid);
-    e.exp.set_state(v1::RUNNING);
-    e.exp.set_reason(launch.args.count("resume") ? "resumed from weights/last.pt" : "training");
-    e.exp.clear_end_time();
-    spdlog::info("experiment {}: worker pid {} started (round {})", id, *pid, e.exp.rounds());
-    PublishStateLocked(e);
-    ++active_waiters_;
-    std::thread([this, id, p = *pid] { WaitForWorker(id, p); }).detach();
+    lock.unlock();
+    writes.Flush();
+    lock.lock();
   }
 }
 
@@ -533,52 +599,57 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   const WorkerEnd end = ClassifyWait(status);
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = entries_.find(id);
-  if (it != entries_.end()) {
-    Entry& e = *it->second;
-    e.pid = 0;
-    e.secret.clear();
-    e.session = nullptr;
-    e.exp.set_last_exit(end.exit);
-    e.exp.set_exit_code(end.code);
-    e.exp.set_exit_signal(end.signal);
-    *e.exp.mutable_end_time() = NowTimestamp();
-    const std::string log = (fs::path(e.exp.run_dir()) / "train.log").string();
-    if (end.exit == v1::WORKER_SUCCEEDED) {
-      e.exp.set_state(v1::SUCCEEDED);
-      e.exp.set_reason(absl::StrCat("finished after epoch ", e.exp.epochs_completed()));
-    } else if (shutting_down_ && (end.exit == v1::WORKER_STOPPED || end.signal != 0)) {
-      e.exp.set_state(v1::INTERRUPTED);
-      e.exp.set_reason("yolod shut down; resume continues from weights/last.pt");
-    } else if (e.stop_requested && end.signal == SIGTERM) {
-      // Stopped while it was still starting, before it could take the signal itself.
-      e.exp.set_state(v1::STOPPED);
-      e.exp.set_reason("stopped by request while the worker was starting");
-    } else if (end.exit == v1::WORKER_STOPPED) {
-      e.exp.set_state(v1::STOPPED);
-      e.exp.set_reason(e.stop_requested ? "stopped by request; weights/last.pt is resumable"
-                                        : "the worker was stopped by a signal from outside");
-    } else if (end.exit == v1::WORKER_OUT_OF_MEMORY) {
-      e.exp.set_state(v1::FAILED);
-      e.exp.set_reason(absl::StrCat("out of memory (exit code 4): ", LastErrorLine(log)));
-    } else {
-      e.exp.set_state(v1::FAILED);
-      const std::string error = LastErrorLine(log);
-      e.exp.set_reason(absl::StrCat("worker ", end.Describe(), error.empty() ? "" : ": ", error));
+  // The worker has exited and its log is complete: read it before taking the lock.
+  const std::string error = end.exit == v1::WORKER_SUCCEEDED ? "" : LastErrorLine(LogPathOf(id));
+  {
+    PendingWrites writes(&writer_);  // written once the lock below is released
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(id);
+    if (it != entries_.end()) {
+      Entry& e = *it->second;
+      e.pid = 0;
+      e.secret.clear();
+      e.session = nullptr;
+      e.exp.set_last_exit(end.exit);
+      e.exp.set_exit_code(end.code);
+      e.exp.set_exit_signal(end.signal);
+      *e.exp.mutable_end_time() = NowTimestamp();
+      if (end.exit == v1::WORKER_SUCCEEDED) {
+        e.exp.set_state(v1::SUCCEEDED);
+        e.exp.set_reason(absl::StrCat("finished after epoch ", e.exp.epochs_completed()));
+      } else if (shutting_down_ && (end.exit == v1::WORKER_STOPPED || end.signal != 0)) {
+        e.exp.set_state(v1::INTERRUPTED);
+        e.exp.set_reason("yolod shut down; resume continues from weights/last.pt");
+      } else if (e.stop_requested && end.signal == SIGTERM) {
+        // Stopped while it was still starting, before it could take the signal itself.
+        e.exp.set_state(v1::STOPPED);
+        e.exp.set_reason("stopped by request while the worker was starting");
+      } else if (end.exit == v1::WORKER_STOPPED) {
+        e.exp.set_state(v1::STOPPED);
+        e.exp.set_reason(e.stop_requested ? "stopped by request; weights/last.pt is resumable"
+                                          : "the worker was stopped by a signal from outside");
+      } else if (end.exit == v1::WORKER_OUT_OF_MEMORY) {
+        e.exp.set_state(v1::FAILED);
+        e.exp.set_reason(absl::StrCat("out of memory (", end.Describe(), "): ", error));
+      } else {
+        e.exp.set_state(v1::FAILED);
+        e.exp.set_reason(absl::StrCat("worker ", end.Describe(), error.empty() ? "" : ": ", error));
+      }
+      spdlog::info("experiment {}: worker pid {} ended ({}): {}", id, pid, end.Describe(),
+                   v1::ExperimentState_Name(e.exp.state()));
+      PublishStateLocked(e, writes);
     }
-    spdlog::info("experiment {}: worker pid {} ended ({}): {}", id, pid, end.Describe(),
-                 v1::ExperimentState_Name(e.exp.state()));
-    PublishStateLocked(e);
   }
   // A cleanup between rounds: what yolod held for this one goes back.
-  const auto before = ProcProbe().Self();
+  const auto before = options_.proc->Self();
   malloc_trim(0);
-  const auto after = ProcProbe().Self();
+  const auto after = options_.proc->Self();
   if (before.ok() && after.ok()) {
     spdlog::debug("cleanup after {}: yolod RSS {:.1f} -> {:.1f} MB", id, before->rss_bytes / 1e6,
                   after->rss_bytes / 1e6);
   }
+  // Last: once the count is 0 and the lock released, Shutdown may return and the manager go.
+  std::lock_guard<std::mutex> lock(mu_);
   --active_waiters_;
   cv_.notify_all();
 }

@@ -3,7 +3,9 @@
 //
 // Threads: the public methods may be called from any thread. One scheduler thread starts
 // workers (it must outlive them: they get SIGTERM when it ends); one waiter thread per worker
-// reaps it; a ticker thread tails train.log for log watchers.
+// reaps it; a ticker thread tails train.log for log watchers. No file is read or written, and
+// no process started, while the manager's lock is held: records are written after it is
+// released (RecordWriter), logs are read by the ticker between two holds of the lock.
 #pragma once
 
 #include <sys/types.h>
@@ -16,13 +18,17 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/experiments/record_writer.h"
 #include "server/experiments/spec_check.h"
 #include "server/experiments/worker_process.h"
+#include "server/memory/memory_manager.h"
+#include "server/memory/proc_probe.h"
 #include "yolo/v1/experiment.pb.h"
 #include "yolo/v1/memory.pb.h"
 #include "yolo/v1/worker.pb.h"
@@ -37,6 +43,7 @@ struct ManagerOptions {
   bool has_gpu = false;
   // Workers' niceness: below yolod, so that it answers promptly while they use every core.
   int worker_nice = 10;
+  std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>();  // /proc, or fixtures
 };
 
 // A worker's open channel, as the manager sees it: where to send commands.
@@ -46,7 +53,7 @@ class WorkerSession {
   virtual void Send(const v1::WorkerCommand& command) = 0;
 };
 
-class ExperimentManager {
+class ExperimentManager final : public WorkerFleet {
  public:
   using EventSink = std::function<void(const v1::ExperimentEvent&)>;
   using DefaultsFn = std::function<SpecCheckOptions(const std::string& device_hint)>;
@@ -57,7 +64,7 @@ class ExperimentManager {
   // another id, is left alone and logged.
   static absl::StatusOr<std::unique_ptr<ExperimentManager>> Create(ManagerOptions options,
                                                                    DefaultsFn defaults);
-  ~ExperimentManager();
+  ~ExperimentManager() override;
 
   // Queues an experiment; OK only once its experiment.json is on disk. When `cancelled` says
   // so after the spec was checked (the client gave up), nothing is created: CANCELLED.
@@ -93,10 +100,9 @@ class ExperimentManager {
   void DetachWorker(WorkerSession* session);
   void OnWorkerMessage(WorkerSession* session, const v1::WorkerMessage& message);
 
-  // Memory of each running worker: /proc for RSS, the worker's reports for the rest.
-  std::vector<v1::WorkerMemory> WorkerMemory() const;
-  // Asks every worker to clean up and waits up to `timeout` for their answers.
-  std::vector<v1::CleanupResult> CleanupWorkers(std::chrono::milliseconds timeout);
+  // WorkerFleet.
+  std::vector<v1::WorkerMemory> WorkerMemory() const override;
+  std::vector<v1::CleanupResult> CleanupWorkers(std::chrono::milliseconds timeout) override;
 
   // Graceful shutdown: no new starts; running workers are asked to stop (they checkpoint) and
   // marked INTERRUPTED; after `grace` the rest are killed. Returns when all have exited.
@@ -111,7 +117,9 @@ class ExperimentManager {
     std::string secret;                // the running worker's one-time secret
     WorkerSession* session = nullptr;  // once its worker said hello
     bool stop_requested = false;
-    v1::WorkerMemoryStats memory;                              // as the worker last reported
+    bool launching = false;        // taken off the queue; its worker is being started
+    int64_t version = 0;           // of `exp`, for RecordWriter
+    v1::WorkerMemoryStats memory;  // as the worker last reported
     std::map<int64_t, v1::WorkerCleanupDone> cleanup_answers;  // by request id
   };
   struct Watcher {
@@ -119,6 +127,7 @@ class ExperimentManager {
     EventSink sink;
     std::function<void()> on_end;
     bool logs = false;
+    bool ending = false;  // the experiment is final: the ticker sends the rest of the log, ends it
     int64_t log_offset = 0;
     std::chrono::steady_clock::time_point last_progress{};
     std::chrono::milliseconds progress_interval{1000};
@@ -128,28 +137,38 @@ class ExperimentManager {
   void SchedulerLoop();
   void WaitForWorker(std::string id, pid_t pid);
   void TickerLoop();
-  // Persist and publish; caller holds mu_. A failed save is logged, and returned.
-  absl::Status SaveLocked(Entry& e);
+  // The entry's state with a new version, to write once mu_ is released; caller holds mu_.
+  RecordSnapshot SnapshotLocked(Entry& e);
   void PublishLocked(const std::string& id, const v1::ExperimentEvent& event);
-  void PublishStateLocked(Entry& e);
+  // Publishes the entry's state and queues its record on `writes`; caller holds mu_.
+  void PublishStateLocked(Entry& e, PendingWrites& writes);
   // <state_dir>/runs/<id>: derived from the id, never read back from experiment.json.
   std::string RunDirOf(const std::string& id) const;
-  void EndWatchesLocked(Entry& e);  // for a final state: sends the rest of the log, ends them
+  std::string LogPathOf(const std::string& id) const;
+  // For a final state: ends the watches without logs now, and hands the others to the ticker,
+  // which sends the rest of the log first.
+  void EndWatchesLocked(Entry& e);
+  // The ticker's work: reads new log lines for watchers without the lock and sends them.
+  void TailLogs(std::unique_lock<std::mutex>& lock);
   absl::StatusOr<Entry*> FindLocked(const std::string& id);
+  // Whether `pid` is still a yolo-worker (a worker of an earlier yolod may outlive it briefly).
+  bool WorkerAlive(pid_t pid) const;
 
   ManagerOptions options_;
   DefaultsFn defaults_;
+  RecordWriter writer_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::unique_ptr<Entry>> entries_;
   std::deque<std::string> queue_;
+  std::set<std::string> reserved_ids_;  // of experiments being created by Start
   std::map<int64_t, std::unique_ptr<Watcher>> watchers_;
   int64_t next_watch_ = 1;
   int64_t last_sequence_ = 0;  // of the newest experiment
   int64_t next_cleanup_ = 1;
   std::condition_variable cleanup_cv_;
   bool shutting_down_ = false;
-  int active_waiters_ = 0;  // worker waiter threads still running
+  int active_waiters_ = 0;  // workers being started or waited for
   bool stop_threads_ = false;
   std::thread scheduler_;
   std::thread ticker_;

@@ -9,7 +9,6 @@
 #include "common/user_path.h"
 #include "server/experiments/clock.h"
 #include "server/experiments/experiment_manager.h"
-#include "server/memory/proc_probe.h"
 
 namespace yolo {
 using google::protobuf::util::TimeUtil;
@@ -61,6 +60,7 @@ void ExperimentManager::DetachWorker(WorkerSession* session) {
 }
 
 void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::WorkerMessage& message) {
+  PendingWrites writes(&writer_);  // written once the lock is released
   std::lock_guard<std::mutex> lock(mu_);
   Entry* e = nullptr;
   for (auto& [id, entry] : entries_) {
@@ -76,7 +76,7 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
   } else if (message.has_epoch()) {
     *e->exp.mutable_last_epoch() = message.epoch();
     e->exp.set_epochs_completed(message.epoch().epoch());
-    (void)SaveLocked(*e);  // logged; the next epoch saves again
+    writes.Add(SnapshotLocked(*e));  // a failed write is logged; the next epoch saves again
     v1::ExperimentEvent event;
     *event.mutable_time() = NowTimestamp();
     *event.mutable_epoch() = message.epoch();
@@ -101,7 +101,7 @@ std::vector<v1::WorkerMemory> ExperimentManager::WorkerMemory() const {
     }
   }
   std::vector<v1::WorkerMemory> out;
-  ProcProbe probe;
+  const ProcProbe& probe = *options_.proc;
   for (const auto& [id, pid] : running) {
     v1::WorkerMemory w;
     w.set_experiment_id(id);
@@ -143,7 +143,6 @@ std::vector<v1::CleanupResult> ExperimentManager::CleanupWorkers(
   };
   cleanup_cv_.wait_for(lock, timeout, answered);
   std::vector<v1::CleanupResult> results;
-  ProcProbe probe;
   for (const auto& [id, request] : asked) {
     v1::CleanupResult r;
     r.set_component(absl::StrCat("worker/", id));
@@ -161,14 +160,20 @@ std::vector<v1::CleanupResult> ExperimentManager::CleanupWorkers(
       r.set_detail(answer->second.detail());
       e.cleanup_answers.erase(answer);
     } else {
-      if (auto info = probe.Process(e.pid); info.ok()) {
-        r.set_rss_before_bytes(info->rss_bytes);
-        r.set_rss_after_bytes(info->rss_bytes);
-      }
       r.set_detail(e.session == nullptr ? "no channel to the worker yet"
                                         : "no answer in time (it cleans up at its next batch)");
     }
     results.push_back(r);
+  }
+  lock.unlock();
+  // Workers that did not answer: their RSS as it is now, read without the lock.
+  const ProcProbe& probe = *options_.proc;
+  for (v1::CleanupResult& r : results) {
+    if (r.answered()) continue;
+    if (auto info = probe.Process(r.pid()); info.ok()) {
+      r.set_rss_before_bytes(info->rss_bytes);
+      r.set_rss_after_bytes(info->rss_bytes);
+    }
   }
   return results;
 }

@@ -42,6 +42,9 @@ bool SplitKeyValue(const std::string& token, std::string* key, std::string* valu
 int main(int argc, char** argv) {
   CLI::App app{"yoloctl: drive yolod, the YOLO training daemon"};
   app.require_subcommand(1);
+  // Global flags anywhere on the line, as kubectl takes them: `get experiments -o json`.
+  // Subcommands made below inherit this.
+  app.fallthrough();
   app.footer(
       "Exit codes: 0 success, 1 the experiment failed (--follow, logs -f), 2 bad usage or a "
       "rejected request, 3 server unreachable.");

@@ -44,6 +44,8 @@ expect 0 "$ID" ctl get experiments
 expect 0 "SUCCEEDED" ctl describe experiment "$ID"
 expect 0 "Results saved to" ctl logs "$ID"
 expect 0 "\"state\": \"SUCCEEDED\"" ctl -o json get experiments
+# Global flags anywhere on the line, as kubectl takes them.
+expect 0 "\"state\": \"SUCCEEDED\"" ctl get experiments -o json
 
 echo "== ten concurrent clients while an experiment trains"
 ID=$(ctl start-experiment "${TRAIN[@]}" --epochs 2 | new_id)

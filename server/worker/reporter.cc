@@ -10,13 +10,14 @@
 
 namespace yolo {
 
-WorkerReporter::WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* cleanup)
-    : stop_(stop), cleanup_(cleanup) {}
+WorkerReporter::WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* cleanup,
+                               std::shared_ptr<const ProcProbe> proc)
+    : stop_(stop), cleanup_(cleanup), proc_(std::move(proc)) {}
 
 absl::StatusOr<std::unique_ptr<WorkerReporter>> WorkerReporter::Connect(
     const std::string& address, const std::string& experiment_id, const std::string& secret,
-    std::atomic<bool>* stop, std::atomic<bool>* cleanup) {
-  std::unique_ptr<WorkerReporter> r(new WorkerReporter(stop, cleanup));
+    std::atomic<bool>* stop, std::atomic<bool>* cleanup, std::shared_ptr<const ProcProbe> proc) {
+  std::unique_ptr<WorkerReporter> r(new WorkerReporter(stop, cleanup, std::move(proc)));
   r->channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   if (!r->channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
     return absl::UnavailableError(absl::StrCat("cannot reach yolod at ", address));
@@ -94,7 +95,7 @@ void WorkerReporter::OnBatch(const BatchReport& report) {
   p->set_cls_loss(report.cls_loss);
   p->set_dfl_loss(report.dfl_loss);
   p->set_images_per_second(report.images_per_second);
-  const int64_t rss = CurrentRssBytes();
+  const int64_t rss = CurrentRssBytes(*proc_);
   p->set_rss_bytes(rss);
   p->set_gpu_reserved_bytes(report.gpu_reserved_bytes);
   Send(m);
@@ -116,7 +117,7 @@ void WorkerReporter::OnEpoch(const EpochReport& report) {
   e->set_fitness(report.fitness);
   e->set_train_seconds(report.train_seconds);
   e->set_images_per_second(report.images_per_second);
-  e->set_rss_bytes(CurrentRssBytes());
+  e->set_rss_bytes(CurrentRssBytes(*proc_));
   Send(m);
 }
 

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "server/memory/proc_probe.h"
 #include "server/worker/train/trainer.h"
 #include "yolo/v1/worker.grpc.pb.h"
 
@@ -20,11 +21,10 @@ class WorkerReporter {
  public:
   // Connects to `address` (e.g. unix:/state/worker.sock) and says hello. `stop` and `cleanup`
   // are set when yolod asks for them; `stop` also when the channel breaks (yolod is gone).
-  static absl::StatusOr<std::unique_ptr<WorkerReporter>> Connect(const std::string& address,
-                                                                 const std::string& experiment_id,
-                                                                 const std::string& secret,
-                                                                 std::atomic<bool>* stop,
-                                                                 std::atomic<bool>* cleanup);
+  static absl::StatusOr<std::unique_ptr<WorkerReporter>> Connect(
+      const std::string& address, const std::string& experiment_id, const std::string& secret,
+      std::atomic<bool>* stop, std::atomic<bool>* cleanup,
+      std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>());
   ~WorkerReporter();  // closes the stream and waits for the reader thread
 
   // Training-thread calls. Progress is sent at most every `progress_interval` (and always for
@@ -36,13 +36,15 @@ class WorkerReporter {
   std::chrono::milliseconds progress_interval{500};
 
  private:
-  WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* cleanup);
+  WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* cleanup,
+                 std::shared_ptr<const ProcProbe> proc);
   void ReadLoop();
   void Send(const v1::WorkerMessage& message);
   void SendMemory(int64_t rss_bytes, int64_t gpu_reserved_bytes);
 
   std::atomic<bool>* stop_;
   std::atomic<bool>* cleanup_;
+  std::shared_ptr<const ProcProbe> proc_;  // this worker's RSS
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerChannel::Stub> stub_;
   grpc::ClientContext context_;

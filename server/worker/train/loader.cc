@@ -35,18 +35,6 @@ std::mt19937 SampleRng(uint64_t seed, int epoch, int index) {
   return std::mt19937(seq);
 }
 
-// Bytes of memory the kernel reports as available (MemAvailable), or 0 if unknown.
-uint64_t AvailableMemoryBytes() {
-  std::ifstream in("/proc/meminfo");
-  std::string key;
-  uint64_t kb = 0;
-  std::string unit;
-  while (in >> key >> kb >> unit) {
-    if (key == "MemAvailable:") return kb * 1024;
-  }
-  return 0;
-}
-
 std::string NpyPath(const std::string& image_path) {
   return fs::path(image_path).replace_extension(".npy").string();
 }
@@ -227,7 +215,8 @@ absl::Status BatchLoader::PrepareCache() {
   }
   const double need = bytes / probe * records_.size() * 1.5;
   if (options_.cache == CacheMode::kRam) {
-    const uint64_t available = AvailableMemoryBytes();
+    auto host = options_.proc->Host();
+    const double available = host.ok() ? static_cast<double>(host->available_bytes) : 0;
     if (available > 0 && need > available) {
       spdlog::warn("cache=ram needs {:.1f} GB but {:.1f} GB is available: caching off", need / 1e9,
                    available / 1e9);

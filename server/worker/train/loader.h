@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/memory/proc_probe.h"
 #include "server/worker/train/augment.h"
 #include "server/worker/train/dataset.h"
 #include "server/worker/train/loss.h"
@@ -43,6 +44,7 @@ struct LoaderOptions {
   // The epoch at which mosaic closes (Ultralytics restarts its loader there, which moves the
   // shuffle order on by one draw); -1 for never.
   int close_mosaic_epoch = -1;
+  std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>();  // MemAvailable
 };
 
 // The order in which each training epoch visits the images, and the images that a mosaic at

@@ -246,13 +246,9 @@ int ConfigureThreads(int threads) {
   return n;
 }
 
-int64_t CurrentRssBytes() {
-  std::FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  long size = 0, resident = 0;
-  const int n = std::fscanf(f, "%ld %ld", &size, &resident);
-  std::fclose(f);
-  return n == 2 ? static_cast<int64_t>(resident) * sysconf(_SC_PAGESIZE) : 0;
+int64_t CurrentRssBytes(const ProcProbe& proc) {
+  auto self = proc.Self();
+  return self.ok() ? self->rss_bytes : 0;
 }
 
 long PeakRssBytes() {

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/train_args.h"
+#include "server/memory/proc_probe.h"
 #include "server/worker/train/loader.h"
 #include "server/worker/train/metrics.h"
 #include "server/worker/train/model.h"
@@ -34,8 +35,8 @@ void ConfigureDeterminism(bool deterministic);
 
 // Peak resident memory of this process so far.
 long PeakRssBytes();
-// Resident memory of this process now (/proc/self/statm).
-int64_t CurrentRssBytes();
+// Resident memory of this process now, as `proc` reads it (0 if it cannot).
+int64_t CurrentRssBytes(const ProcProbe& proc);
 
 // Bytes the CUDA caching allocator holds on `device` (0 on the CPU or without CUDA).
 int64_t GpuReservedBytes(const c10::Device& device);

@@ -6,6 +6,7 @@
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/utils.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -34,14 +35,50 @@ double Since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
+// The arguments the epoch loop reads, read once from TrainArgs when a resume has settled them.
+struct RunSettings {
+  int imgsz = 640, batch = 16, epochs = 100;
+  int nbs = 64;
+  double warmup_epochs = 3, momentum = 0.937, warmup_momentum = 0.8;
+  double lrf = 0.01;
+  bool cos_lr = false;
+  int close_mosaic_epoch = -1;  // -1: never
+  int patience = 100;
+  bool validate = true;  // every epoch (`val`); the last one always validates
+  bool save = true;
+  int64_t save_period = -1;
+  bool verbose = true;
+  NmsOptions nms;
+};
+
+// One epoch's training, as the epoch loop uses it.
+struct EpochTraining {
+  std::array<double, 3> loss{0, 0, 0};  // box, cls, dfl: means over the epoch
+  int images = 0;
+  int batches = 0;
+  int last_instances = 0;
+  double seconds = 0;
+  std::array<double, 3> lr{0, 0, 0};  // of the three parameter groups, after the epoch
+  bool stopped = false;               // a stop came during the epoch: its work is not kept
+};
+
 class TrainRun {
  public:
   TrainRun(TrainArgs args, const TrainHooks& hooks) : args_(std::move(args)), hooks_(hooks) {}
+  // Setup, then the epoch loop: train one epoch, validate, record and checkpoint, decide.
   absl::StatusOr<TrainOutcome> Run();
 
  private:
   absl::Status PrepareResume();
   absl::Status Setup();
+  void ReadSettings(int imgsz, int batch, int epochs);
+  // The epoch loop's steps, in order.
+  EpochTraining TrainEpoch(int epoch);
+  ValidationResult ValidateEpoch(int epoch);
+  absl::Status RecordEpoch(int epoch, const EpochTraining& trained, const ValidationResult& val);
+  bool ShouldStopEarly(int epoch) const;
+  // After the loop: strips the optimizer and validates best.pt.
+  absl::Status Conclude(int epochs_done, TrainOutcome* outcome);
   absl::Status SaveEpoch(int epoch, bool is_best);
   absl::Status Finish();
   bool StopRequested() const {
@@ -55,7 +92,7 @@ class TrainRun {
   std::string run_dir_, weights_dir_;
   c10::Device device_{c10::kCPU};
   bool amp_ = false;
-  int imgsz_ = 640, batch_ = 16, epochs_ = 100;
+  RunSettings settings_;
   DataConfig data_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;
   DetectionModel model_{nullptr};
@@ -72,6 +109,10 @@ class TrainRun {
   double time_offset_ = 0;
   double train_seconds_total_ = 0;
   int64_t train_images_total_ = 0;
+  // The optimizer's step state, across epochs.
+  int accumulate_ = 1;
+  int64_t last_opt_step_ = -1;
+  Clock::time_point run_start_;
 };
 
 absl::Status TrainRun::PrepareResume() {
@@ -119,14 +160,23 @@ absl::Status TrainRun::Setup() {
   ASSIGN_OR_RETURN(device_, ResolveDevice(args_.GetString("device")));
   amp_ = device_.is_cuda() && args_.GetBool("amp");
   const int threads = ConfigureThreads(static_cast<int>(args_.GetInt("threads")));
-  imgsz_ = CheckImgsz(args_);
-  epochs_ = static_cast<int>(args_.GetInt("epochs"));
-  batch_ = static_cast<int>(args_.GetInt("batch"));
+  int batch = static_cast<int>(args_.GetInt("batch"));
   if (args_.GetFloat("batch") < 1) {
     spdlog::warn("AutoBatch (batch={}) sizes batches for GPU memory; on {} using batch=16",
                  args_.GetString("batch"), device_.str());
-    batch_ = 16;
+    batch = 16;
   }
+  int epochs = static_cast<int>(args_.GetInt("epochs"));
+  if (resume_from_) {
+    start_epoch_ = static_cast<int>(resume_from_->meta.epoch) + 1;
+    if (start_epoch_ >= epochs) {
+      spdlog::info("{} was trained for {} epochs already; fine-tuning {} more", resume_from_->path,
+                   start_epoch_, epochs);
+      epochs += start_epoch_;
+    }
+  }
+  ReadSettings(CheckImgsz(args_), batch, epochs);
+  const int imgsz = settings_.imgsz;
   SeedLikeUltralytics(args_.GetInt("seed"));
 
   ASSIGN_OR_RETURN(data_, LoadDataConfig(args_.GetString("data")));
@@ -172,7 +222,7 @@ absl::Status TrainRun::Setup() {
     ASSIGN_OR_RETURN(ModelScale scale, ScaleFromName(model_arg));
     model_ = DetectionModel(scale, nc);
   }
-  spdlog::info("{}", ModelSummary(model_, imgsz_));
+  spdlog::info("{}", ModelSummary(model_, imgsz));
   model_->to(device_);
   model_->train();
 
@@ -191,22 +241,22 @@ absl::Status TrainRun::Setup() {
 
   // Loaders.
   train_loader_ = std::make_unique<BatchLoader>(std::move(train_scan.images),
-                                                TrainLoaderOptions(args_, imgsz_, batch_, epochs_));
+                                                TrainLoaderOptions(args_, imgsz, batch, epochs));
   RETURN_IF_ERROR(train_loader_->PrepareCache());
-  LoaderOptions val_opts = BaseLoaderOptions(args_, imgsz_);
-  val_opts.batch = batch_ * 2;
+  LoaderOptions val_opts = BaseLoaderOptions(args_, imgsz);
+  val_opts.batch = batch * 2;
   val_opts.rect = true;
   val_opts.cache = CacheMode::kNone;
   val_loader_ = std::make_unique<BatchLoader>(std::move(val_scan.images), val_opts);
 
   // Optimizer.
-  const int nbs = static_cast<int>(args_.GetInt("nbs"));
-  const int accumulate = AccumulateCount(/*ni=*/0, /*nw=*/-1, nbs, batch_);
-  const double weight_decay = args_.GetFloat("weight_decay") * batch_ * accumulate / nbs;
+  const int nbs = settings_.nbs;
+  accumulate_ = AccumulateCount(/*ni=*/0, /*nw=*/-1, nbs, batch);
+  const double weight_decay = args_.GetFloat("weight_decay") * batch * accumulate_ / nbs;
   const int64_t iterations =
       static_cast<int64_t>(
-          std::ceil(static_cast<double>(train_loader_->size()) / std::max(batch_, nbs))) *
-      epochs_;
+          std::ceil(static_cast<double>(train_loader_->size()) / std::max(batch, nbs))) *
+      epochs;
   choice_ =
       ChooseOptimizer(args_.GetString("optimizer"), args_.GetFloat("lr0"),
                       args_.GetFloat("momentum"), args_.GetFloat("warmup_bias_lr"), iterations, nc);
@@ -227,7 +277,6 @@ absl::Status TrainRun::Setup() {
     RETURN_IF_ERROR(LoadOptimizerState(resume_from_->path, *optimizer_, device_));
     ema_ = std::make_unique<ModelEma>(resume_from_->model, resume_from_->meta.updates);
     ema_->model()->to(device_);
-    start_epoch_ = static_cast<int>(resume_from_->meta.epoch) + 1;
     best_fitness_ = resume_from_->meta.best_fitness;
     have_best_ = true;
     best_epoch_ = start_epoch_ - 1;  // patience counts from the resume at the latest
@@ -240,20 +289,38 @@ absl::Status TrainRun::Setup() {
       if (absl::StrContains(entry.path().filename().string(), ".tmp."))
         fs::remove(entry.path(), ec);
     }
-    if (start_epoch_ >= epochs_) {
-      spdlog::info("{} was trained for {} epochs already; fine-tuning {} more", resume_from_->path,
-                   start_epoch_, epochs_);
-      epochs_ += start_epoch_;
-    }
     spdlog::info("Resuming training {} from epoch {} to {} total epochs", resume_from_->path,
-                 start_epoch_ + 1, epochs_);
+                 start_epoch_ + 1, epochs);
   } else {
     ema_ = std::make_unique<ModelEma>(model_);
   }
-  spdlog::info("Image sizes {} train, {} val; using {} dataloader workers, {} torch threads",
-               imgsz_, imgsz_, args_.GetInt("workers"), at::get_num_threads());
+  spdlog::info("Image sizes {} train, {} val; using {} dataloader workers, {} torch threads", imgsz,
+               imgsz, args_.GetInt("workers"), at::get_num_threads());
   spdlog::info("Logging results to {}", run_dir_);
   return absl::OkStatus();
+}
+
+void TrainRun::ReadSettings(int imgsz, int batch, int epochs) {
+  RunSettings& s = settings_;
+  s.imgsz = imgsz;
+  s.batch = batch;
+  s.epochs = epochs;
+  s.nbs = static_cast<int>(args_.GetInt("nbs"));
+  s.warmup_epochs = args_.GetFloat("warmup_epochs");
+  s.momentum = args_.GetFloat("momentum");
+  s.warmup_momentum = args_.GetFloat("warmup_momentum");
+  s.lrf = args_.GetFloat("lrf");
+  s.cos_lr = args_.GetBool("cos_lr");
+  s.close_mosaic_epoch = CloseMosaicEpoch(epochs, args_.GetInt("close_mosaic"));
+  s.patience = static_cast<int>(args_.GetInt("patience"));
+  s.validate = args_.GetBool("val");
+  s.save = args_.GetBool("save");
+  s.save_period = args_.GetInt("save_period");
+  s.verbose = args_.GetBool("verbose");
+  s.nms.conf = args_.IsNull("conf") ? 0.001 : args_.GetFloat("conf");
+  s.nms.iou = args_.GetFloat("iou");
+  s.nms.max_det = static_cast<int>(args_.GetInt("max_det"));
+  s.nms.agnostic = args_.GetBool("single_cls");
 }
 
 absl::Status TrainRun::SaveEpoch(int epoch, bool is_best) {
@@ -275,7 +342,7 @@ absl::Status TrainRun::SaveEpoch(int epoch, bool is_best) {
     RETURN_IF_ERROR(SaveCheckpoint((fs::path(weights_dir_) / "best.pt").string(), meta, model_,
                                    &ema_->model(), optimizer_.get()));
   }
-  const int64_t period = args_.GetInt("save_period");
+  const int64_t period = settings_.save_period;
   if (period > 0 && (epoch + 1) % period == 0) {
     RETURN_IF_ERROR(
         SaveCheckpoint((fs::path(weights_dir_) / absl::StrCat("epoch", epoch + 1, ".pt")).string(),
@@ -287,13 +354,13 @@ absl::Status TrainRun::SaveEpoch(int epoch, bool is_best) {
 void TrainRun::ServeCleanup() {
   if (hooks_.cleanup_requested == nullptr || !hooks_.cleanup_requested->exchange(false)) return;
   CleanupReport report;
-  report.rss_before_bytes = CurrentRssBytes();
+  report.rss_before_bytes = CurrentRssBytes(*hooks_.proc);
   const int64_t cpu = EmptyCpuCache();
   const int64_t cuda = EmptyDeviceCache(device_);
   int64_t dataset = train_loader_ ? train_loader_->DropRamCache() : 0;
   if (val_loader_) dataset += val_loader_->DropRamCache();
   malloc_trim(0);
-  report.rss_after_bytes = CurrentRssBytes();
+  report.rss_after_bytes = CurrentRssBytes(*hooks_.proc);
   report.detail = absl::StrFormat("cpu cache %.1f MB, cuda cache %.1f MB, dataset cache %.1f MB",
                                   cpu / 1e6, cuda / 1e6, dataset / 1e6);
   spdlog::info("cleanup: {}; RSS {:.0f} -> {:.0f} MB", report.detail, report.rss_before_bytes / 1e6,
@@ -319,149 +386,21 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   RETURN_IF_ERROR(Setup());
   TrainOutcome outcome;
   outcome.run_dir = run_dir_;
-  const int nb = train_loader_->BatchesPerEpoch();
-  const double warmup_epochs = args_.GetFloat("warmup_epochs");
-  const int64_t nw = WarmupIterations(warmup_epochs, nb);
-  const int nbs = static_cast<int>(args_.GetInt("nbs"));
-  const int close_at = CloseMosaicEpoch(epochs_, args_.GetInt("close_mosaic"));
-  const double lrf = args_.GetFloat("lrf");
-  const bool cos_lr = args_.GetBool("cos_lr");
-  const int patience = static_cast<int>(args_.GetInt("patience"));
-  const double momentum = args_.GetFloat("momentum");
-  const double warmup_momentum = args_.GetFloat("warmup_momentum");
-  NmsOptions nms;
-  nms.conf = args_.IsNull("conf") ? 0.001 : args_.GetFloat("conf");
-  nms.iou = args_.GetFloat("iou");
-  nms.max_det = static_cast<int>(args_.GetInt("max_det"));
-  nms.agnostic = args_.GetBool("single_cls");
-  int accumulate = AccumulateCount(/*ni=*/0, /*nw=*/-1, nbs, batch_);
-  int64_t last_opt_step = -1;
-  const auto run_start = Clock::now();
-
-  spdlog::info("Starting training for {} epochs...", epochs_);
+  run_start_ = Clock::now();
+  spdlog::info("Starting training for {} epochs...", settings_.epochs);
   int epoch = start_epoch_;
-  for (; epoch < epochs_; ++epoch) {
-    const double lf = LrFactor(epoch, epochs_, lrf, cos_lr);
-    for (size_t g = 0; g < initial_lr_.size(); ++g) SetGroupLr(*optimizer_, g, initial_lr_[g] * lf);
-    const bool mosaic = close_at < 0 || epoch < close_at;
-    if (epoch == close_at) spdlog::info("Closing dataloader mosaic");
-    train_loader_->StartEpoch(epoch, mosaic);
-    model_->train();
-    optimizer_->zero_grad();
-    std::array<double, 3> tloss{0, 0, 0};
-    int images = 0;
-    const auto epoch_start = Clock::now();
-    auto last_log = epoch_start;
-    std::printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "GPU_mem", "box_loss", "cls_loss",
-                "dfl_loss", "Instances", "Size");
-    int i = 0;
-    int last_instances = 0;
-    while (auto batch = train_loader_->Next()) {
-      if (StopRequested()) break;
-      const int64_t ni = i + static_cast<int64_t>(nb) * epoch;
-      if (ni <= nw) {
-        accumulate = AccumulateCount(ni, nw, nbs, batch_);
-        for (size_t g = 0; g < initial_lr_.size(); ++g) {
-          const double from = g == 0 ? choice_.warmup_bias_lr : 0.0;
-          SetGroupLr(*optimizer_, g, Interp(ni, 0, nw, from, initial_lr_[g] * lf));
-          SetGroupMomentum(*optimizer_, g, Interp(ni, 0, nw, warmup_momentum, momentum));
-        }
-      }
-      at::Tensor input = ModelInput(*batch, device_);
-      std::vector<at::Tensor> raw;
-      SetAutocast(amp_);
-      raw = model_->forward(input);
-      SetAutocast(false);
-      if (amp_) {
-        for (auto& r : raw) r = r.to(at::kFloat);  // the loss runs in fp32
-      }
-      LossOutput out = (*loss_)(raw, batch->targets);
-      out.total.backward();
-      at::Tensor items = out.items.to(at::kCPU, at::kDouble);
-      for (int k = 0; k < 3; ++k) tloss[k] = (tloss[k] * i + items[k].item<double>()) / (i + 1);
-      if (ni - last_opt_step >= accumulate) {
-        torch::nn::utils::clip_grad_norm_(model_->parameters(), 10.0);
-        optimizer_->step();
-        optimizer_->zero_grad();
-        ema_->Update(model_);
-        last_opt_step = ni;
-      }
-      images += static_cast<int>(batch->info.size());
-      last_instances = batch->instances;
-      ++i;
-      if (hooks_.on_batch) {
-        BatchReport report;
-        report.epoch = epoch + 1, report.epochs = epochs_, report.batch = i, report.batches = nb;
-        report.box_loss = tloss[0], report.cls_loss = tloss[1], report.dfl_loss = tloss[2];
-        report.images_per_second = images / std::max(Since(epoch_start), 1e-9);
-        report.gpu_reserved_bytes = GpuReservedBytes(device_);
-        hooks_.on_batch(report);
-      }
-      ServeCleanup();
-      if (Since(last_log) > 10 && i < nb) {
-        std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d\n",
-                    absl::StrCat(epoch + 1, "/", epochs_).c_str(), GpuMem(device_).c_str(),
-                    tloss[0], tloss[1], tloss[2], last_instances, imgsz_, i, nb);
-        std::fflush(stdout);
-        last_log = Clock::now();
-      }
-    }
-    if (StopRequested()) {
+  for (; epoch < settings_.epochs; ++epoch) {
+    const EpochTraining trained = TrainEpoch(epoch);
+    if (trained.stopped) {
       spdlog::warn("stop requested: ending in epoch {}; {} holds epoch {}", epoch + 1,
                    (fs::path(weights_dir_) / "last.pt").string(), epoch);
       outcome.stopped = true;
       break;
     }
-    const double train_s = Since(epoch_start);
-    train_seconds_total_ += train_s;
-    train_images_total_ += images;
-    std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d %.1fs %.1f img/s\n",
-                absl::StrCat(epoch + 1, "/", epochs_).c_str(), GpuMem(device_).c_str(), tloss[0],
-                tloss[1], tloss[2], last_instances, imgsz_, i, nb, train_s, images / train_s);
-    std::fflush(stdout);
-    std::array<double, 3> lr{};
-    for (size_t g = 0; g < 3 && g < initial_lr_.size(); ++g) lr[g] = GroupLr(*optimizer_, g);
-
-    const bool final_epoch = epoch + 1 == epochs_;
-    ValidationResult val;
-    if (args_.GetBool("val") || final_epoch) {
-      // Validation allocates other shapes than training: give back the cached training blocks
-      // before it and its own after it, so that peak memory is the larger of the two phases
-      // rather than their sum.
-      EmptyCpuCache();
-      val = Validate(ema_->model(), *val_loader_, loss_.get(), nms, device_);
-      EmptyCpuCache();
-      std::printf("%s", FormatValidationTable(val.metrics, data_.names, false).c_str());
-      std::fflush(stdout);
-    }
-    const double fitness = val.metrics.Fitness();
-    const bool is_best = !have_best_ || fitness >= best_fitness_;
-    if (is_best) {
-      best_fitness_ = fitness;
-      have_best_ = true;
-      best_epoch_ = epoch;
-    }
-    results_csv_ +=
-        ResultsRow(epoch + 1, time_offset_ + Since(run_start), tloss, val.metrics, val.loss, lr);
-    if (args_.GetBool("save")) RETURN_IF_ERROR(SaveEpoch(epoch, is_best));
+    const ValidationResult val = ValidateEpoch(epoch);
+    RETURN_IF_ERROR(RecordEpoch(epoch, trained, val));
     outcome.epochs_completed = epoch + 1 - start_epoch_;
-    if (hooks_.on_epoch_end) {
-      EpochReport report;
-      report.epoch = epoch + 1;
-      report.epochs = epochs_;
-      report.box_loss = tloss[0], report.cls_loss = tloss[1], report.dfl_loss = tloss[2];
-      report.metrics = val.metrics;
-      report.train_seconds = train_s;
-      report.images_per_second = images / train_s;
-      report.fitness = fitness;
-      hooks_.on_epoch_end(report);
-    }
-    ServeCleanup();
-    if (best_epoch_ >= 0 && epoch - best_epoch_ >= patience) {
-      spdlog::info(
-          "Stopping training early as no improvement observed in last {} epochs. Best "
-          "results observed at epoch {}",
-          patience, best_epoch_ + 1);
+    if (ShouldStopEarly(epoch)) {
       ++epoch;
       break;
     }
@@ -469,30 +408,159 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   if (train_seconds_total_ > 0) {
     outcome.train_images_per_second = train_images_total_ / train_seconds_total_;
   }
-  if (outcome.stopped) {
-    outcome.peak_rss_bytes = PeakRssBytes();
-    return outcome;
+  if (!outcome.stopped) RETURN_IF_ERROR(Conclude(epoch - start_epoch_, &outcome));
+  outcome.peak_rss_bytes = PeakRssBytes();
+  return outcome;
+}
+
+EpochTraining TrainRun::TrainEpoch(int epoch) {
+  const RunSettings& s = settings_;
+  const int nb = train_loader_->BatchesPerEpoch();
+  const int64_t nw = WarmupIterations(s.warmup_epochs, nb);
+  const double lf = LrFactor(epoch, s.epochs, s.lrf, s.cos_lr);
+  for (size_t g = 0; g < initial_lr_.size(); ++g) SetGroupLr(*optimizer_, g, initial_lr_[g] * lf);
+  const bool mosaic = s.close_mosaic_epoch < 0 || epoch < s.close_mosaic_epoch;
+  if (epoch == s.close_mosaic_epoch) spdlog::info("Closing dataloader mosaic");
+  train_loader_->StartEpoch(epoch, mosaic);
+  model_->train();
+  optimizer_->zero_grad();
+  EpochTraining out;
+  std::array<double, 3>& tloss = out.loss;
+  const auto epoch_start = Clock::now();
+  auto last_log = epoch_start;
+  std::printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "GPU_mem", "box_loss", "cls_loss",
+              "dfl_loss", "Instances", "Size");
+  int& i = out.batches;
+  while (auto batch = train_loader_->Next()) {
+    if (StopRequested()) break;
+    const int64_t ni = i + static_cast<int64_t>(nb) * epoch;
+    if (ni <= nw) {
+      accumulate_ = AccumulateCount(ni, nw, s.nbs, s.batch);
+      for (size_t g = 0; g < initial_lr_.size(); ++g) {
+        const double from = g == 0 ? choice_.warmup_bias_lr : 0.0;
+        SetGroupLr(*optimizer_, g, Interp(ni, 0, nw, from, initial_lr_[g] * lf));
+        SetGroupMomentum(*optimizer_, g, Interp(ni, 0, nw, s.warmup_momentum, s.momentum));
+      }
+    }
+    at::Tensor input = ModelInput(*batch, device_);
+    SetAutocast(amp_);
+    std::vector<at::Tensor> raw = model_->forward(input);
+    SetAutocast(false);
+    if (amp_) {
+      for (auto& r : raw) r = r.to(at::kFloat);  // the loss runs in fp32
+    }
+    LossOutput loss = (*loss_)(raw, batch->targets);
+    loss.total.backward();
+    at::Tensor items = loss.items.to(at::kCPU, at::kDouble);
+    for (int k = 0; k < 3; ++k) tloss[k] = (tloss[k] * i + items[k].item<double>()) / (i + 1);
+    if (ni - last_opt_step_ >= accumulate_) {
+      torch::nn::utils::clip_grad_norm_(model_->parameters(), 10.0);
+      optimizer_->step();
+      optimizer_->zero_grad();
+      ema_->Update(model_);
+      last_opt_step_ = ni;
+    }
+    out.images += static_cast<int>(batch->info.size());
+    out.last_instances = batch->instances;
+    ++i;
+    if (hooks_.on_batch) {
+      BatchReport report;
+      report.epoch = epoch + 1, report.epochs = s.epochs, report.batch = i, report.batches = nb;
+      report.box_loss = tloss[0], report.cls_loss = tloss[1], report.dfl_loss = tloss[2];
+      report.images_per_second = out.images / std::max(Since(epoch_start), 1e-9);
+      report.gpu_reserved_bytes = GpuReservedBytes(device_);
+      hooks_.on_batch(report);
+    }
+    ServeCleanup();
+    if (Since(last_log) > 10 && i < nb) {
+      std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d\n",
+                  absl::StrCat(epoch + 1, "/", s.epochs).c_str(), GpuMem(device_).c_str(), tloss[0],
+                  tloss[1], tloss[2], out.last_instances, s.imgsz, i, nb);
+      std::fflush(stdout);
+      last_log = Clock::now();
+    }
   }
-  spdlog::info("{} epochs completed in {:.3f} hours.", epoch - start_epoch_,
-               Since(run_start) / 3600);
-  if (args_.GetBool("save")) {
+  out.stopped = StopRequested();
+  if (out.stopped) return out;
+  out.seconds = Since(epoch_start);
+  train_seconds_total_ += out.seconds;
+  train_images_total_ += out.images;
+  std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d %.1fs %.1f img/s\n",
+              absl::StrCat(epoch + 1, "/", s.epochs).c_str(), GpuMem(device_).c_str(), tloss[0],
+              tloss[1], tloss[2], out.last_instances, s.imgsz, i, nb, out.seconds,
+              out.images / out.seconds);
+  std::fflush(stdout);
+  for (size_t g = 0; g < 3 && g < initial_lr_.size(); ++g) out.lr[g] = GroupLr(*optimizer_, g);
+  return out;
+}
+
+ValidationResult TrainRun::ValidateEpoch(int epoch) {
+  if (!settings_.validate && epoch + 1 != settings_.epochs) return {};  // the last one always
+  // Validation allocates other shapes than training: give back the cached training blocks
+  // before it and its own after it, so that peak memory is the larger of the two phases rather
+  // than their sum.
+  EmptyCpuCache();
+  ValidationResult val = Validate(ema_->model(), *val_loader_, loss_.get(), settings_.nms, device_);
+  EmptyCpuCache();
+  std::printf("%s", FormatValidationTable(val.metrics, data_.names, false).c_str());
+  std::fflush(stdout);
+  return val;
+}
+
+absl::Status TrainRun::RecordEpoch(int epoch, const EpochTraining& trained,
+                                   const ValidationResult& val) {
+  const double fitness = val.metrics.Fitness();
+  const bool is_best = !have_best_ || fitness >= best_fitness_;
+  if (is_best) {
+    best_fitness_ = fitness;
+    have_best_ = true;
+    best_epoch_ = epoch;
+  }
+  results_csv_ += ResultsRow(epoch + 1, time_offset_ + Since(run_start_), trained.loss, val.metrics,
+                             val.loss, trained.lr);
+  if (settings_.save) RETURN_IF_ERROR(SaveEpoch(epoch, is_best));
+  if (hooks_.on_epoch_end) {
+    EpochReport report;
+    report.epoch = epoch + 1;
+    report.epochs = settings_.epochs;
+    report.box_loss = trained.loss[0], report.cls_loss = trained.loss[1],
+    report.dfl_loss = trained.loss[2];
+    report.metrics = val.metrics;
+    report.train_seconds = trained.seconds;
+    report.images_per_second = trained.images / trained.seconds;
+    report.fitness = fitness;
+    hooks_.on_epoch_end(report);
+  }
+  ServeCleanup();
+  return absl::OkStatus();
+}
+
+bool TrainRun::ShouldStopEarly(int epoch) const {
+  if (best_epoch_ < 0 || epoch - best_epoch_ < settings_.patience) return false;
+  spdlog::info(
+      "Stopping training early as no improvement observed in last {} epochs. Best results "
+      "observed at epoch {}",
+      settings_.patience, best_epoch_ + 1);
+  return true;
+}
+
+absl::Status TrainRun::Conclude(int epochs_done, TrainOutcome* outcome) {
+  spdlog::info("{} epochs completed in {:.3f} hours.", epochs_done, Since(run_start_) / 3600);
+  if (settings_.save) {
     RETURN_IF_ERROR(Finish());
     const std::string best = (fs::path(weights_dir_) / "best.pt").string();
     ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(best));
     spdlog::info("Validating {}...", best);
     ckpt.model->to(device_);
-    NmsOptions final_nms = nms;
-    ValidationResult val = Validate(ckpt.model, *val_loader_, nullptr, final_nms, device_);
-    std::printf("%s",
-                FormatValidationTable(val.metrics, data_.names, args_.GetBool("verbose")).c_str());
+    ValidationResult val = Validate(ckpt.model, *val_loader_, nullptr, settings_.nms, device_);
+    std::printf("%s", FormatValidationTable(val.metrics, data_.names, settings_.verbose).c_str());
     std::printf("Speed: %.1fms inference, %.1fms postprocess per image\n",
                 val.inference_ms_per_image, val.postprocess_ms_per_image);
-    outcome.best = val.metrics;
+    outcome->best = val.metrics;
   }
-  outcome.peak_rss_bytes = PeakRssBytes();
   std::printf("Results saved to %s\n", run_dir_.c_str());
   std::fflush(stdout);
-  return outcome;
+  return absl::OkStatus();
 }
 }  // namespace
 

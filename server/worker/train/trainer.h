@@ -4,11 +4,13 @@
 
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/train_args.h"
+#include "server/memory/proc_probe.h"
 #include "server/worker/train/metrics.h"
 #include "server/worker/train/validator.h"
 
@@ -57,6 +59,8 @@ struct TrainHooks {
   // When not empty, every image of the dataset must lie under one of these folders (yolod's
   // --allowed-root, which it hands to its workers).
   std::vector<std::string> allowed_roots;
+  // /proc, or fixture files: the RSS that cleanups report.
+  std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>();
 };
 
 struct TrainOutcome {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "server/worker/train/shapes_dataset.h"
 
@@ -129,6 +130,30 @@ TEST_F(LoaderTest, MixUpAddsAnotherSamplesObjects) {
     mixed_boxes += mixed.TrainSample(i, 0, true).boxes.size();
   }
   EXPECT_GT(mixed_boxes, plain_boxes);
+}
+
+// cache=ram is turned off when the images would not fit in what the kernel says is available.
+TEST_F(LoaderTest, RamCacheFollowsMemAvailable) {
+  for (const int64_t available_kb : {int64_t{1}, int64_t{64} << 20}) {
+    const fs::path proc = root_ / ("proc-" + std::to_string(available_kb));
+    fs::create_directories(proc);
+    std::ofstream(proc / "meminfo")
+        << "MemTotal: 100000000 kB\nMemAvailable: " << available_kb << " kB\n";
+    LoaderOptions o;
+    o.imgsz = 64, o.batch = 4, o.workers = 0;
+    o.cache = CacheMode::kRam;
+    o.proc = std::make_shared<ProcProbe>(proc.string());
+    BatchLoader loader(records_, o);
+    ASSERT_TRUE(loader.PrepareCache().ok());
+    loader.StartEpoch(0, /*mosaic=*/false);
+    while (loader.Next()) {
+    }
+    if (available_kb == 1) {
+      EXPECT_EQ(loader.DropRamCache(), 0) << "cached although 1 kB was available";
+    } else {
+      EXPECT_GT(loader.DropRamCache(), 0) << "not cached with 64 GB available";
+    }
+  }
 }
 
 TEST(NpyTest, RoundTrip) {

@@ -6,9 +6,9 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "client/commands.h"
 #include "common/atomic_file.h"
 #include "common/yaml_file.h"
@@ -88,7 +88,7 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
   std::strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", std::localtime(&now));
   const std::string path =
       (fs::path(out_dir) / absl::StrCat("memory_log_", stamp, ".json")).string();
-  std::string samples;
+  nlohmann::json samples = nlohmann::json::array();
   v1::MemoryReport report;
   int n = 0;
   if (options_.output != "json") {
@@ -98,7 +98,10 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
   while (reader->Read(&report)) {
     int64_t workers = 0;
     for (const auto& w : report.workers()) workers += w.process().rss_bytes();
-    absl::StrAppend(&samples, n++ ? ",\n    " : "\n    ", ToJson(report, false));
+    // protobuf's JSON mapping writes the sample (always valid JSON); the log nests it.
+    auto sample = nlohmann::json::parse(ToJson(report, false), nullptr, /*allow_exceptions=*/false);
+    if (!sample.is_discarded()) samples.push_back(std::move(sample));
+    ++n;
     if (options_.output == "json") {
       std::printf("%s\n", ToJson(report, false).c_str());
     } else {
@@ -112,10 +115,11 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
     std::fflush(stdout);
   }
   grpc::Status s = reader->Finish();
-  const std::string json = absl::StrFormat(
-      "{\n  \"server\": \"%s\",\n  \"interval_seconds\": %g,\n  \"duration_seconds\": %g,\n"
-      "  \"samples\": [%s\n  ]\n}\n",
-      options_.server, interval_seconds, duration_seconds, samples);
+  const nlohmann::ordered_json log = {{"server", options_.server},
+                                      {"interval_seconds", interval_seconds},
+                                      {"duration_seconds", duration_seconds},
+                                      {"samples", std::move(samples)}};
+  const std::string json = log.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (n > 0) {
     absl::Status w = WriteFileAtomic(path, json);
     if (!w.ok()) {

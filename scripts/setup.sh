@@ -10,6 +10,8 @@ PACKAGES=(
   # directly for convolutions), OpenCV for images, YAML, CLI parsing, logs
   libtorch-dev libopenblas0-pthread libdnnl-dev libopencv-dev libyaml-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev
+  # JSON that is not an API message (protobuf's JSON mapping serves those)
+  nlohmann-json3-dev
   # control plane: gRPC, protobuf, abseil, Prometheus exposition
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev

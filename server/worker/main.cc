@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <string>
 #include <vector>
@@ -64,19 +65,6 @@ void PrintUsage() {
 int Fail(const absl::Status& status) {
   std::fprintf(stderr, "error: %s\n", std::string(status.message()).c_str());
   return status.code() == absl::StatusCode::kInvalidArgument ? kUsage : kError;
-}
-
-std::string JsonString(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') out += '\\';
-    if (static_cast<unsigned char>(c) < 0x20) {
-      out += absl::StrFormat("\\u%04x", c);
-      continue;
-    }
-    out += c;
-  }
-  return out + "\"";
 }
 
 int RunMakeDataset(const std::vector<std::string>& tokens) {
@@ -143,23 +131,33 @@ int RunVal(const yolo::TrainArgs& args) {
   if (!out.ok()) return Fail(out.status());
   const yolo::MetricsSummary& m = out->result.metrics;
   if (args.GetString("format") == "json") {
-    std::string per_class;
+    // Ultralytics' metric names; the keys in this order.
+    nlohmann::ordered_json per_class = nlohmann::ordered_json::array();
     for (const auto& c : m.per_class) {
       const std::string name = c.cls < static_cast<int>(out->names.size()) ? out->names[c.cls] : "";
-      absl::StrAppend(
-          &per_class, per_class.empty() ? "" : ",",
-          absl::StrFormat(
-              "{\"class\":%d,\"name\":%s,\"images\":%d,\"instances\":%d,\"precision\":%.6g,"
-              "\"recall\":%.6g,\"mAP50\":%.6g,\"mAP50-95\":%.6g}",
-              c.cls, JsonString(name), c.images, c.labels, c.precision, c.recall, c.ap50, c.ap));
+      per_class.push_back({{"class", c.cls},
+                           {"name", name},
+                           {"images", c.images},
+                           {"instances", c.labels},
+                           {"precision", c.precision},
+                           {"recall", c.recall},
+                           {"mAP50", c.ap50},
+                           {"mAP50-95", c.ap}});
     }
-    std::printf(
-        "{\"metrics/precision(B)\":%.6g,\"metrics/recall(B)\":%.6g,\"metrics/mAP50(B)\":%.6g,"
-        "\"metrics/mAP50-95(B)\":%.6g,\"fitness\":%.6g,\"images\":%d,\"instances\":%d,"
-        "\"speed\":{\"inference_ms\":%.3f,\"postprocess_ms\":%.3f},\"per_class\":[%s]}\n",
-        m.precision, m.recall, m.map50, m.map, m.Fitness(), m.images, m.instances,
-        out->result.inference_ms_per_image, out->result.postprocess_ms_per_image,
-        per_class.c_str());
+    const nlohmann::ordered_json json = {
+        {"metrics/precision(B)", m.precision},
+        {"metrics/recall(B)", m.recall},
+        {"metrics/mAP50(B)", m.map50},
+        {"metrics/mAP50-95(B)", m.map},
+        {"fitness", m.Fitness()},
+        {"images", m.images},
+        {"instances", m.instances},
+        {"speed",
+         {{"inference_ms", out->result.inference_ms_per_image},
+          {"postprocess_ms", out->result.postprocess_ms_per_image}}},
+        {"per_class", per_class}};
+    std::printf("%s\n",
+                json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("%s", yolo::FormatValidationTable(m, out->names, args.GetBool("verbose")).c_str());
     std::printf("Speed: %.1fms inference, %.1fms postprocess per image\n",

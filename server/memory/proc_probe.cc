@@ -1,15 +1,15 @@
 #include "server/memory/proc_probe.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/atomic_file.h"
 
 namespace yolo {
 namespace {
+
+constexpr size_t kMaxProcFile = 1 << 20;
 
 // "MemTotal:       24534124 kB" -> bytes.
 bool ParseKb(absl::string_view line, absl::string_view key, int64_t* out) {
@@ -17,20 +17,66 @@ bool ParseKb(absl::string_view line, absl::string_view key, int64_t* out) {
   line = absl::StripAsciiWhitespace(line);
   absl::ConsumeSuffix(&line, " kB");
   int64_t kb = 0;
-  if (!absl::SimpleAtoi(line, &kb)) return false;
+  if (!absl::SimpleAtoi(line, &kb) || kb < 0) return false;
   *out = kb * 1024;
   return true;
 }
 
+// A /proc or /sys file, read whole and bounded; NOT_FOUND when it is missing.
+absl::StatusOr<std::string> ReadSmall(const std::string& path) {
+  std::string text;
+  absl::Status read = ReadFile(path, &text, kMaxProcFile);
+  if (!read.ok()) return read;
+  return text;
+}
+
 }  // namespace
+
+absl::StatusOr<MemoryPressure> ParseMemoryPressure(absl::string_view text,
+                                                   const std::string& path) {
+  MemoryPressure p;
+  bool some = false, full = false;
+  int line_no = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
+    ++line_no;
+    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    if (fields.empty()) continue;
+    const bool is_some = fields[0] == "some", is_full = fields[0] == "full";
+    if (!is_some && !is_full) continue;  // a newer kernel's extra line
+    double avg10 = -1, avg60 = -1;
+    int64_t total = -1;
+    for (size_t i = 1; i < fields.size(); ++i) {
+      absl::string_view f = fields[i];
+      if (absl::ConsumePrefix(&f, "avg10=")) {
+        if (!absl::SimpleAtod(f, &avg10)) avg10 = -1;
+      } else if (absl::ConsumePrefix(&f, "avg60=")) {
+        if (!absl::SimpleAtod(f, &avg60)) avg60 = -1;
+      } else if (absl::ConsumePrefix(&f, "total=")) {
+        if (!absl::SimpleAtoi(f, &total)) total = -1;
+      }
+    }
+    if (avg10 < 0 || avg60 < 0 || total < 0) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": line ", line_no, ": expected avg10=, avg60= and total= values"));
+    }
+    if (is_some) {
+      p.some_avg10 = avg10, p.some_avg60 = avg60, p.some_total_us = total, some = true;
+    } else {
+      p.full_avg10 = avg10, p.full_avg60 = avg60, p.full_total_us = total, full = true;
+    }
+  }
+  if (!some) return absl::DataLossError(absl::StrCat(path, ": no 'some' line"));
+  (void)full;  // the cpu file of older kernels has none; memory always does, but 0 is harmless
+  return p;
+}
 
 absl::StatusOr<HostMemInfo> ProcProbe::Host() const {
   const std::string path = root_ + "/meminfo";
-  std::ifstream in(path);
-  if (!in) return absl::UnavailableError(absl::StrCat("cannot read ", path));
+  auto text = ReadSmall(path);
+  if (!text.ok()) return absl::UnavailableError(absl::StrCat("cannot read ", path));
   HostMemInfo info;
   bool total = false, available = false;
-  for (std::string line; std::getline(in, line);) {
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
     total |= ParseKb(line, "MemTotal", &info.total_bytes);
     available |= ParseKb(line, "MemAvailable", &info.available_bytes);
     ParseKb(line, "SwapTotal", &info.swap_total_bytes);
@@ -42,25 +88,43 @@ absl::StatusOr<HostMemInfo> ProcProbe::Host() const {
   return info;
 }
 
-absl::StatusOr<ProcessMemInfo> ProcProbe::ReadStatus(const std::string& path) const {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+absl::StatusOr<MemoryPressure> ProcProbe::Pressure() const {
+  const std::string path = root_ + "/pressure/memory";
+  auto text = ReadSmall(path);
+  if (!text.ok()) return absl::NotFoundError(absl::StrCat("no PSI: cannot read ", path));
+  return ParseMemoryPressure(*text, path);
+}
+
+absl::StatusOr<ProcessMemInfo> ProcProbe::ReadProcess(const std::string& dir) const {
+  const std::string path = dir + "/status";
+  auto text = ReadSmall(path);
+  if (!text.ok()) return absl::NotFoundError(absl::StrCat("cannot read ", path));
   ProcessMemInfo info;
-  for (std::string line; std::getline(in, line);) {
-    absl::string_view v(line);
+  bool rss = false;
+  for (absl::string_view line : absl::StrSplit(*text, '\n')) {
+    absl::string_view v = line;
     if (absl::ConsumePrefix(&v, "Name:")) info.name = std::string(absl::StripAsciiWhitespace(v));
-    ParseKb(line, "VmRSS", &info.rss_bytes);
+    rss |= ParseKb(line, "VmRSS", &info.rss_bytes);
     ParseKb(line, "VmHWM", &info.peak_rss_bytes);
+  }
+  // A kernel thread or a zombie has no VmRSS: it holds no memory of its own.
+  (void)rss;
+  if (auto rollup = ReadSmall(dir + "/smaps_rollup"); rollup.ok()) {
+    bool pss = false;
+    for (absl::string_view line : absl::StrSplit(*rollup, '\n')) {
+      pss |= ParseKb(line, "Pss", &info.pss_bytes);
+      ParseKb(line, "Anonymous", &info.anon_bytes);
+      ParseKb(line, "Swap", &info.swap_bytes);
+    }
+    info.has_smaps = pss;
   }
   return info;
 }
 
 absl::StatusOr<ProcessMemInfo> ProcProbe::Process(pid_t pid) const {
-  return ReadStatus(absl::StrCat(root_, "/", pid, "/status"));
+  return ReadProcess(absl::StrCat(root_, "/", pid));
 }
 
-absl::StatusOr<ProcessMemInfo> ProcProbe::Self() const {
-  return ReadStatus(root_ + "/self/status");
-}
+absl::StatusOr<ProcessMemInfo> ProcProbe::Self() const { return ReadProcess(root_ + "/self"); }
 
 }  // namespace yolo

@@ -46,5 +46,46 @@ TEST(ProcProbeTest, ReadsThisMachine) {
   EXPECT_GT(self->rss_bytes, 0);
 }
 
+TEST(ProcProbeTest, ReadsSmapsRollupAndPressure) {
+  TempDir tmp;
+  tmp.Write("7/status", "Name:\tyolod\nVmHWM:\t  4096 kB\nVmRSS:\t  3072 kB\n");
+  tmp.Write("7/smaps_rollup",
+            "55d0-7ffe ---p 00000000 00:00 0   [rollup]\nRss:  3072 kB\nPss:  2000 kB\n"
+            "Anonymous:  1500 kB\nSwap:  12 kB\n");
+  tmp.Write("pressure/memory",
+            "some avg10=1.50 avg60=0.75 avg300=0.10 total=123456\n"
+            "full avg10=0.40 avg60=0.20 avg300=0.00 total=6543\n");
+  ProcProbe probe(tmp.str());
+  auto p = probe.Process(7);
+  ASSERT_TRUE(p.ok()) << p.status();
+  EXPECT_TRUE(p->has_smaps);
+  EXPECT_EQ(p->pss_bytes, 2000 * 1024);
+  EXPECT_EQ(p->anon_bytes, 1500 * 1024);
+  EXPECT_EQ(p->swap_bytes, 12 * 1024);
+  auto psi = probe.Pressure();
+  ASSERT_TRUE(psi.ok()) << psi.status();
+  EXPECT_DOUBLE_EQ(psi->some_avg10, 1.5);
+  EXPECT_DOUBLE_EQ(psi->full_avg60, 0.2);
+  EXPECT_EQ(psi->some_total_us, 123456);
+  EXPECT_EQ(psi->full_total_us, 6543);
+}
+
+TEST(ProcProbeTest, AMissingOrMalformedFileIsAnErrorNamingIt) {
+  TempDir tmp;
+  ProcProbe probe(tmp.str());
+  EXPECT_EQ(probe.Pressure().status().code(), absl::StatusCode::kNotFound);  // absent, not zero
+  tmp.Write("pressure/memory", "some avg10=lots avg60=0 total=0\n");
+  auto bad = probe.Pressure();
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_NE(bad.status().message().find("pressure/memory: line 1"), std::string::npos)
+      << bad.status();
+  tmp.Write("8/status", "Name:\tworker\nVmRSS:\t 10 kB\n");  // no smaps_rollup: PSS absent
+  auto p = probe.Process(8);
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(p->has_smaps);
+  tmp.Write("meminfo", std::string(2 << 20, 'x'));  // larger than any real meminfo
+  EXPECT_FALSE(probe.Host().ok());
+}
+
 }  // namespace
 }  // namespace yolo

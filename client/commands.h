@@ -42,6 +42,9 @@ class Client {
   int Delete(const std::string& id);
   int MemoryReport();
   int MemoryCleanup(double timeout_seconds);
+  int MemoryLevels();
+  // `pairs`: ram=60,70,80 and/or gpu=80,90,95.
+  int SetMemoryLevels(const std::vector<std::string>& pairs);
   int MemoryMonitor(double duration_seconds, double interval_seconds, const std::string& out_dir);
   int ConfigGet();
   int ConfigSet(const std::map<std::string, std::string>& set,

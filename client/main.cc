@@ -99,12 +99,19 @@ int main(int argc, char** argv) {
 
   auto* memory = app.add_subcommand("memory", "memory report, cleanup and monitor");
   memory->require_subcommand(1);
-  memory->add_subcommand("report", "host, yolod and worker memory now");
+  memory->add_subcommand("report",
+                         "levels, host, cgroup, PSI, GPUs, yolod and workers, recent events");
   double cleanup_timeout = 10;
   memory->add_subcommand("cleanup", "free memory in yolod and every worker")
       ->add_option("--timeout-seconds", cleanup_timeout, "how long to wait for the workers");
   double duration = 0, interval = 1;
   std::string out_dir = ".";
+  auto* levels = memory->add_subcommand(
+      "levels", "the watchdog's thresholds: memory levels [set ram=60,70,80 gpu=80,90,95]");
+  std::vector<std::string> level_pairs;
+  levels->add_subcommand("set", "change them (percent; from the next sample until yolod restarts)")
+      ->add_option("pairs", level_pairs, "ram=N,W,D and/or gpu=N,W,D")
+      ->required();
   auto* monitor = memory->add_subcommand("monitor", "a live table, saved as memory_log_*.json");
   monitor->add_option("--duration", duration, "seconds (0: until Ctrl-C)");
   monitor->add_option("--interval", interval, "seconds between samples");
@@ -184,6 +191,10 @@ int main(int argc, char** argv) {
   if (memory->parsed()) {
     if (memory->got_subcommand("report")) return client.MemoryReport();
     if (memory->got_subcommand("cleanup")) return client.MemoryCleanup(cleanup_timeout);
+    if (levels->parsed()) {
+      return levels->got_subcommand("set") ? client.SetMemoryLevels(level_pairs)
+                                           : client.MemoryLevels();
+    }
     return client.MemoryMonitor(duration, interval, out_dir);
   }
   if (config->got_subcommand("get")) return client.ConfigGet();

@@ -8,7 +8,9 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "client/commands.h"
 #include "common/atomic_file.h"
 #include "common/yaml_file.h"
@@ -19,22 +21,81 @@ using google::protobuf::util::TimeUtil;
 
 namespace {
 
+const char* LevelWord(v1::MemoryLevel l) {
+  switch (l) {
+    case v1::MEMORY_OK:
+      return "ok";
+    case v1::MEMORY_NOTICE:
+      return "notice";
+    case v1::MEMORY_WARNING:
+      return "warning";
+    case v1::MEMORY_DANGER:
+      return "danger";
+    default:
+      return "-";
+  }
+}
+
+std::string Thresholds(const v1::LevelThresholds& t) {
+  return absl::StrCat(t.notice_percent(), ",", t.warning_percent(), ",", t.danger_percent());
+}
+
+void PrintLevel(const char* name, const v1::ResourceLevel& l) {
+  std::printf("%-6s %-8s %s%s%.1f %% of %s (levels %s %%)\n", name, LevelWord(l.level()),
+              l.marker().c_str(), l.marker().empty() ? "" : " ", l.used_ratio() * 100,
+              HumanBytes(l.limit_bytes()).c_str(), Thresholds(l.thresholds()).c_str());
+}
+
 void PrintReport(const v1::MemoryReport& r) {
+  PrintLevel("RAM", r.ram());
+  if (r.has_gpu()) PrintLevel("GPU", r.gpu());
   const auto& h = r.host();
   std::printf("host     total %s  available %s  used %.1f%%\n", HumanBytes(h.total_bytes()).c_str(),
               HumanBytes(h.available_bytes()).c_str(), h.used_ratio() * 100);
-  std::printf("%-24s %8s %12s %12s %12s %12s\n", "COMPONENT", "PID", "RSS", "PEAK RSS", "CPU CACHE",
-              "GPU RESERVED");
-  std::printf("%-24s %8d %12s %12s %12s %12s\n", "yolod", r.daemon().pid(),
+  if (r.has_cgroup()) {
+    const auto& c = r.cgroup();
+    std::printf("cgroup   v%d %s  usage %s  working set %s  limit %s  oom kills %lld\n",
+                c.version(), c.path().c_str(), HumanBytes(c.usage_bytes()).c_str(),
+                HumanBytes(c.working_set_bytes()).c_str(),
+                c.limit_bytes() > 0 ? HumanBytes(c.limit_bytes()).c_str() : "none",
+                static_cast<long long>(c.oom_kill_events()));
+  }
+  if (r.has_pressure()) {
+    std::printf("pressure some %.2f%% / full %.2f%% of the last 10 s waiting for memory\n",
+                r.pressure().some_avg10(), r.pressure().full_avg10());
+  }
+  for (const auto& g : r.gpus()) {
+    std::printf("gpu %-4d %s %s  used %s of %s (%.1f%%)\n", g.index(), g.name().c_str(),
+                g.uuid().c_str(), HumanBytes(g.used_bytes()).c_str(),
+                HumanBytes(g.total_bytes()).c_str(), g.used_ratio() * 100);
+  }
+  if (r.trend().samples() >= 2) {
+    std::printf("trend    RAM %+.1f MB/s over the last %.0f s\n",
+                r.trend().ram_bytes_per_second() / 1e6, r.trend().window_seconds());
+  }
+  if (r.watchdog().starts_held()) std::printf("new experiments are held (danger level)\n");
+  std::printf("%-24s %8s %12s %12s %12s %12s %12s\n", "COMPONENT", "PID", "RSS", "PSS", "PEAK RSS",
+              "CPU CACHE", "GPU RESERVED");
+  std::printf("%-24s %8d %12s %12s %12s %12s %12s\n", "yolod", r.daemon().pid(),
               HumanBytes(r.daemon().rss_bytes()).c_str(),
+              HumanBytes(r.daemon().pss_bytes()).c_str(),
               HumanBytes(r.daemon().peak_rss_bytes()).c_str(), "-", "-");
   for (const auto& w : r.workers()) {
-    std::printf("%-24s %8d %12s %12s %12s %12s\n", ("worker/" + w.experiment_id()).c_str(),
+    std::printf("%-24s %8d %12s %12s %12s %12s %12s\n", ("worker/" + w.experiment_id()).c_str(),
                 w.process().pid(), HumanBytes(w.process().rss_bytes()).c_str(),
+                HumanBytes(w.process().pss_bytes()).c_str(),
                 HumanBytes(w.process().peak_rss_bytes()).c_str(),
                 HumanBytes(w.cpu_cached_bytes()).c_str(),
                 HumanBytes(w.gpu_reserved_bytes()).c_str());
   }
+  if (r.events_size() > 0) {
+    std::printf("recent memory events:\n");
+    for (const auto& e : r.events()) {
+      std::printf("  %s  %s\n", TimeUtil::ToString(e.time()).substr(0, 19).c_str(),
+                  e.message().c_str());
+    }
+  }
+  for (const auto& e : r.watchdog().probe_errors()) std::printf("probe error: %s\n", e.c_str());
 }
 
 }  // namespace
@@ -47,6 +108,60 @@ int Client::MemoryReport() {
     std::printf("%s\n", ToJson(report).c_str());
   } else {
     PrintReport(report);
+  }
+  return kExitOk;
+}
+
+int Client::MemoryLevels() {
+  v1::MemoryLevels levels;
+  grpc::Status s = memory_->GetMemoryLevels(Context().get(), {}, &levels);
+  if (!s.ok()) return Fail(s);
+  if (options_.output == "json") {
+    std::printf("%s\n", ToJson(levels).c_str());
+  } else {
+    std::printf("%-4s %8s %8s %8s\n", "", "NOTICE", "WARNING", "DANGER");
+    for (const auto& [name, t] :
+         {std::pair<const char*, const v1::LevelThresholds*>{"ram", &levels.ram()},
+          {"gpu", &levels.gpu()}}) {
+      std::printf("%-4s %7g%% %7g%% %7g%%\n", name, t->notice_percent(), t->warning_percent(),
+                  t->danger_percent());
+    }
+  }
+  return kExitOk;
+}
+
+int Client::SetMemoryLevels(const std::vector<std::string>& pairs) {
+  v1::SetMemoryLevelsRequest request;
+  for (const std::string& p : pairs) {
+    const size_t eq = p.find('=');
+    const std::string key = p.substr(0, eq);
+    v1::LevelThresholds* t = key == "ram"   ? request.mutable_ram()
+                             : key == "gpu" ? request.mutable_gpu()
+                                            : nullptr;
+    std::vector<std::string> parts;
+    if (eq != std::string::npos) parts = absl::StrSplit(p.substr(eq + 1), ',');
+    double v[3] = {0, 0, 0};
+    const bool numbers = parts.size() == 3 && absl::SimpleAtod(parts[0], &v[0]) &&
+                         absl::SimpleAtod(parts[1], &v[1]) && absl::SimpleAtod(parts[2], &v[2]);
+    if (t == nullptr || !numbers) {
+      std::fprintf(stderr,
+                   "error: '%s': expected ram=N,W,D or gpu=N,W,D (percentages for notice, "
+                   "warning and danger)\n",
+                   p.c_str());
+      return kExitUsage;
+    }
+    t->set_notice_percent(v[0]);
+    t->set_warning_percent(v[1]);
+    t->set_danger_percent(v[2]);
+  }
+  v1::MemoryLevels levels;
+  grpc::Status s = memory_->SetMemoryLevels(Context().get(), request, &levels);
+  if (!s.ok()) return Fail(s);
+  if (options_.output == "json") {
+    std::printf("%s\n", ToJson(levels).c_str());
+  } else {
+    std::printf("ram %s %%, gpu %s %% (from the next sample)\n", Thresholds(levels.ram()).c_str(),
+                Thresholds(levels.gpu()).c_str());
   }
   return kExitOk;
 }

@@ -2,6 +2,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "server/api/services.h"
 #include "server/api/stream_writer.h"
 
@@ -12,6 +13,24 @@ grpc::ServerUnaryReactor* MemoryServiceImpl::GetMemoryReport(grpc::CallbackServe
                                                              v1::MemoryReport* response) {
   return RunUnary(context, *auth_, /*mutating=*/false, [&]() -> absl::Status {
     *response = memory_->Report();
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* MemoryServiceImpl::GetMemoryLevels(grpc::CallbackServerContext* context,
+                                                             const v1::GetMemoryLevelsRequest*,
+                                                             v1::MemoryLevels* response) {
+  return RunUnary(context, *auth_, /*mutating=*/false, [&]() -> absl::Status {
+    *response = memory_->Levels();
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* MemoryServiceImpl::SetMemoryLevels(
+    grpc::CallbackServerContext* context, const v1::SetMemoryLevelsRequest* request,
+    v1::MemoryLevels* response) {
+  return RunUnary(context, *auth_, /*mutating=*/true, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(*response, memory_->SetLevels(*request));
     return absl::OkStatus();
   });
 }

@@ -67,6 +67,12 @@ class MemoryServiceImpl final : public v1::MemoryService::CallbackService {
                                          v1::ForceCleanupResponse* response) override;
   grpc::ServerWriteReactor<v1::MemoryReport>* WatchMemory(
       grpc::CallbackServerContext* context, const v1::WatchMemoryRequest* request) override;
+  grpc::ServerUnaryReactor* GetMemoryLevels(grpc::CallbackServerContext* context,
+                                            const v1::GetMemoryLevelsRequest* request,
+                                            v1::MemoryLevels* response) override;
+  grpc::ServerUnaryReactor* SetMemoryLevels(grpc::CallbackServerContext* context,
+                                            const v1::SetMemoryLevelsRequest* request,
+                                            v1::MemoryLevels* response) override;
 
   // Waits until the threads that cleanups and memory watches run on have ended. Call after the
   // server's Shutdown (which cancels the watches) and before the manager goes.

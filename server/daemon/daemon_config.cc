@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/state_dir.h"
 #include "common/yaml_file.h"
+#include "server/memory/levels.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -52,6 +53,16 @@ absl::Status LoadDaemonConfigFile(const std::string& path, DaemonConfig* config)
         config->open_reads = v.as<bool>();
       else if (key == "allowed_roots")
         config->allowed_roots = v.as<std::vector<std::string>>();
+      else if (key == "ram_levels")
+        config->ram_levels = v.as<std::string>();
+      else if (key == "gpu_levels")
+        config->gpu_levels = v.as<std::string>();
+      else if (key == "watchdog_interval")
+        config->watchdog_interval = v.as<double>();
+      else if (key == "danger_grace")
+        config->danger_grace = v.as<double>();
+      else if (key == "psi_full_limit")
+        config->psi_full_limit = v.as<double>();
       else
         return absl::InvalidArgumentError(absl::StrCat(path, ": unknown key '", key, "'"));
     }
@@ -83,6 +94,20 @@ absl::Status FinishDaemonConfig(DaemonConfig* config) {
   if (config->log_format != "text" && config->log_format != "json") {
     return absl::InvalidArgumentError(
         absl::StrCat("log_format: '", config->log_format, "' is not text or json"));
+  }
+  for (const auto& [field, value] :
+       {std::pair<const char*, const std::string*>{"ram_levels", &config->ram_levels},
+        {"gpu_levels", &config->gpu_levels}}) {
+    if (auto t = ParseThresholds(*value, field); !t.ok()) return t.status();
+  }
+  if (!(config->watchdog_interval >= 0.05 && config->watchdog_interval <= 3600)) {
+    return absl::InvalidArgumentError("watchdog_interval: must be in [0.05, 3600] seconds");
+  }
+  if (!(config->danger_grace >= 0 && config->danger_grace <= 86400)) {
+    return absl::InvalidArgumentError("danger_grace: must be in [0, 86400] seconds");
+  }
+  if (!(config->psi_full_limit >= 0 && config->psi_full_limit <= 100)) {
+    return absl::InvalidArgumentError("psi_full_limit: must be in [0, 100] percent");
   }
   if (config->tls_cert.empty() != config->tls_key.empty()) {
     return absl::InvalidArgumentError("tls_cert and tls_key go together");

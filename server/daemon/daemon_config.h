@@ -20,6 +20,12 @@ struct DaemonConfig {
   std::string token_file;                  // one line: the bearer token
   bool open_reads = false;                 // with a token: read-only calls need none
   std::vector<std::string> allowed_roots;  // data and weights must lie under these
+  // The memory watchdog.
+  std::string ram_levels = "70,80,90";  // notice, warning, danger: percent of the RAM limit
+  std::string gpu_levels = "80,90,95";  // of each GPU's memory
+  double watchdog_interval = 1;         // seconds between samples
+  double danger_grace = 30;             // seconds of danger before the newest run stops; 0 never
+  double psi_full_limit = 20;           // PSI full avg10 (percent) that raises RAM's level; 0 off
 };
 
 // The YAML file uses the flags' names with underscores (state_dir: /var/lib/yolod). Unknown keys

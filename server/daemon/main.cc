@@ -124,6 +124,19 @@ int main(int argc, char** argv) {
   app.add_option("--token-file", flags.token_file, "file holding the bearer token");
   app.add_flag("--open-reads", flags.open_reads, "read-only calls need no token");
   app.add_option("--allowed-root", flags.allowed_roots, "data and weights must lie under these");
+  app.add_option("--ram-levels", flags.ram_levels,
+                 "memory watchdog: notice,warning,danger in percent of the RAM limit")
+      ->default_str("70,80,90");
+  app.add_option("--gpu-levels", flags.gpu_levels, "the same for each GPU's memory")
+      ->default_str("80,90,95");
+  app.add_option("--watchdog-interval", flags.watchdog_interval, "seconds between memory samples")
+      ->default_str("1");
+  app.add_option("--danger-grace", flags.danger_grace,
+                 "seconds at the danger level before the newest run is stopped (0: never)")
+      ->default_str("30");
+  app.add_option("--psi-full-limit", flags.psi_full_limit,
+                 "PSI 'full' avg10 percent above which the RAM level rises by one (0: off)")
+      ->default_str("20");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -152,6 +165,11 @@ int main(int argc, char** argv) {
     if (name == "--token-file") config.token_file = flags.token_file;
     if (name == "--open-reads") config.open_reads = flags.open_reads;
     if (name == "--allowed-root") config.allowed_roots = flags.allowed_roots;
+    if (name == "--ram-levels") config.ram_levels = flags.ram_levels;
+    if (name == "--gpu-levels") config.gpu_levels = flags.gpu_levels;
+    if (name == "--watchdog-interval") config.watchdog_interval = flags.watchdog_interval;
+    if (name == "--danger-grace") config.danger_grace = flags.danger_grace;
+    if (name == "--psi-full-limit") config.psi_full_limit = flags.psi_full_limit;
   }
   if (absl::Status ok = yolo::FinishDaemonConfig(&config); !ok.ok()) {
     std::fprintf(stderr, "yolod: %s\n", std::string(ok.message()).c_str());
@@ -237,7 +255,17 @@ int main(int argc, char** argv) {
 
   yolo::Authorizer auth(*token, config.open_reads);
   yolo::ExperimentServiceImpl experiments(manager->get(), &auth);
-  yolo::MemoryManager memory_manager(manager->get());
+  yolo::MemoryOptions memory_options;
+  memory_options.gpu = yolo::MakeNvmlGpuProbe();  // absent where there is no NVML or GPU
+  memory_options.watchdog.interval =
+      std::chrono::milliseconds(static_cast<int64_t>(config.watchdog_interval * 1000));
+  memory_options.watchdog.ram = *yolo::ParseThresholds(config.ram_levels, "ram_levels");
+  memory_options.watchdog.gpu = *yolo::ParseThresholds(config.gpu_levels, "gpu_levels");
+  memory_options.watchdog.danger_stop_after =
+      std::chrono::seconds(static_cast<int64_t>(config.danger_grace));
+  memory_options.watchdog.psi_full_avg10 = config.psi_full_limit;
+  yolo::MemoryManager memory_manager(manager->get(), manager->get(), memory_options);
+  memory_manager.StartWatchdog();
   yolo::MemoryServiceImpl memory(&memory_manager, &auth);
   yolo::ConfigServiceImpl config_service(store_ptr, has_gpu, &auth);
   grpc::EnableDefaultHealthCheckService(true);
@@ -280,6 +308,7 @@ int main(int argc, char** argv) {
   int signal = 0;
   sigwait(&signals, &signal);
   spdlog::info("{}: shutting down; running workers checkpoint and stop", strsignal(signal));
+  memory_manager.StopWatchdog();  // it acts on the experiments: before they shut down
   (*manager)->Shutdown(std::chrono::seconds(12));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   memory.WaitIdle();  // their threads use the manager

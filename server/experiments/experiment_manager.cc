@@ -267,6 +267,11 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (shutting_down_) return absl::UnavailableError("yolod is shutting down");
+    if (starts_held_) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "new experiments are held while memory is at the danger level: ", hold_reason_,
+          "; try again when it falls (yoloctl memory report)"));
+    }
     std::string id = NewId();
     while (entries_.count(id) || reserved_ids_.count(id)) id = NewId();
     reserved_ids_.insert(id);
@@ -390,8 +395,11 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Resume(const std::string& id) 
                      ") is still finishing; try again in a few seconds"));
   }
   e->exp.set_state(v1::QUEUED);
-  e->exp.set_reason("resume queued: continues from weights/last.pt");
+  e->exp.set_reason(starts_held_ ? "resume queued: it waits while memory is at the danger level"
+                                 : "resume queued: continues from weights/last.pt");
   e->stop_requested = false;
+  e->exp.set_stopped_for_memory(false);
+  e->resume_after_stop = false;
   queue_.push_back(id);
   PublishStateLocked(*e, writes);
   cv_.notify_all();
@@ -516,7 +524,7 @@ void ExperimentManager::SchedulerLoop() {
       if (e->exp.state() == v1::RUNNING || e->launching) ++running[e->exp.device()];
     }
     auto next = queue_.end();
-    if (!shutting_down_) {
+    if (!shutting_down_ && !starts_held_) {  // held: queued experiments wait
       for (auto it = queue_.begin(); it != queue_.end(); ++it) {
         if (running[entries_[*it]->exp.device()] < options_.max_running_per_device) {
           next = it;
@@ -624,6 +632,11 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
         // Stopped while it was still starting, before it could take the signal itself.
         e.exp.set_state(v1::STOPPED);
         e.exp.set_reason("stopped by request while the worker was starting");
+      } else if (end.exit == v1::WORKER_STOPPED && e.exp.stopped_for_memory()) {
+        e.exp.set_state(v1::STOPPED);
+        e.exp.set_reason(
+            "stopped by the memory watchdog at the danger level; weights/last.pt resumes by "
+            "itself when memory is back to ok");
       } else if (end.exit == v1::WORKER_STOPPED) {
         e.exp.set_state(v1::STOPPED);
         e.exp.set_reason(e.stop_requested ? "stopped by request; weights/last.pt is resumable"
@@ -637,6 +650,15 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
       }
       spdlog::info("experiment {}: worker pid {} ended ({}): {}", id, pid, end.Describe(),
                    v1::ExperimentState_Name(e.exp.state()));
+      if (e.resume_after_stop && e.exp.state() == v1::STOPPED) {  // memory was ok already
+        e.resume_after_stop = false;
+        e.exp.set_stopped_for_memory(false);
+        e.stop_requested = false;
+        e.exp.set_state(v1::QUEUED);
+        e.exp.set_reason("resume queued: memory is back to ok after the memory stop");
+        queue_.push_back(id);
+        cv_.notify_all();
+      }
       PublishStateLocked(e, writes);
     }
   }

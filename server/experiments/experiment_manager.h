@@ -29,6 +29,7 @@
 #include "server/experiments/worker_process.h"
 #include "server/memory/memory_manager.h"
 #include "server/memory/proc_probe.h"
+#include "server/memory/watchdog.h"
 #include "yolo/v1/experiment.pb.h"
 #include "yolo/v1/memory.pb.h"
 #include "yolo/v1/worker.pb.h"
@@ -53,7 +54,7 @@ class WorkerSession {
   virtual void Send(const v1::WorkerCommand& command) = 0;
 };
 
-class ExperimentManager final : public WorkerFleet {
+class ExperimentManager final : public WorkerFleet, public PressureTarget {
  public:
   using EventSink = std::function<void(const v1::ExperimentEvent&)>;
   using DefaultsFn = std::function<SpecCheckOptions(const std::string& device_hint)>;
@@ -67,7 +68,8 @@ class ExperimentManager final : public WorkerFleet {
   ~ExperimentManager() override;
 
   // Queues an experiment; OK only once its experiment.json is on disk. When `cancelled` says
-  // so after the spec was checked (the client gave up), nothing is created: CANCELLED.
+  // so after the spec was checked (the client gave up), nothing is created: CANCELLED. While
+  // memory is at the danger level, RESOURCE_EXHAUSTED with the watchdog's reason.
   absl::StatusOr<v1::Experiment> Start(const v1::ExperimentSpec& spec,
                                        const std::function<bool()>& cancelled = {});
   absl::StatusOr<v1::Experiment> Get(const std::string& id) const;
@@ -104,6 +106,14 @@ class ExperimentManager final : public WorkerFleet {
   std::vector<v1::WorkerMemory> WorkerMemory() const override;
   std::vector<v1::CleanupResult> CleanupWorkers(std::chrono::milliseconds timeout) override;
 
+  // PressureTarget: what the memory watchdog asks. Each action is a MemoryAction in the
+  // experiment's record, its watch stream and train.log.
+  void ApplyPressurePolicy(const std::string& reason) override;
+  void EndPressurePolicy() override;
+  void HoldStarts(bool hold, const std::string& reason) override;
+  std::string StopNewestForMemory(const std::string& reason) override;
+  std::vector<std::string> ResumeStoppedForMemory(const std::string& reason) override;
+
   // Graceful shutdown: no new starts; running workers are asked to stop (they checkpoint) and
   // marked INTERRUPTED; after `grace` the rest are killed. Returns when all have exited.
   void Shutdown(std::chrono::milliseconds grace);
@@ -117,9 +127,11 @@ class ExperimentManager final : public WorkerFleet {
     std::string secret;                // the running worker's one-time secret
     WorkerSession* session = nullptr;  // once its worker said hello
     bool stop_requested = false;
-    bool launching = false;        // taken off the queue; its worker is being started
-    int64_t version = 0;           // of `exp`, for RecordWriter
-    v1::WorkerMemoryStats memory;  // as the worker last reported
+    bool launching = false;          // taken off the queue; its worker is being started
+    bool policy_sent = false;        // the pressure policy went to its worker
+    bool resume_after_stop = false;  // stopped for memory; memory was ok before it ended
+    int64_t version = 0;             // of `exp`, for RecordWriter
+    v1::WorkerMemoryStats memory;    // as the worker last reported
     std::map<int64_t, v1::WorkerCleanupDone> cleanup_answers;  // by request id
   };
   struct Watcher {
@@ -148,6 +160,10 @@ class ExperimentManager final : public WorkerFleet {
   // For a final state: ends the watches without logs now, and hands the others to the ticker,
   // which sends the rest of the log first.
   void EndWatchesLocked(Entry& e);
+  // Records, publishes and (with `log`) appends to train.log one memory action.
+  void AddMemoryActionLocked(Entry& e, v1::MemoryAction action, PendingWrites& writes,
+                             bool log = true);
+  void SendPolicyLocked(Entry& e, const std::string& reason, PendingWrites& writes);
   // The ticker's work: reads new log lines for watchers without the lock and sends them.
   void TailLogs(std::unique_lock<std::mutex>& lock);
   absl::StatusOr<Entry*> FindLocked(const std::string& id);
@@ -168,6 +184,10 @@ class ExperimentManager final : public WorkerFleet {
   int64_t next_cleanup_ = 1;
   std::condition_variable cleanup_cv_;
   bool shutting_down_ = false;
+  bool starts_held_ = false;  // by the watchdog, at the danger level
+  std::string hold_reason_;
+  bool policy_in_force_ = false;  // memory at the warning level or above
+  std::string policy_reason_;
   int active_waiters_ = 0;  // workers being started or waited for
   bool stop_threads_ = false;
   std::thread scheduler_;

@@ -23,6 +23,7 @@ bool ExperimentManager::IsWorkerPid(pid_t pid) const {
 
 bool ExperimentManager::AttachWorker(const std::string& id, pid_t pid, const std::string& secret,
                                      pid_t peer_pid, WorkerSession* session) {
+  PendingWrites writes(&writer_);  // written once the lock is released
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(id);
   const char* refused = nullptr;
@@ -48,6 +49,8 @@ bool ExperimentManager::AttachWorker(const std::string& id, pid_t pid, const std
     stop.mutable_stop();
     session->Send(stop);
   }
+  // Started while memory is at the warning level or above: the policy from its first epoch.
+  if (policy_in_force_) SendPolicyLocked(*it->second, policy_reason_, writes);
   return true;
 }
 
@@ -83,6 +86,17 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
     PublishLocked(e->exp.id(), event);
   } else if (message.has_memory()) {
     e->memory = message.memory();
+  } else if (message.has_policy_applied()) {
+    const v1::PolicyApplied& p = message.policy_applied();
+    e->exp.set_memory_policy(p.detail());
+    v1::MemoryAction action;
+    action.set_kind("policy_applied");
+    action.set_epoch(p.epoch());
+    action.set_batch_before(p.batch_before());
+    action.set_batch_after(p.batch_after());
+    action.set_message(absl::StrCat("the worker applied the pressure policy after epoch ",
+                                    p.epoch(), ": ", p.detail()));
+    AddMemoryActionLocked(*e, std::move(action), writes, /*log=*/false);  // the worker logs it
   } else if (message.has_cleanup_done()) {
     e->cleanup_answers[message.cleanup_done().request_id()] = message.cleanup_done();
     cleanup_cv_.notify_all();
@@ -109,6 +123,9 @@ std::vector<v1::WorkerMemory> ExperimentManager::WorkerMemory() const {
     if (auto info = probe.Process(pid); info.ok()) {
       w.mutable_process()->set_rss_bytes(info->rss_bytes);
       w.mutable_process()->set_peak_rss_bytes(info->peak_rss_bytes);
+      w.mutable_process()->set_pss_bytes(info->pss_bytes);
+      w.mutable_process()->set_anon_bytes(info->anon_bytes);
+      w.mutable_process()->set_swap_bytes(info->swap_bytes);
     }
     const v1::WorkerMemoryStats& s = stats[id];
     w.set_gpu_reserved_bytes(s.gpu_reserved_bytes());

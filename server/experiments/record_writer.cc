@@ -1,8 +1,12 @@
 #include "server/experiments/record_writer.h"
 
+#include <fcntl.h>
 #include <google/protobuf/util/json_util.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 
@@ -69,6 +73,21 @@ absl::Status RecordWriter::Remove(const std::string& id) {
 void PendingWrites::Flush() {
   for (const RecordSnapshot& s : queued_) (void)writer_->Write(s);  // logged
   queued_.clear();
+  for (const auto& [path, line] : lines_) {
+    // One write with O_APPEND: whole, after whatever the worker wrote last.
+    const int fd =
+        ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) {
+      spdlog::warn("cannot append to {}: {}", path, std::strerror(errno));
+      continue;
+    }
+    const std::string text = line + "\n";
+    if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) {
+      spdlog::warn("cannot append to {}: {}", path, std::strerror(errno));
+    }
+    ::close(fd);
+  }
+  lines_.clear();
 }
 
 }  // namespace yolo

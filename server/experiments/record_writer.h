@@ -8,6 +8,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -54,12 +55,17 @@ class PendingWrites {
   ~PendingWrites() { Flush(); }
 
   void Add(RecordSnapshot snapshot) { queued_.push_back(std::move(snapshot)); }
+  // A line to append to a log (train.log), after the records.
+  void AppendLine(std::string path, std::string line) {
+    lines_.emplace_back(std::move(path), std::move(line));
+  }
   // Writes what is queued now; call without the manager's lock.
   void Flush();
 
  private:
   RecordWriter* writer_;
   std::vector<RecordSnapshot> queued_;
+  std::vector<std::pair<std::string, std::string>> lines_;
 };
 
 }  // namespace yolo

@@ -1,13 +1,17 @@
-// yolod's memory logic: the memory report and the forced cleanup, over the probes and the
-// workers. The gRPC service above it only translates. LibTorch-free.
+// yolod's memory logic: the watchdog, the memory report, the levels and the forced cleanup,
+// over the probes and the workers. The gRPC service above it only translates. LibTorch-free.
 #pragma once
 
 #include <chrono>
 #include <memory>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "server/memory/cgroup_probe.h"
 #include "server/memory/clock.h"
+#include "server/memory/gpu_probe.h"
 #include "server/memory/proc_probe.h"
+#include "server/memory/watchdog.h"
 #include "yolo/v1/memory.pb.h"
 
 namespace yolo {
@@ -17,32 +21,47 @@ namespace yolo {
 class WorkerFleet {
  public:
   virtual ~WorkerFleet() = default;
-  // Memory of each running worker: /proc for RSS, the worker's reports for the rest.
+  // Memory of each running worker: /proc for RSS and PSS, the worker's reports for the rest.
   virtual std::vector<v1::WorkerMemory> WorkerMemory() const = 0;
-  // Asks every worker to clean up and waits up to `timeout` for their answers.
+  // Asks every worker to clean up and waits up to `timeout` for their answers (0: asks only).
   virtual std::vector<v1::CleanupResult> CleanupWorkers(std::chrono::milliseconds timeout) = 0;
 };
 
 struct MemoryOptions {
   std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>();
+  std::shared_ptr<const CgroupProbe> cgroup = std::make_shared<CgroupProbe>();
+  std::shared_ptr<const GpuProbe> gpu;  // null: GPUs are not read
   std::shared_ptr<const Clock> clock = std::make_shared<RealClock>();
+  WatchdogOptions watchdog;
 };
 
 class MemoryManager {
  public:
-  // `fleet` must outlive the manager.
-  MemoryManager(WorkerFleet* fleet, MemoryOptions options = {})
-      : fleet_(fleet), options_(std::move(options)) {}
+  // `fleet` and `target` (both ExperimentManager in yolod) must outlive the manager.
+  MemoryManager(WorkerFleet* fleet, PressureTarget* target, MemoryOptions options = {});
+  ~MemoryManager();  // stops the watchdog
 
-  // The host, yolod and each worker, now. Any thread.
+  void StartWatchdog();
+  void StopWatchdog();
+
+  // The host, the cgroup, PSI, the GPUs, yolod and each worker, their levels, the trend and the
+  // watchdog's recent events. Any thread.
   v1::MemoryReport Report() const;
+  v1::MemoryLevels Levels() const;
+  // INVALID_ARGUMENT naming the field when a set of thresholds is not increasing in (0, 100].
+  absl::StatusOr<v1::MemoryLevels> SetLevels(const v1::SetMemoryLevelsRequest& request);
   // malloc_trim in yolod, then a cleanup in every worker, waiting up to `timeout` for their
   // answers; the bytes freed per component and in all. Blocks: call it off the gRPC threads.
   v1::ForceCleanupResponse Cleanup(std::chrono::milliseconds timeout);
 
+  Watchdog& watchdog() { return *watchdog_; }
+
  private:
+  v1::CleanupResult TrimSelf() const;
+
   WorkerFleet* fleet_;
   MemoryOptions options_;
+  std::unique_ptr<Watchdog> watchdog_;
 };
 
 }  // namespace yolo

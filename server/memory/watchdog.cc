@@ -145,6 +145,14 @@ MemorySample Watchdog::Read() const {
   return s;
 }
 
+MemorySample Watchdog::Peek() const {
+  MemorySample s = Read();
+  std::lock_guard<std::mutex> lock(mu_);
+  s.ram_level = ram_.level();
+  s.gpu_level = gpu_.level();
+  return s;
+}
+
 void Watchdog::SampleOnce() {
   const double cpu_start = ThreadCpuSeconds();
   MemorySample s = Read();
@@ -185,6 +193,7 @@ void Watchdog::Act(const MemorySample& s, Level ram_before, Level gpu_before) {
 
   const Level worst = std::max(s.ram_level, s.gpu_level);
   const Level worst_before = std::max(ram_before, gpu_before);
+  if (worst < Level::kWarning && worst_before >= Level::kWarning) target_->EndPressurePolicy();
   const std::string why = s.ram_level >= s.gpu_level ? DescribeRam(s) : DescribeGpu(s);
   const std::string reason = absl::StrCat(why, " is at the ", LevelName(worst), " level");
   if (worst > worst_before && worst >= Level::kWarning) {

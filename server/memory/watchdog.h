@@ -37,6 +37,8 @@ class PressureTarget {
   // those that start while it is in force): batch halved with accumulation doubled, workers
   // at most 2, cache off, save_period at least 20, plots off.
   virtual void ApplyPressurePolicy(const std::string& reason) = 0;
+  // Memory fell below the warning level: experiments that start from now on run as asked.
+  virtual void EndPressurePolicy() = 0;
   // Holds new starts (StartExperiment answers RESOURCE_EXHAUSTED with `reason`; queued ones
   // wait), or lets them go again.
   virtual void HoldStarts(bool hold, const std::string& reason) = 0;
@@ -116,12 +118,15 @@ class Watchdog {
   void Stop();
   // One sample and what it calls for. The thread calls it; tests call it directly.
   void SampleOnce();
+  // A sample read now, with the levels as they stand, acting on nothing.
+  MemorySample Peek() const;
 
   // Any thread.
   std::optional<MemorySample> Latest() const;
   std::vector<MemorySample> History() const;
   std::vector<WatchdogEvent> Events() const;  // the most recent, oldest first
   WatchdogCounters Counters() const;
+  const WatchdogOptions& options() const { return options_; }
   MemoryTrend Trend(std::chrono::seconds window = std::chrono::seconds(60)) const;
   Thresholds ram_thresholds() const;
   Thresholds gpu_thresholds() const;
@@ -130,7 +135,6 @@ class Watchdog {
   bool starts_held() const;
 
  private:
-  MemorySample Read() const;
   // The actions for a sample whose levels changed, or that stays in danger.
   void Act(const MemorySample& sample, Level ram_before, Level gpu_before);
   void AddEvent(WatchdogEvent event);  // takes mu_
@@ -138,6 +142,8 @@ class Watchdog {
 
   const WatchdogProbes probes_;
   const std::shared_ptr<const Clock> clock_;
+  MemorySample Read() const;
+
   const WatchdogOptions options_;
   PressureTarget* const target_;
   const std::function<void(const std::string&)> cleanup_;

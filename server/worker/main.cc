@@ -45,6 +45,7 @@ using yolo::worker_exit::kUsage;
 
 std::atomic<bool> g_stop{false};
 std::atomic<bool> g_cleanup{false};
+yolo::PolicyRequest g_policy;
 
 void OnSignal(int) { g_stop = true; }
 
@@ -198,7 +199,7 @@ int RunTrain(const yolo::TrainArgs& args) {
   const char* experiment = std::getenv("YOLOD_EXPERIMENT_ID");
   if (socket != nullptr && experiment != nullptr) {
     auto connected = yolo::WorkerReporter::Connect(absl::StrCat("unix:", socket), experiment,
-                                                   TakeSecret(), &g_stop, &g_cleanup);
+                                                   TakeSecret(), &g_stop, &g_cleanup, &g_policy);
     if (!connected.ok()) return Fail(connected.status());
     reporter = std::move(*connected);
     yolo::WorkerReporter* r = reporter.get();
@@ -206,6 +207,8 @@ int RunTrain(const yolo::TrainArgs& args) {
     hooks.on_batch = [r](const yolo::BatchReport& b) { r->OnBatch(b); };
     hooks.on_epoch_end = [r](const yolo::EpochReport& e) { r->OnEpoch(e); };
     hooks.on_cleanup = [r](const yolo::CleanupReport& c) { r->OnCleanup(c); };
+    hooks.policy = &g_policy;
+    hooks.on_policy_applied = [r](const yolo::PolicyReport& p) { r->OnPolicyApplied(p); };
   }
   auto out = yolo::Train(args, hooks);
   reporter.reset();

@@ -11,13 +11,14 @@
 namespace yolo {
 
 WorkerReporter::WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* cleanup,
-                               std::shared_ptr<const ProcProbe> proc)
-    : stop_(stop), cleanup_(cleanup), proc_(std::move(proc)) {}
+                               PolicyRequest* policy, std::shared_ptr<const ProcProbe> proc)
+    : stop_(stop), cleanup_(cleanup), policy_(policy), proc_(std::move(proc)) {}
 
 absl::StatusOr<std::unique_ptr<WorkerReporter>> WorkerReporter::Connect(
     const std::string& address, const std::string& experiment_id, const std::string& secret,
-    std::atomic<bool>* stop, std::atomic<bool>* cleanup, std::shared_ptr<const ProcProbe> proc) {
-  std::unique_ptr<WorkerReporter> r(new WorkerReporter(stop, cleanup, std::move(proc)));
+    std::atomic<bool>* stop, std::atomic<bool>* cleanup, PolicyRequest* policy,
+    std::shared_ptr<const ProcProbe> proc) {
+  std::unique_ptr<WorkerReporter> r(new WorkerReporter(stop, cleanup, policy, std::move(proc)));
   r->channel_ = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
   if (!r->channel_->WaitForConnected(std::chrono::system_clock::now() + std::chrono::seconds(10))) {
     return absl::UnavailableError(absl::StrCat("cannot reach yolod at ", address));
@@ -55,6 +56,10 @@ void WorkerReporter::ReadLoop() {
     } else if (command.has_cleanup()) {
       cleanup_request_id_ = command.cleanup().request_id();
       cleanup_->store(true);
+    } else if (command.has_apply_policy() && policy_ != nullptr) {
+      spdlog::warn("yolod asks for the memory pressure policy ({}): at the end of this epoch",
+                   command.apply_policy().reason());
+      policy_->Ask(command.apply_policy().reason());
     }
   }
   if (!closing_) {
@@ -118,6 +123,16 @@ void WorkerReporter::OnEpoch(const EpochReport& report) {
   e->set_train_seconds(report.train_seconds);
   e->set_images_per_second(report.images_per_second);
   e->set_rss_bytes(CurrentRssBytes(*proc_));
+  Send(m);
+}
+
+void WorkerReporter::OnPolicyApplied(const PolicyReport& report) {
+  v1::WorkerMessage m;
+  auto* p = m.mutable_policy_applied();
+  p->set_epoch(report.epoch);
+  p->set_batch_before(report.batch_before);
+  p->set_batch_after(report.batch_after);
+  p->set_detail(report.detail);
   Send(m);
 }
 

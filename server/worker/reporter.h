@@ -20,10 +20,11 @@ namespace yolo {
 class WorkerReporter {
  public:
   // Connects to `address` (e.g. unix:/state/worker.sock) and says hello. `stop` and `cleanup`
-  // are set when yolod asks for them; `stop` also when the channel breaks (yolod is gone).
+  // are set when yolod asks for them; `stop` also when the channel breaks (yolod is gone);
+  // `policy` is asked when yolod sends the pressure policy.
   static absl::StatusOr<std::unique_ptr<WorkerReporter>> Connect(
       const std::string& address, const std::string& experiment_id, const std::string& secret,
-      std::atomic<bool>* stop, std::atomic<bool>* cleanup,
+      std::atomic<bool>* stop, std::atomic<bool>* cleanup, PolicyRequest* policy,
       std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>());
   ~WorkerReporter();  // closes the stream and waits for the reader thread
 
@@ -32,11 +33,12 @@ class WorkerReporter {
   void OnBatch(const BatchReport& report);
   void OnEpoch(const EpochReport& report);
   void OnCleanup(const CleanupReport& report);
+  void OnPolicyApplied(const PolicyReport& report);
 
   std::chrono::milliseconds progress_interval{500};
 
  private:
-  WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* cleanup,
+  WorkerReporter(std::atomic<bool>* stop, std::atomic<bool>* cleanup, PolicyRequest* policy,
                  std::shared_ptr<const ProcProbe> proc);
   void ReadLoop();
   void Send(const v1::WorkerMessage& message);
@@ -44,6 +46,7 @@ class WorkerReporter {
 
   std::atomic<bool>* stop_;
   std::atomic<bool>* cleanup_;
+  PolicyRequest* policy_;
   std::shared_ptr<const ProcProbe> proc_;  // this worker's RSS
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::WorkerChannel::Stub> stub_;

@@ -81,6 +81,11 @@ class TrainRun {
   absl::Status Conclude(int epochs_done, TrainOutcome* outcome);
   absl::Status SaveEpoch(int epoch, bool is_best);
   absl::Status Finish();
+  // The training and validation loaders for settings_.batch and the arguments as they are.
+  absl::Status BuildLoaders();
+  // The memory pressure policy, between two epochs: batch halved (accumulation doubled, so the
+  // nominal batch holds), workers at most 2, cache off, save_period at least 20, plots off.
+  absl::Status ApplyPressurePolicy(int epoch, const std::string& reason);
   bool StopRequested() const {
     return hooks_.stop_requested != nullptr && hooks_.stop_requested->load();
   }
@@ -94,6 +99,7 @@ class TrainRun {
   bool amp_ = false;
   RunSettings settings_;
   DataConfig data_;
+  std::vector<ImageRecord> train_records_, val_records_;
   std::unique_ptr<BatchLoader> train_loader_, val_loader_;
   DetectionModel model_{nullptr};
   std::unique_ptr<ModelEma> ema_;
@@ -239,15 +245,9 @@ absl::Status TrainRun::Setup() {
   }
   RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "args.yaml").string(), args_.ToYaml()));
 
-  // Loaders.
-  train_loader_ = std::make_unique<BatchLoader>(std::move(train_scan.images),
-                                                TrainLoaderOptions(args_, imgsz, batch, epochs));
-  RETURN_IF_ERROR(train_loader_->PrepareCache());
-  LoaderOptions val_opts = BaseLoaderOptions(args_, imgsz);
-  val_opts.batch = batch * 2;
-  val_opts.rect = true;
-  val_opts.cache = CacheMode::kNone;
-  val_loader_ = std::make_unique<BatchLoader>(std::move(val_scan.images), val_opts);
+  train_records_ = std::move(train_scan.images);
+  val_records_ = std::move(val_scan.images);
+  RETURN_IF_ERROR(BuildLoaders());
 
   // Optimizer.
   const int nbs = settings_.nbs;
@@ -297,6 +297,64 @@ absl::Status TrainRun::Setup() {
   spdlog::info("Image sizes {} train, {} val; using {} dataloader workers, {} torch threads", imgsz,
                imgsz, args_.GetInt("workers"), at::get_num_threads());
   spdlog::info("Logging results to {}", run_dir_);
+  return absl::OkStatus();
+}
+
+absl::Status TrainRun::BuildLoaders() {
+  const RunSettings& s = settings_;
+  train_loader_.reset();  // its threads end before the new ones start
+  val_loader_.reset();
+  LoaderOptions train_opts = TrainLoaderOptions(args_, s.imgsz, s.batch, s.epochs);
+  train_opts.proc = hooks_.proc;
+  train_loader_ = std::make_unique<BatchLoader>(train_records_, train_opts);
+  RETURN_IF_ERROR(train_loader_->PrepareCache());
+  LoaderOptions val_opts = BaseLoaderOptions(args_, s.imgsz);
+  val_opts.batch = s.batch * 2;
+  val_opts.rect = true;
+  val_opts.cache = CacheMode::kNone;
+  val_loader_ = std::make_unique<BatchLoader>(val_records_, val_opts);
+  return absl::OkStatus();
+}
+
+absl::Status TrainRun::ApplyPressurePolicy(int epoch, const std::string& reason) {
+  const int batch_before = settings_.batch;
+  const int batch_after = std::max(1, batch_before / 2);
+  // After warmup; during it the loop interpolates up to these.
+  const int accumulate_before = AccumulateCount(/*ni=*/0, /*nw=*/-1, settings_.nbs, batch_before);
+  const int64_t workers_before = args_.GetInt("workers");
+  const int64_t workers_after = std::min<int64_t>(workers_before, 2);
+  const std::string cache_before = args_.GetString("cache");
+  const int64_t period_before = settings_.save_period;
+  const int64_t period_after =
+      period_before > 0 ? std::max<int64_t>(period_before, 20) : period_before;
+  // In the arguments too, so that last.pt resumes with them.
+  RETURN_IF_ERROR(args_.Set("batch", std::to_string(batch_after)));
+  RETURN_IF_ERROR(args_.Set("workers", std::to_string(workers_after)));
+  RETURN_IF_ERROR(args_.Set("cache", "False"));
+  RETURN_IF_ERROR(args_.Set("save_period", std::to_string(period_after)));
+  RETURN_IF_ERROR(args_.Set("plots", "False"));
+  settings_.batch = batch_after;
+  settings_.save_period = period_after;
+  accumulate_ = AccumulateCount(/*ni=*/0, /*nw=*/-1, settings_.nbs, batch_after);
+  RETURN_IF_ERROR(BuildLoaders());
+  EmptyCpuCache();
+  malloc_trim(0);
+  std::string detail =
+      absl::StrFormat("batch %d -> %d (accumulate %d -> %d, nominal batch %d)", batch_before,
+                      batch_after, accumulate_before, accumulate_, settings_.nbs);
+  if (workers_after != workers_before) {
+    absl::StrAppend(&detail, ", workers ", workers_before, " -> ", workers_after);
+  }
+  if (cache_before != "false") absl::StrAppend(&detail, ", cache ", cache_before, " -> off");
+  if (period_after != period_before) {
+    absl::StrAppend(&detail, ", save_period ", period_before, " -> ", period_after);
+  }
+  absl::StrAppend(&detail, ", plots off");
+  std::printf("memory policy after epoch %d (%s): %s\n", epoch + 1, reason.c_str(), detail.c_str());
+  std::fflush(stdout);
+  if (hooks_.on_policy_applied) {
+    hooks_.on_policy_applied(PolicyReport{epoch + 1, batch_before, batch_after, detail});
+  }
   return absl::OkStatus();
 }
 
@@ -403,6 +461,10 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
     if (ShouldStopEarly(epoch)) {
       ++epoch;
       break;
+    }
+    // The safe point: this epoch is checkpointed, the next has not begun.
+    if (hooks_.policy != nullptr && epoch + 1 < settings_.epochs) {
+      if (auto reason = hooks_.policy->Take()) RETURN_IF_ERROR(ApplyPressurePolicy(epoch, *reason));
     }
   }
   if (train_seconds_total_ > 0) {

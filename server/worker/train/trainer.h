@@ -5,6 +5,8 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +46,34 @@ struct CleanupReport {
   std::string detail;  // per source: "cpu cache 412.0 MB, cuda cache 0 B, dataset cache 0 B"
 };
 
+// The memory pressure policy, asked for from another thread (yolod's channel) and applied by
+// the trainer at its next epoch boundary. Thread-safe.
+class PolicyRequest {
+ public:
+  void Ask(std::string reason) {
+    std::lock_guard<std::mutex> lock(mu_);
+    reason_ = std::move(reason);
+  }
+  // The reason, once per request; nullopt when none is pending.
+  std::optional<std::string> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::optional<std::string> r = std::move(reason_);
+    reason_.reset();
+    return r;
+  }
+
+ private:
+  std::mutex mu_;
+  std::optional<std::string> reason_;
+};
+
+// What the policy changed, after epoch `epoch` (1-based).
+struct PolicyReport {
+  int epoch = 0;
+  int batch_before = 0, batch_after = 0;
+  std::string detail;  // "batch 16 -> 8 (accumulate 4 -> 8, nominal batch 64), workers 8 -> 2"
+};
+
 // Callbacks run on the training thread; keep them short.
 struct TrainHooks {
   std::function<void(const EpochReport&)> on_epoch_end;
@@ -56,6 +86,8 @@ struct TrainHooks {
   // The trainer clears the flag and calls on_cleanup with what it freed.
   std::atomic<bool>* cleanup_requested = nullptr;
   std::function<void(const CleanupReport&)> on_cleanup;
+  PolicyRequest* policy = nullptr;
+  std::function<void(const PolicyReport&)> on_policy_applied;
   // When not empty, every image of the dataset must lie under one of these folders (yolod's
   // --allowed-root, which it hands to its workers).
   std::vector<std::string> allowed_roots;

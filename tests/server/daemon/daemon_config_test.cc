@@ -67,5 +67,23 @@ TEST_F(DaemonConfigTest, OffLoopbackNeedsTlsAndAToken) {
   EXPECT_FALSE(IsLoopbackAddress("10.0.0.1:50051"));
 }
 
+TEST_F(DaemonConfigTest, MemoryWatchdogSettingsAreChecked) {
+  DaemonConfig c;
+  ASSERT_TRUE(LoadDaemonConfigFile(Write("ram_levels: 60,70,80\ngpu_levels: 85,90,97\n"
+                                         "watchdog_interval: 0.5\ndanger_grace: 0\n"),
+                                   &c)
+                  .ok());
+  EXPECT_EQ(c.ram_levels, "60,70,80");
+  EXPECT_EQ(c.danger_grace, 0);
+  c.state_dir = dir_.string();
+  c.worker = worker_;
+  EXPECT_TRUE(FinishDaemonConfig(&c).ok());
+  c.ram_levels = "90,80,70";
+  EXPECT_NE(FinishDaemonConfig(&c).message().find("ram_levels"), std::string::npos);
+  c.ram_levels = "70,80,90";
+  c.watchdog_interval = 0;
+  EXPECT_NE(FinishDaemonConfig(&c).message().find("watchdog_interval"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace yolo

@@ -15,6 +15,7 @@ class RecordingTarget final : public PressureTarget {
   void ApplyPressurePolicy(const std::string& reason) override {
     calls.push_back("policy: " + reason);
   }
+  void EndPressurePolicy() override { calls.push_back("end policy"); }
   void HoldStarts(bool hold, const std::string&) override {
     calls.push_back(hold ? "hold" : "release");
   }
@@ -87,6 +88,10 @@ TEST_F(WatchdogTest, WarningCleansUpAndAppliesThePolicyOncePerEpisode) {
   ASSERT_TRUE(target_.Called("policy: RAM 85.0 %")) << target_.calls.size();
   for (int i = 0; i < 5; ++i) Tick(*w);  // staying at warning does nothing more
   EXPECT_EQ(target_.calls.size(), 1u);
+  SetUse(60);
+  Tick(*w);
+  Tick(*w);
+  EXPECT_TRUE(target_.Called("end policy"));
   EXPECT_EQ(w->Counters().actions.at("policy"), 1);
   EXPECT_EQ(w->Counters().cleanups.at("warning"), 1);
 }

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# End to end: the memory watchdog of a real yolod acting on real yolo-worker runs. Levels set
+# below what the host uses make the next epoch of a running experiment apply the pressure
+# policy and say why; the danger level holds new starts and stops the newest run with a
+# checkpoint, which resumes by itself once memory is back to ok.
+# Usage: memory_e2e_test.sh YOLOD YOLOCTL YOLO_WORKER
+set -uo pipefail
+YOLOD=$1 YOLOCTL=$2 WORKER=$3
+T=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  pkill -9 -f "$T/" 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+source "$(dirname "$0")/lib.sh"
+
+STATE=$T/state
+json() {  # json ID PYTHON_EXPRESSION_ON_e: a value of describe -o json
+  ctl -o json describe experiment "$1" | /usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin); print($2)"
+}
+# says ID EXPRESSION PATTERN: the value matches (for wait_for, which runs it again each time).
+says() { json "$1" "$2" | grep -q -- "$3"; }
+report_says() { "$YOLOCTL" -s "$SERVER" -o json memory report | grep -q -- "$1"; }
+new_id() { sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p'; }
+# The host's RAM in use now, in percent, and levels that put it at warning or danger.
+used_pct() { awk '/MemTotal/{t=$2} /MemAvailable/{a=$2} END{printf "%d", (t-a)*100/t}' /proc/meminfo; }
+warning_levels() { local u; u=$(used_pct); echo "ram=$(((u - 2) / 2 > 0 ? (u - 2) / 2 : 1)),$((u - 2 > 1 ? u - 2 : 2)),99"; }
+danger_levels() { local u; u=$(used_pct); echo "ram=$(((u - 3) / 3 > 0 ? (u - 3) / 3 : 1)),$((2 * (u - 3) / 3 > 1 ? 2 * (u - 3) / 3 : 2)),$((u - 3 > 2 ? u - 3 : 3))"; }
+
+"$WORKER" make-dataset shapes out="$T/data" train=32 val=8 imgsz=96 seed=0 >/dev/null ||
+  fail "make-dataset"
+DATA=$T/data/data.yaml
+TRAIN=(--data "$DATA" --imgsz 64 --workers 2 --plots False --batch 8 --cache ram)
+
+echo "== the levels: shown, refused when not increasing, set at run time"
+start_yolod --watchdog-interval 0.2 --danger-grace 2
+expect 0 "70" ctl memory levels
+expect 0 '"danger_percent": 95' ctl memory levels -o json
+expect 2 "ram" ctl memory levels set ram=80,70,90
+expect 2 "expected ram=" ctl memory levels set disk=1,2,3
+expect 0 "ram 60,70,80" ctl memory levels set ram=60,70,80
+expect 0 "RAM" ctl memory report
+ctl memory levels set ram=70,80,90 >/dev/null
+
+echo "== warning: the next epoch of a running experiment applies the policy and says why"
+ID=$(ctl start-experiment "${TRAIN[@]}" --epochs 300 | new_id)
+[[ -n $ID ]] || fail "no id"
+wait_for 120 says "$ID" "e.get('epochs_completed', 0) > 0" True ||
+  fail "the experiment did not train: $(ctl describe experiment "$ID")"
+expect 0 "" ctl memory levels set "$(warning_levels)"
+wait_for 120 says "$ID" "e.get('memory_policy', '')" "batch 8 -> 4" ||
+  fail "the policy was not applied: $(ctl describe experiment "$ID")"
+json "$ID" "[a['kind'] for a in e['memory_actions']]" | grep -q "'policy', 'policy_applied'" ||
+  fail "memory actions: $(json "$ID" "e['memory_actions']")"
+json "$ID" "e['memory_actions'][0]['message']" | grep -q "warning level" ||
+  fail "the policy request does not say why"
+wait_for 20 grep -q "memory policy after epoch" "$STATE/runs/$ID/train.log" ||
+  fail "train.log does not show the policy"
+grep -q "yolod: memory: pressure policy requested" "$STATE/runs/$ID/train.log" ||
+  fail "train.log does not show yolod's request"
+expect 0 "cleanup" ctl memory report
+
+echo "== danger: new starts are held, the newest run is stopped with a checkpoint, then resumed"
+expect 0 "" ctl memory levels set "$(danger_levels)"
+wait_for 30 report_says '"starts_held": true' ||
+  fail "starts are not held at danger: $(ctl memory report)"
+expect 2 "held" ctl start-experiment "${TRAIN[@]}" --epochs 1
+wait_for 120 says "$ID" "e['state']" STOPPED ||
+  fail "the newest run was not stopped: $(ctl describe experiment "$ID")"
+[[ $(json "$ID" "e.get('stopped_for_memory', False)") == True ]] || fail "not marked stopped_for_memory"
+json "$ID" "e['reason']" | grep -q "memory watchdog" || fail "the reason does not say why"
+test -s "$STATE/runs/$ID/weights/last.pt" || fail "no checkpoint after the memory stop"
+expect 0 "" ctl memory levels set ram=97,98,99
+wait_for 60 says "$ID" "e['state']" RUNNING ||
+  fail "the run was not resumed at ok: $(ctl describe experiment "$ID")"
+json "$ID" "[a['kind'] for a in e['memory_actions']]" | grep -q "'stop', 'resume'" ||
+  fail "memory actions: $(json "$ID" "e['memory_actions']")"
+expect 0 "" ctl stop "$ID"
+kill -TERM "$YOLOD_PID"
+wait "$YOLOD_PID" 2>/dev/null
+echo "PASS"

@@ -51,6 +51,8 @@ const std::vector<Range>& Ranges() {
       {"conf", 0, 1},
       {"iou", 0, 1},
       {"max_det", 1, 100000},
+      {"fault_leak_mb", 0, 65536},
+      {"fault_oom_epoch", 0, 100000},
       {"lr0", 0, 1},
       {"lrf", 0, 1},
       {"momentum", 0, 0.9999},
@@ -263,6 +265,11 @@ const std::vector<ArgSpec>& AllArgSpecs() {
       {"format", T::kString, "text", "val output: text or json"},
       {"threads", T::kInt, "0", "LibTorch intra-op threads (0: the CPUs this process may use)"},
       {"nc", T::kInt, "80", "number of classes (info)"},
+      // Fault injection, for tests of the memory features: yolod refuses them unless started
+      // with --enable-fault-injection.
+      {"fault_leak_mb", T::kInt, "0", "fault injection: keep N MB more at every epoch end"},
+      {"fault_oom_epoch", T::kInt, "0",
+       "fault injection: out of memory in epoch E (1-based) while the batch is the first one"},
   };
   return kSpecs;
 }
@@ -358,6 +365,10 @@ absl::StatusOr<TrainArgs> TrainArgs::FromYaml(const std::string& text) {
     if (!status.ok()) return status;
   }
   return args;
+}
+
+bool IsFaultInjectionArg(const std::string& key) {
+  return key == "fault_leak_mb" || key == "fault_oom_epoch";
 }
 
 bool IsReservedArg(const std::string& key) {

@@ -27,6 +27,8 @@ const std::vector<ArgSpec>& AllArgSpecs();
 
 // Arguments yolod sets itself for each experiment (its run folder, resume): a spec may not.
 bool IsReservedArg(const std::string& key);
+// fault_leak_mb and fault_oom_epoch: for tests, refused by yolod unless it allows them.
+bool IsFaultInjectionArg(const std::string& key);
 
 class TrainArgs {
  public:

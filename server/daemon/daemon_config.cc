@@ -63,6 +63,10 @@ absl::Status LoadDaemonConfigFile(const std::string& path, DaemonConfig* config)
         config->danger_grace = v.as<double>();
       else if (key == "psi_full_limit")
         config->psi_full_limit = v.as<double>();
+      else if (key == "oom_retries")
+        config->oom_retries = v.as<int>();
+      else if (key == "enable_fault_injection")
+        config->enable_fault_injection = v.as<bool>();
       else
         return absl::InvalidArgumentError(absl::StrCat(path, ": unknown key '", key, "'"));
     }
@@ -108,6 +112,9 @@ absl::Status FinishDaemonConfig(DaemonConfig* config) {
   }
   if (!(config->psi_full_limit >= 0 && config->psi_full_limit <= 100)) {
     return absl::InvalidArgumentError("psi_full_limit: must be in [0, 100] percent");
+  }
+  if (config->oom_retries < 0 || config->oom_retries > 10) {
+    return absl::InvalidArgumentError("oom_retries: must be in 0..10");
   }
   if (config->tls_cert.empty() != config->tls_key.empty()) {
     return absl::InvalidArgumentError("tls_cert and tls_key go together");

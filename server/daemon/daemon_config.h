@@ -26,6 +26,8 @@ struct DaemonConfig {
   double watchdog_interval = 1;         // seconds between samples
   double danger_grace = 30;             // seconds of danger before the newest run stops; 0 never
   double psi_full_limit = 20;           // PSI full avg10 (percent) that raises RAM's level; 0 off
+  int oom_retries = 2;                  // resumes at half the batch after a worker's OOM
+  bool enable_fault_injection = false;  // specs may use fault_leak_mb and fault_oom_epoch
 };
 
 // The YAML file uses the flags' names with underscores (state_dir: /var/lib/yolod). Unknown keys

@@ -137,6 +137,11 @@ int main(int argc, char** argv) {
   app.add_option("--psi-full-limit", flags.psi_full_limit,
                  "PSI 'full' avg10 percent above which the RAM level rises by one (0: off)")
       ->default_str("20");
+  app.add_option("--oom-retries", flags.oom_retries,
+                 "resumes from last.pt at half the batch after a worker runs out of memory")
+      ->default_str("2");
+  app.add_flag("--enable-fault-injection", flags.enable_fault_injection,
+               "accept the test-only spec keys fault_leak_mb and fault_oom_epoch");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -170,6 +175,10 @@ int main(int argc, char** argv) {
     if (name == "--watchdog-interval") config.watchdog_interval = flags.watchdog_interval;
     if (name == "--danger-grace") config.danger_grace = flags.danger_grace;
     if (name == "--psi-full-limit") config.psi_full_limit = flags.psi_full_limit;
+    if (name == "--oom-retries") config.oom_retries = flags.oom_retries;
+    if (name == "--enable-fault-injection") {
+      config.enable_fault_injection = flags.enable_fault_injection;
+    }
   }
   if (absl::Status ok = yolo::FinishDaemonConfig(&config); !ok.ok()) {
     std::fprintf(stderr, "yolod: %s\n", std::string(ok.message()).c_str());
@@ -217,6 +226,8 @@ int main(int argc, char** argv) {
   options.worker_nice = config.worker_nice;
   options.allowed_roots = config.allowed_roots;
   options.has_gpu = has_gpu;
+  options.oom_retries = config.oom_retries;
+  options.allow_fault_injection = config.enable_fault_injection;
   auto manager =
       yolo::ExperimentManager::Create(options, [store_ptr, has_gpu](const std::string& d) {
         yolo::SpecCheckOptions o;
@@ -229,6 +240,23 @@ int main(int argc, char** argv) {
     return kExitError;
   }
 
+  // The memory side, before any worker can report: the leak forecast reads it.
+  yolo::MemoryOptions memory_options;
+  memory_options.gpu = yolo::MakeNvmlGpuProbe();  // absent where there is no NVML or GPU
+  memory_options.watchdog.interval =
+      std::chrono::milliseconds(static_cast<int64_t>(config.watchdog_interval * 1000));
+  memory_options.watchdog.ram = *yolo::ParseThresholds(config.ram_levels, "ram_levels");
+  memory_options.watchdog.gpu = *yolo::ParseThresholds(config.gpu_levels, "gpu_levels");
+  memory_options.watchdog.danger_stop_after =
+      std::chrono::seconds(static_cast<int64_t>(config.danger_grace));
+  memory_options.watchdog.psi_full_avg10 = config.psi_full_limit;
+  yolo::MemoryManager memory_manager(manager->get(), manager->get(), memory_options);
+  (*manager)->SetDangerHeadroom([&memory_manager] {
+    const auto s = memory_manager.watchdog().Latest();
+    if (!s || s->ram_limit_bytes <= 0) return 0.0;
+    return memory_manager.watchdog().ram_thresholds().danger * s->ram_limit_bytes -
+           static_cast<double>(s->ram_used_bytes);
+  });
   // The worker channel: a unix socket only this user may open, whose connections yolod accepts
   // itself (WorkerListener) to check that the caller is a worker it spawned.
   const std::string socket_path = (fs::path(config.state_dir) / "worker.sock").string();
@@ -255,16 +283,6 @@ int main(int argc, char** argv) {
 
   yolo::Authorizer auth(*token, config.open_reads);
   yolo::ExperimentServiceImpl experiments(manager->get(), &auth);
-  yolo::MemoryOptions memory_options;
-  memory_options.gpu = yolo::MakeNvmlGpuProbe();  // absent where there is no NVML or GPU
-  memory_options.watchdog.interval =
-      std::chrono::milliseconds(static_cast<int64_t>(config.watchdog_interval * 1000));
-  memory_options.watchdog.ram = *yolo::ParseThresholds(config.ram_levels, "ram_levels");
-  memory_options.watchdog.gpu = *yolo::ParseThresholds(config.gpu_levels, "gpu_levels");
-  memory_options.watchdog.danger_stop_after =
-      std::chrono::seconds(static_cast<int64_t>(config.danger_grace));
-  memory_options.watchdog.psi_full_avg10 = config.psi_full_limit;
-  yolo::MemoryManager memory_manager(manager->get(), manager->get(), memory_options);
   memory_manager.StartWatchdog();
   yolo::MemoryServiceImpl memory(&memory_manager, &auth);
   yolo::ConfigServiceImpl config_service(store_ptr, has_gpu, &auth);

@@ -17,6 +17,7 @@
 #include <random>
 #include <tuple>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/atomic_file.h"
@@ -86,6 +87,25 @@ bool IsExperimentId(const std::string& id) {
 std::string NewId() {
   static std::mt19937_64 rng{std::random_device{}()};
   return absl::StrFormat("exp-%08x", static_cast<uint32_t>(rng()));
+}
+
+// A worker that ran out of memory: it said so (exit code 4), or it was SIGKILLed without yolod
+// asking, as the kernel's OOM killer (and earlyoom, systemd-oomd, the kubelet) kill.
+bool OutOfMemoryEnd(const WorkerEnd& end, bool stop_requested) {
+  return end.exit == v1::WORKER_OUT_OF_MEMORY || (end.signal == SIGKILL && !stop_requested);
+}
+
+std::string OutOfMemoryWhy(const WorkerEnd& end, int64_t oom_kills_at_start,
+                           const absl::StatusOr<CgroupMemory>& group_after,
+                           const std::string& error) {
+  if (end.exit == v1::WORKER_OUT_OF_MEMORY) {
+    return absl::StrCat("out of memory (", end.Describe(), ")", error.empty() ? "" : ": ", error);
+  }
+  const bool counted = oom_kills_at_start >= 0 && group_after.ok() &&
+                       group_after->oom_kill_events > oom_kills_at_start;
+  return absl::StrCat("worker ", end.Describe(),
+                      counted ? ": the cgroup counted an OOM kill"
+                              : ": not by yolod, as memory killers kill (no OOM kill counted)");
 }
 
 v1::ExperimentEvent EventNow() {
@@ -258,6 +278,7 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
   SpecCheckOptions check = defaults_(device == args.end() ? "" : device->second);
   check.allowed_roots = options_.allowed_roots;
   check.has_gpu = options_.has_gpu;
+  check.allow_fault_injection = options_.allow_fault_injection;
   ASSIGN_OR_RETURN(CheckedSpec checked, CheckSpec(spec.name(), args, check));
 
   if (cancelled && cancelled()) {
@@ -285,6 +306,12 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
     exp.set_run_dir(RunDirOf(id));
     exp.set_device(checked.device);
     for (const auto& [k, v] : checked.args) (*exp.mutable_resolved_args())[k] = v;
+    int batch = 16;  // Ultralytics' default, and what AutoBatch gives on the CPU
+    if (auto b = checked.args.find("batch");
+        b != checked.args.end() && absl::SimpleAtoi(b->second, &batch) && batch < 1) {
+      batch = 16;
+    }
+    exp.set_batch(batch);
     first.version = 1;
   }
   // The folder and the record, without the lock: OK only once experiment.json is on disk.
@@ -552,6 +579,7 @@ void ExperimentManager::SchedulerLoop() {
     launch.allowed_roots = options_.allowed_roots;
     launch.secret = e.secret;
     const bool later_round = e.exp.rounds() > 0;
+    const int batch = e.exp.batch();
     const std::map<std::string, std::string> resolved(e.exp.resolved_args().begin(),
                                                       e.exp.resolved_args().end());
     lock.unlock();
@@ -561,12 +589,16 @@ void ExperimentManager::SchedulerLoop() {
     std::error_code ec;
     if (later_round && fs::exists(last, ec)) {
       launch.args["resume"] = last.string();
+      if (batch > 0) launch.args["batch"] = std::to_string(batch);  // as the run has it now
     } else {
       launch.args = resolved;
       launch.args["project"] = RunsDir();
       launch.args["name"] = id;
       launch.args["exist_ok"] = "True";
     }
+    const auto group_before = options_.cgroup
+                                  ? options_.cgroup->Read()
+                                  : absl::StatusOr<CgroupMemory>(absl::NotFoundError(""));
     auto pid = SpawnWorker(launch);
 
     PendingWrites writes(&writer_);
@@ -584,6 +616,11 @@ void ExperimentManager::SchedulerLoop() {
       cv_.notify_all();
     } else {
       e.pid = *pid;
+      e.oom_kills_at_start = group_before.ok() ? group_before->oom_kill_events : -1;
+      e.rss_by_epoch.clear();  // a leak cannot outlive a round: each fits its own
+      e.first_epoch_seen = false;
+      e.leak_reported = false;
+      e.exp.clear_rss_trend();
       e.exp.set_worker_pid(*pid);
       e.exp.set_state(v1::RUNNING);
       e.exp.set_reason(launch.args.count("resume") ? "resumed from weights/last.pt" : "training");
@@ -607,8 +644,14 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
   const WorkerEnd end = ClassifyWait(status);
-  // The worker has exited and its log is complete: read it before taking the lock.
+  // The worker has exited and its log is complete: read it, the checkpoint and the cgroup's
+  // OOM kill count before taking the lock.
   const std::string error = end.exit == v1::WORKER_SUCCEEDED ? "" : LastErrorLine(LogPathOf(id));
+  std::error_code ec;
+  const bool has_checkpoint = fs::exists(fs::path(RunDirOf(id)) / "weights" / "last.pt", ec);
+  const auto group_after = end.signal == SIGKILL && options_.cgroup
+                               ? options_.cgroup->Read()
+                               : absl::StatusOr<CgroupMemory>(absl::NotFoundError(""));
   {
     PendingWrites writes(&writer_);  // written once the lock below is released
     std::lock_guard<std::mutex> lock(mu_);
@@ -641,9 +684,41 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
         e.exp.set_state(v1::STOPPED);
         e.exp.set_reason(e.stop_requested ? "stopped by request; weights/last.pt is resumable"
                                           : "the worker was stopped by a signal from outside");
-      } else if (end.exit == v1::WORKER_OUT_OF_MEMORY) {
+      } else if (OutOfMemoryEnd(end, e.stop_requested) && has_checkpoint &&
+                 e.exp.oom_resumes() < options_.oom_retries && e.exp.batch() > 1) {
+        // Out of memory: resume from last.pt at half the batch, a bounded number of times.
+        const int before = e.exp.batch(), after = std::max(1, before / 2);
+        e.exp.set_batch(after);
+        e.exp.set_oom_resumes(e.exp.oom_resumes() + 1);
+        const std::string why = OutOfMemoryWhy(end, e.oom_kills_at_start, group_after, error);
+        v1::MemoryAction action;
+        action.set_kind("oom_resume");
+        action.set_batch_before(before);
+        action.set_batch_after(after);
+        action.set_message(absl::StrCat(why, ": resumed from last.pt at batch ", before, " -> ",
+                                        after, " (resume ", e.exp.oom_resumes(), " of ",
+                                        options_.oom_retries, ")"));
+        e.exp.set_state(v1::QUEUED);
+        e.exp.set_reason(action.message());
+        AddMemoryActionLocked(e, std::move(action), writes);
+        queue_.push_back(id);
+        cv_.notify_all();
+      } else if (OutOfMemoryEnd(end, e.stop_requested)) {
         e.exp.set_state(v1::FAILED);
-        e.exp.set_reason(absl::StrCat("out of memory (", end.Describe(), "): ", error));
+        std::string attempts;
+        for (const auto& a : e.exp.memory_actions()) {
+          if (a.kind() == "oom_retry" || a.kind() == "oom_resume") {
+            absl::StrAppend(&attempts, attempts.empty() ? "" : ", ", a.batch_before(), " -> ",
+                            a.batch_after());
+          }
+        }
+        e.exp.set_reason(absl::StrCat(
+            OutOfMemoryWhy(end, e.oom_kills_at_start, group_after, error),
+            attempts.empty() ? "" : absl::StrCat("; batches tried: ", attempts),
+            e.exp.oom_resumes() >= options_.oom_retries
+                ? absl::StrCat("; no resume left (--oom-retries ", options_.oom_retries, ")")
+            : !has_checkpoint ? "; no checkpoint to resume from"
+                              : "; batch 1 already"));
       } else {
         e.exp.set_state(v1::FAILED);
         e.exp.set_reason(absl::StrCat("worker ", end.Describe(), error.empty() ? "" : ": ", error));

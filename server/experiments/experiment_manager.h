@@ -45,6 +45,11 @@ struct ManagerOptions {
   // Workers' niceness: below yolod, so that it answers promptly while they use every core.
   int worker_nice = 10;
   std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>();  // /proc, or fixtures
+  // Where the kernel counts OOM kills (memory.events, memory.oom_control).
+  std::shared_ptr<const CgroupProbe> cgroup = std::make_shared<CgroupProbe>();
+  // Rounds resumed at half the batch after a worker ran out of memory, per experiment.
+  int oom_retries = 2;
+  bool allow_fault_injection = false;  // fault_leak_mb and fault_oom_epoch in specs
 };
 
 // A worker's open channel, as the manager sees it: where to send commands.
@@ -101,6 +106,11 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   bool IsWorkerPid(pid_t pid) const;
   void DetachWorker(WorkerSession* session);
   void OnWorkerMessage(WorkerSession* session, const v1::WorkerMessage& message);
+  // Bytes of RAM left before the danger level (the watchdog's latest sample), for the leak
+  // forecast; set once before workers run. Called without the manager's lock.
+  void SetDangerHeadroom(std::function<double()> headroom) {
+    danger_headroom_ = std::move(headroom);
+  }
 
   // WorkerFleet.
   std::vector<v1::WorkerMemory> WorkerMemory() const override;
@@ -127,11 +137,15 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
     std::string secret;                // the running worker's one-time secret
     WorkerSession* session = nullptr;  // once its worker said hello
     bool stop_requested = false;
-    bool launching = false;          // taken off the queue; its worker is being started
-    bool policy_sent = false;        // the pressure policy went to its worker
-    bool resume_after_stop = false;  // stopped for memory; memory was ok before it ended
-    int64_t version = 0;             // of `exp`, for RecordWriter
-    v1::WorkerMemoryStats memory;    // as the worker last reported
+    bool launching = false;           // taken off the queue; its worker is being started
+    bool policy_sent = false;         // the pressure policy went to its worker
+    bool resume_after_stop = false;   // stopped for memory; memory was ok before it ended
+    int64_t oom_kills_at_start = -1;  // the cgroup's OOM kill count when its worker started
+    std::vector<std::pair<double, double>> rss_by_epoch;       // this round's epoch ends
+    bool leak_reported = false;                                // this round
+    bool first_epoch_seen = false;                             // this round's warm-up epoch
+    int64_t version = 0;                                       // of `exp`, for RecordWriter
+    v1::WorkerMemoryStats memory;                              // as the worker last reported
     std::map<int64_t, v1::WorkerCleanupDone> cleanup_answers;  // by request id
   };
   struct Watcher {
@@ -164,6 +178,9 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   void AddMemoryActionLocked(Entry& e, v1::MemoryAction action, PendingWrites& writes,
                              bool log = true);
   void SendPolicyLocked(Entry& e, const std::string& reason, PendingWrites& writes);
+  // The leak fit after an epoch end; a memory action the first time a leak is suspected.
+  void TrackRssLocked(Entry& e, const v1::EpochResult& epoch, double danger_headroom,
+                      PendingWrites& writes);
   // The ticker's work: reads new log lines for watchers without the lock and sends them.
   void TailLogs(std::unique_lock<std::mutex>& lock);
   absl::StatusOr<Entry*> FindLocked(const std::string& id);
@@ -172,6 +189,7 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
 
   ManagerOptions options_;
   DefaultsFn defaults_;
+  std::function<double()> danger_headroom_;
   RecordWriter writer_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

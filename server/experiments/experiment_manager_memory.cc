@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "server/experiments/clock.h"
 #include "server/experiments/experiment_manager.h"
+#include "server/memory/leak.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -45,6 +46,34 @@ void ExperimentManager::SendPolicyLocked(Entry& e, const std::string& reason,
   action.set_message(absl::StrCat("pressure policy requested (", reason,
                                   "): it applies at the next epoch boundary"));
   AddMemoryActionLocked(e, std::move(action), writes);
+}
+
+void ExperimentManager::TrackRssLocked(Entry& e, const v1::EpochResult& epoch,
+                                       double danger_headroom, PendingWrites& writes) {
+  if (epoch.rss_bytes() <= 0) return;
+  if (!e.first_epoch_seen) {
+    e.first_epoch_seen = true;  // the round's warm-up: allocator and caches fill
+    return;
+  }
+  e.rss_by_epoch.emplace_back(epoch.epoch(), static_cast<double>(epoch.rss_bytes()));
+  const LeakFit fit = FitLeak(e.rss_by_epoch, LeakCriteria{},
+                              danger_headroom > 0 ? epoch.rss_bytes() + danger_headroom : 0);
+  v1::RssTrend* t = e.exp.mutable_rss_trend();
+  t->set_epochs(fit.epochs);
+  t->set_bytes_per_epoch(fit.bytes_per_epoch);
+  t->set_r2(fit.r2);
+  t->set_leak_suspected(fit.suspected);
+  t->set_epochs_to_danger(fit.epochs_to_limit);
+  t->set_message(DescribeLeak(fit));
+  if (fit.suspected && !e.leak_reported) {
+    e.leak_reported = true;
+    spdlog::warn("experiment {}: memory leak suspected: {}", e.exp.id(), DescribeLeak(fit));
+    v1::MemoryAction action;
+    action.set_kind("leak_suspected");
+    action.set_epoch(epoch.epoch());
+    action.set_message(absl::StrCat("memory leak suspected: ", DescribeLeak(fit)));
+    AddMemoryActionLocked(e, std::move(action), writes);
+  }
 }
 
 void ExperimentManager::ApplyPressurePolicy(const std::string& reason) {

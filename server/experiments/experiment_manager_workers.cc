@@ -63,6 +63,8 @@ void ExperimentManager::DetachWorker(WorkerSession* session) {
 }
 
 void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::WorkerMessage& message) {
+  // Read before the lock: it takes the watchdog's.
+  const double headroom = message.has_epoch() && danger_headroom_ ? danger_headroom_() : 0;
   PendingWrites writes(&writer_);  // written once the lock is released
   std::lock_guard<std::mutex> lock(mu_);
   Entry* e = nullptr;
@@ -79,6 +81,7 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
   } else if (message.has_epoch()) {
     *e->exp.mutable_last_epoch() = message.epoch();
     e->exp.set_epochs_completed(message.epoch().epoch());
+    TrackRssLocked(*e, message.epoch(), headroom, writes);
     writes.Add(SnapshotLocked(*e));  // a failed write is logged; the next epoch saves again
     v1::ExperimentEvent event;
     *event.mutable_time() = NowTimestamp();
@@ -89,6 +92,7 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
   } else if (message.has_policy_applied()) {
     const v1::PolicyApplied& p = message.policy_applied();
     e->exp.set_memory_policy(p.detail());
+    e->exp.set_batch(p.batch_after());
     v1::MemoryAction action;
     action.set_kind("policy_applied");
     action.set_epoch(p.epoch());
@@ -96,6 +100,18 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
     action.set_batch_after(p.batch_after());
     action.set_message(absl::StrCat("the worker applied the pressure policy after epoch ",
                                     p.epoch(), ": ", p.detail()));
+    AddMemoryActionLocked(*e, std::move(action), writes, /*log=*/false);  // the worker logs it
+  } else if (message.has_oom_retry()) {
+    const v1::OomRetry& o = message.oom_retry();
+    e->exp.set_batch(o.batch_after());
+    v1::MemoryAction action;
+    action.set_kind("oom_retry");
+    action.set_epoch(o.epoch());
+    action.set_batch_before(o.batch_before());
+    action.set_batch_after(o.batch_after());
+    action.set_message(absl::StrCat("out of memory in epoch ", o.epoch(), " (", o.error(),
+                                    "): retry ", o.attempt(), " of the epoch at batch ",
+                                    o.batch_before(), " -> ", o.batch_after()));
     AddMemoryActionLocked(*e, std::move(action), writes, /*log=*/false);  // the worker logs it
   } else if (message.has_cleanup_done()) {
     e->cleanup_answers[message.cleanup_done().request_id()] = message.cleanup_done();

@@ -61,6 +61,9 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
                  absl::StrCat("'", Printable(value), "' is longer than ", kMaxValue, " bytes"));
     }
     if (IsReservedArg(key)) return Bad(key, "set by yolod (the run folder is its own)");
+    if (IsFaultInjectionArg(key) && !options.allow_fault_injection) {
+      return Bad(key, "fault injection is for tests: start yolod with --enable-fault-injection");
+    }
   }
 
   // Layer: profile < config < spec. Only the spec's own keys are errors of the spec; a bad
@@ -70,6 +73,11 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
   auto apply = [&](const std::map<std::string, std::string>& layer,
                    const char* origin) -> absl::Status {
     for (const auto& [key, value] : layer) {
+      if (IsFaultInjectionArg(key) && !options.allow_fault_injection) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            origin, "field '", key,
+            "': fault injection is for tests: start yolod with --enable-fault-injection"));
+      }
       absl::Status s = parsed.Set(key, value);
       if (!s.ok()) {
         absl::string_view why = s.message();

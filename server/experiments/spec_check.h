@@ -17,7 +17,8 @@ struct SpecCheckOptions {
   std::map<std::string, std::string> config_defaults;
   // When not empty, `data` and weight files must lie under one of these folders.
   std::vector<std::string> allowed_roots;
-  bool has_gpu = false;  // whether device "" means GPU 0
+  bool has_gpu = false;                // whether device "" means GPU 0
+  bool allow_fault_injection = false;  // fault_leak_mb, fault_oom_epoch (yolod's flag)
 };
 
 struct CheckedSpec {

@@ -209,6 +209,7 @@ int RunTrain(const yolo::TrainArgs& args) {
     hooks.on_cleanup = [r](const yolo::CleanupReport& c) { r->OnCleanup(c); };
     hooks.policy = &g_policy;
     hooks.on_policy_applied = [r](const yolo::PolicyReport& p) { r->OnPolicyApplied(p); };
+    hooks.on_oom_retry = [r](const yolo::OomRetryReport& o) { r->OnOomRetry(o); };
   }
   auto out = yolo::Train(args, hooks);
   reporter.reset();

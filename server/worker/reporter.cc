@@ -136,6 +136,17 @@ void WorkerReporter::OnPolicyApplied(const PolicyReport& report) {
   Send(m);
 }
 
+void WorkerReporter::OnOomRetry(const OomRetryReport& report) {
+  v1::WorkerMessage m;
+  auto* o = m.mutable_oom_retry();
+  o->set_epoch(report.epoch);
+  o->set_attempt(report.attempt);
+  o->set_batch_before(report.batch_before);
+  o->set_batch_after(report.batch_after);
+  o->set_error(report.error);
+  Send(m);
+}
+
 void WorkerReporter::OnCleanup(const CleanupReport& report) {
   v1::WorkerMessage m;
   auto* c = m.mutable_cleanup_done();

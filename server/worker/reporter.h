@@ -34,6 +34,7 @@ class WorkerReporter {
   void OnEpoch(const EpochReport& report);
   void OnCleanup(const CleanupReport& report);
   void OnPolicyApplied(const PolicyReport& report);
+  void OnOomRetry(const OomRetryReport& report);
 
   std::chrono::milliseconds progress_interval{500};
 

@@ -2,7 +2,9 @@
 # End to end: the memory watchdog of a real yolod acting on real yolo-worker runs. Levels set
 # below what the host uses make the next epoch of a running experiment apply the pressure
 # policy and say why; the danger level holds new starts and stops the newest run with a
-# checkpoint, which resumes by itself once memory is back to ok.
+# checkpoint, which resumes by itself once memory is back to ok. With fault injection: an
+# out-of-memory error is retried at half the batch, a leak is flagged and a clean run is not,
+# and a worker SIGKILLed as the OOM killer kills is resumed at half the batch.
 # Usage: memory_e2e_test.sh YOLOD YOLOCTL YOLO_WORKER
 set -uo pipefail
 YOLOD=$1 YOLOCTL=$2 WORKER=$3
@@ -78,6 +80,48 @@ wait_for 60 says "$ID" "e['state']" RUNNING ||
   fail "the run was not resumed at ok: $(ctl describe experiment "$ID")"
 json "$ID" "[a['kind'] for a in e['memory_actions']]" | grep -q "'stop', 'resume'" ||
   fail "memory actions: $(json "$ID" "e['memory_actions']")"
+expect 0 "" ctl stop "$ID"
+expect 2 "enable-fault-injection" ctl start-experiment "${TRAIN[@]}" --epochs 2 --fault_oom_epoch 2
+kill -TERM "$YOLOD_PID"
+wait "$YOLOD_PID" 2>/dev/null
+
+echo "== an out-of-memory error in epoch 2 is retried at half the batch, and the run SUCCEEDS"
+STATE=$T/faults
+start_yolod --enable-fault-injection --danger-grace 0
+FAST=(--data "$DATA" --imgsz 64 --workers 0 --plots False --batch 8)
+expect 0 "SUCCEEDED" ctl start-experiment "${FAST[@]}" --epochs 3 --fault_oom_epoch 2 --follow
+ID=$(ctl -o json get experiments | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['experiments'][-1]['id'])")
+says "$ID" "[(a['kind'], a['batch_before'], a['batch_after']) for a in e['memory_actions']]" \
+  "('oom_retry', 8, 4)" || fail "no OOM retry: $(json "$ID" "e.get('memory_actions')")"
+says "$ID" "e['batch']" "^4$" || fail "the batch is not 4 after the retry"
+grep -q "out of memory in epoch 2 .*retry 1 of 3 from its start at batch 8 -> 4" \
+  "$STATE/runs/$ID/train.log" || fail "train.log does not show the retry"
+
+echo "== a suspected leak is flagged (and a clean run is not)"
+expect 0 "SUCCEEDED" ctl start-experiment "${FAST[@]}" --epochs 8 --fault_leak_mb 60 --follow
+LEAK=$(ctl -o json get experiments | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['experiments'][-1]['id'])")
+says "$LEAK" "e['rss_trend'].get('leak_suspected', False)" True ||
+  fail "the leak was not flagged: $(json "$LEAK" "e.get('rss_trend')")"
+says "$LEAK" "[a['message'] for a in e['memory_actions'] if a['kind'] == 'leak_suspected']" \
+  "MB per epoch" || fail "no leak event"
+grep -q "yolod: memory: memory leak suspected" "$STATE/runs/$LEAK/train.log" ||
+  fail "train.log does not show the leak"
+expect 0 "SUCCEEDED" ctl start-experiment "${FAST[@]}" --epochs 8 --follow
+CLEAN=$(ctl -o json get experiments | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['experiments'][-1]['id'])")
+says "$CLEAN" "e['rss_trend'].get('leak_suspected', False)" False ||
+  fail "a clean run was flagged: $(json "$CLEAN" "e.get('rss_trend')")"
+
+echo "== a worker SIGKILLed as the OOM killer kills is resumed at half the batch"
+ID=$(ctl start-experiment "${FAST[@]}" --epochs 300 | new_id)
+wait_for 120 says "$ID" "e.get('epochs_completed', 0) > 0" True || fail "it did not train"
+PID=$(json "$ID" "e['worker_pid']")
+kill -KILL "$PID"
+wait_for 60 says "$ID" "e.get('oom_resumes', 0)" "^1$" ||
+  fail "not resumed after SIGKILL: $(ctl describe experiment "$ID")"
+wait_for 60 says "$ID" "e['state']" RUNNING || fail "the resumed round does not run"
+says "$ID" "e['batch']" "^4$" || fail "the resume is not at half the batch"
+says "$ID" "[a['kind'] for a in e['memory_actions']]" "oom_resume" || fail "no oom_resume action"
+wait_for 60 says "$ID" "e['worker_pid'] != $PID" True || fail "no new worker"
 expect 0 "" ctl stop "$ID"
 kill -TERM "$YOLOD_PID"
 wait "$YOLOD_PID" 2>/dev/null

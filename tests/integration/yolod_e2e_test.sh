@@ -106,7 +106,7 @@ OUT=$(ctl logs "$ID" -f) || fail "resumed run did not succeed: $(state "$ID")"
 EPOCHS=$(tail -n +2 "$STATE/runs/$ID/results.csv" | cut -d, -f1 | tr -d ' ' | tr '\n' ' ')
 [[ $EPOCHS == "1 2 3 4 " ]] || fail "results.csv epochs after resume: $EPOCHS"
 
-echo "== SIGKILL of a worker: FAILED with the reason"
+echo "== SIGKILL of a worker before its first checkpoint: FAILED with the reason (nothing to resume)"
 ID=$(ctl start-experiment "${TRAIN[@]}" --epochs 30 | new_id)
 wait_for 60 bash -c "$YOLOCTL -s $SERVER -o json describe experiment $ID | grep -q worker_pid"
 WPID=$(field "$ID" worker_pid)
@@ -163,7 +163,10 @@ expect 0 "$ID" "$YOLOCTL" -s "$SERVER" --token-file "$T/token" get experiments
 expect 2 "TLS" "$YOLOD" --listen 0.0.0.0:0 --state-dir "$T/other" --worker "$WORKER"
 stat -c %a "$STATE/worker.sock" | grep -qx 600 || fail "worker.sock is not 0600"
 
-echo "== a worker out of memory (address space capped): FAILED, and says so"
+# Whether a smaller batch fits under the cap depends on how the address space fragments: the
+# run SUCCEEDS at a smaller batch, or FAILS naming every batch it tried; either way each retry
+# is there.
+echo "== a real out-of-memory (address space capped) is retried at half the batch"
 STATE=$T/oom
 rm -f "$STATE/yolod.addr"
 (ulimit -v 3000000 && exec "$YOLOD" --listen 127.0.0.1:0 --state-dir "$STATE" --worker "$WORKER") \
@@ -171,11 +174,13 @@ rm -f "$STATE/yolod.addr"
 PIDS+=($!)
 wait_for 20 test -s "$STATE/yolod.addr" || fail "capped yolod did not start"
 SERVER=$(cat "$STATE/yolod.addr")
-expect 1 "FAILED" ctl start-experiment --data "$DATA" --imgsz 640 --batch 16 --epochs 1 \
-  --workers 0 --follow
+OUT=$(ctl start-experiment --data "$DATA" --imgsz 640 --batch 16 --epochs 1 --workers 0 --follow)
+[[ $OUT == *SUCCEEDED* || $OUT == *"batches tried: 16 -> 8"* ]] || fail "capped run: $OUT"
 ID=$(ctl -o json get experiments | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['experiments'][0]['id'])")
-expect 0 "out of memory" ctl describe experiment "$ID"
-expect 0 "WORKER_OUT_OF_MEMORY" ctl describe experiment "$ID"
+expect 0 "out of memory in epoch 1" ctl describe experiment "$ID" -o json
+expect 0 '"kind": "oom_retry"' ctl describe experiment "$ID" -o json
+grep -q "retry 1 of 3 from its start at batch 16 -> 8" "$STATE/runs/$ID/train.log" ||
+  fail "train.log does not show the retry"
 
 echo "== TLS, a YAML config, JSON logs, allowed roots"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 \

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 
@@ -77,6 +78,15 @@ class TrainRun {
   ValidationResult ValidateEpoch(int epoch);
   absl::Status RecordEpoch(int epoch, const EpochTraining& trained, const ValidationResult& val);
   bool ShouldStopEarly(int epoch) const;
+  // TrainEpoch, with an out-of-memory error (CUDA's, a failed CPU allocation, OpenCV's) as
+  // RESOURCE_EXHAUSTED; other errors go on up.
+  absl::StatusOr<EpochTraining> TryTrainEpoch(int epoch);
+  // After an out-of-memory error in `epoch`: frees what the step held, halves the batch
+  // (accumulation doubled), puts the weights and optimizer back to the epoch's start (last.pt,
+  // when the run has one) and rebuilds the loaders, so that the epoch runs again.
+  absl::Status RecoverFromOom(int epoch, const absl::Status& error);
+  // fault_leak_mb: memory kept at every epoch end, for tests of leak detection.
+  void InjectLeak();
   // After the loop: strips the optimizer and validates best.pt.
   absl::Status Conclude(int epochs_done, TrainOutcome* outcome);
   absl::Status SaveEpoch(int epoch, bool is_best);
@@ -115,6 +125,11 @@ class TrainRun {
   double time_offset_ = 0;
   double train_seconds_total_ = 0;
   int64_t train_images_total_ = 0;
+  int first_batch_ = 0;  // the batch the run started with (fault_oom_epoch fires only at it)
+  int64_t fault_leak_mb_ = 0;
+  int fault_oom_epoch_ = 0;
+  int oom_retries_ = 0;
+  std::vector<std::unique_ptr<char[]>> leaked_;  // fault_leak_mb
   // The optimizer's step state, across epochs.
   int accumulate_ = 1;
   int64_t last_opt_step_ = -1;
@@ -182,6 +197,9 @@ absl::Status TrainRun::Setup() {
     }
   }
   ReadSettings(CheckImgsz(args_), batch, epochs);
+  first_batch_ = batch;
+  fault_leak_mb_ = args_.GetInt("fault_leak_mb");
+  fault_oom_epoch_ = static_cast<int>(args_.GetInt("fault_oom_epoch"));
   const int imgsz = settings_.imgsz;
   SeedLikeUltralytics(args_.GetInt("seed"));
 
@@ -298,6 +316,79 @@ absl::Status TrainRun::Setup() {
                imgsz, args_.GetInt("workers"), at::get_num_threads());
   spdlog::info("Logging results to {}", run_dir_);
   return absl::OkStatus();
+}
+
+absl::StatusOr<EpochTraining> TrainRun::TryTrainEpoch(int epoch) {
+  try {
+    return TrainEpoch(epoch);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("out of memory: an allocation failed (std::bad_alloc)");
+  } catch (const c10::Error& e) {
+    const std::string what = e.what_without_backtrace();
+    if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
+        absl::StrContains(what, "out of memory") || absl::StrContains(what, "not enough memory") ||
+        absl::StrContains(what, "can't allocate memory")) {
+      return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", what));
+    }
+    throw;
+  } catch (const cv::Exception& e) {
+    if (e.code == cv::Error::StsNoMem) {
+      return absl::ResourceExhaustedError(absl::StrCat("out of memory in OpenCV: ", e.what()));
+    }
+    throw;
+  }
+}
+
+absl::Status TrainRun::RecoverFromOom(int epoch, const absl::Status& error) {
+  ++oom_retries_;
+  const int batch_before = settings_.batch;
+  const int batch_after = std::max(1, batch_before / 2);
+  // What the failed step held goes first: gradients, the loaders' batches, the caches.
+  optimizer_->zero_grad();
+  train_loader_.reset();
+  val_loader_.reset();
+  EmptyCpuCache();
+  EmptyDeviceCache(device_);
+  malloc_trim(0);
+  RETURN_IF_ERROR(args_.Set("batch", std::to_string(batch_after)));
+  settings_.batch = batch_after;
+  accumulate_ = AccumulateCount(/*ni=*/0, /*nw=*/-1, settings_.nbs, batch_after);
+  // The epoch starts again from the weights it started with: those of last.pt.
+  const std::string last = (fs::path(weights_dir_) / "last.pt").string();
+  std::error_code ec;
+  std::string from = "the weights as they are (the run has no checkpoint yet)";
+  if (fs::exists(last, ec)) {
+    ASSIGN_OR_RETURN(LoadedCheckpoint ckpt, LoadCheckpoint(last));
+    if (ckpt.raw && ckpt.has_optimizer && ckpt.meta.epoch == epoch - 1) {
+      TransferWeights(ckpt.raw, model_);
+      RETURN_IF_ERROR(LoadOptimizerState(last, *optimizer_, device_));
+      ema_ = std::make_unique<ModelEma>(ckpt.model, ckpt.meta.updates);
+      ema_->model()->to(device_);
+      from = absl::StrCat("last.pt (epoch ", epoch, ")");
+    }
+  }
+  RETURN_IF_ERROR(BuildLoaders());
+  std::printf(
+      "out of memory in epoch %d (%s): retry %d of %d from its start at batch %d -> %d "
+      "(accumulate %d), from %s\n",
+      epoch + 1, std::string(error.message()).c_str(), oom_retries_, kMaxOomRetries, batch_before,
+      batch_after, accumulate_, from.c_str());
+  std::fflush(stdout);
+  if (hooks_.on_oom_retry) {
+    hooks_.on_oom_retry(OomRetryReport{epoch + 1, oom_retries_, batch_before, batch_after,
+                                       std::string(error.message())});
+  }
+  return absl::OkStatus();
+}
+
+void TrainRun::InjectLeak() {
+  const int64_t mb = fault_leak_mb_;
+  if (mb <= 0) return;
+  auto block = std::make_unique<char[]>(static_cast<size_t>(mb) << 20);
+  std::memset(block.get(), 1, static_cast<size_t>(mb) << 20);  // resident, not just reserved
+  leaked_.push_back(std::move(block));
+  spdlog::warn("fault_leak_mb: {} MB more kept ({} MB in all)", mb,
+               static_cast<int64_t>(leaked_.size()) * mb);
 }
 
 absl::Status TrainRun::BuildLoaders() {
@@ -448,7 +539,14 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   spdlog::info("Starting training for {} epochs...", settings_.epochs);
   int epoch = start_epoch_;
   for (; epoch < settings_.epochs; ++epoch) {
-    const EpochTraining trained = TrainEpoch(epoch);
+    absl::StatusOr<EpochTraining> attempt = TryTrainEpoch(epoch);
+    while (!attempt.ok() && attempt.status().code() == absl::StatusCode::kResourceExhausted &&
+           oom_retries_ < kMaxOomRetries && settings_.batch > 1) {
+      RETURN_IF_ERROR(RecoverFromOom(epoch, attempt.status()));
+      attempt = TryTrainEpoch(epoch);
+    }
+    if (!attempt.ok()) return attempt.status();
+    const EpochTraining trained = *std::move(attempt);
     if (trained.stopped) {
       spdlog::warn("stop requested: ending in epoch {}; {} holds epoch {}", epoch + 1,
                    (fs::path(weights_dir_) / "last.pt").string(), epoch);
@@ -457,6 +555,7 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
     }
     const ValidationResult val = ValidateEpoch(epoch);
     RETURN_IF_ERROR(RecordEpoch(epoch, trained, val));
+    InjectLeak();
     outcome.epochs_completed = epoch + 1 - start_epoch_;
     if (ShouldStopEarly(epoch)) {
       ++epoch;
@@ -493,8 +592,14 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
   std::printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "GPU_mem", "box_loss", "cls_loss",
               "dfl_loss", "Instances", "Size");
   int& i = out.batches;
+  const bool inject_oom = fault_oom_epoch_ == epoch + 1 && settings_.batch == first_batch_;
   while (auto batch = train_loader_->Next()) {
     if (StopRequested()) break;
+    if (inject_oom && i == nb / 2) {  // mid-epoch, as a real one would come
+      TORCH_CHECK(false, "DefaultCPUAllocator: not enough memory: you tried to allocate ",
+                  static_cast<int64_t>(settings_.batch) << 30,
+                  " bytes (injected by fault_oom_epoch=", fault_oom_epoch_, ")");
+    }
     const int64_t ni = i + static_cast<int64_t>(nb) * epoch;
     if (ni <= nw) {
       accumulate_ = AccumulateCount(ni, nw, s.nbs, s.batch);

@@ -74,6 +74,15 @@ struct PolicyReport {
   std::string detail;  // "batch 16 -> 8 (accumulate 4 -> 8, nominal batch 64), workers 8 -> 2"
 };
 
+// An epoch that ran out of memory and is retried from its start at a smaller batch.
+struct OomRetryReport {
+  int epoch = 0;    // 1-based
+  int attempt = 0;  // 1..kMaxOomRetries
+  int batch_before = 0, batch_after = 0;
+  std::string error;  // what ran out: the allocator's message
+};
+inline constexpr int kMaxOomRetries = 3;  // per run
+
 // Callbacks run on the training thread; keep them short.
 struct TrainHooks {
   std::function<void(const EpochReport&)> on_epoch_end;
@@ -88,6 +97,7 @@ struct TrainHooks {
   std::function<void(const CleanupReport&)> on_cleanup;
   PolicyRequest* policy = nullptr;
   std::function<void(const PolicyReport&)> on_policy_applied;
+  std::function<void(const OomRetryReport&)> on_oom_retry;
   // When not empty, every image of the dataset must lie under one of these folders (yolod's
   // --allowed-root, which it hands to its workers).
   std::vector<std::string> allowed_roots;

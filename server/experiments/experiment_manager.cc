@@ -55,6 +55,7 @@ std::string NewSecret() {
 
 constexpr size_t kMaxExperimentJson = 4u << 20;
 constexpr size_t kMaxTailPerTick = 4u << 20;  // of train.log per watcher, every 200 ms
+constexpr double kPreflightWarnRatio = 0.70;  // host RAM in use when a round starts
 
 // Up to `max_bytes` of the file from `offset` into *text; true when that reached its end.
 bool ReadLogTail(const std::string& path, int64_t offset, size_t max_bytes, std::string* text) {
@@ -120,6 +121,23 @@ ExperimentManager::ExperimentManager(ManagerOptions options, DefaultsFn defaults
     : options_(std::move(options)),
       defaults_(std::move(defaults)),
       writer_((fs::path(options_.state_dir) / "runs").string()) {}
+
+v1::RoundMemory ExperimentManager::CleanupAndMeasure() const {
+  v1::RoundMemory m;
+  *m.mutable_time() = NowTimestamp();
+  const auto before = options_.proc->Self();
+  malloc_trim(0);
+  const auto after = options_.proc->Self();
+  if (after.ok()) m.set_yolod_rss_bytes(after->rss_bytes);
+  if (before.ok() && after.ok()) {
+    m.set_freed_bytes(std::max<int64_t>(before->rss_bytes - after->rss_bytes, 0));
+  }
+  if (auto host = options_.proc->Host(); host.ok() && host->total_bytes > 0) {
+    m.set_host_available_bytes(host->available_bytes);
+    m.set_host_used_ratio(1.0 - static_cast<double>(host->available_bytes) / host->total_bytes);
+  }
+  return m;
+}
 
 bool ExperimentManager::WorkerAlive(pid_t pid) const {
   if (pid <= 0 || kill(pid, 0) != 0) return false;
@@ -599,6 +617,7 @@ void ExperimentManager::SchedulerLoop() {
     const auto group_before = options_.cgroup
                                   ? options_.cgroup->Read()
                                   : absl::StatusOr<CgroupMemory>(absl::NotFoundError(""));
+    const v1::RoundMemory memory_before = CleanupAndMeasure();
     auto pid = SpawnWorker(launch);
 
     PendingWrites writes(&writer_);
@@ -622,6 +641,17 @@ void ExperimentManager::SchedulerLoop() {
       e.leak_reported = false;
       e.exp.clear_rss_trend();
       e.exp.set_worker_pid(*pid);
+      *e.exp.mutable_memory_before() = memory_before;
+      if (memory_before.host_used_ratio() > kPreflightWarnRatio) {
+        v1::MemoryAction action;
+        action.set_kind("preflight");
+        action.set_message(absl::StrFormat(
+            "%.1f %% of host RAM is in use as this round starts (above %.0f %%): %.2f GB "
+            "available; the watchdog applies the pressure policy above its warning level",
+            memory_before.host_used_ratio() * 100, kPreflightWarnRatio * 100,
+            memory_before.host_available_bytes() / 1e9));
+        AddMemoryActionLocked(e, std::move(action), writes);
+      }
       e.exp.set_state(v1::RUNNING);
       e.exp.set_reason(launch.args.count("resume") ? "resumed from weights/last.pt" : "training");
       e.exp.clear_end_time();
@@ -737,13 +767,16 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
       PublishStateLocked(e, writes);
     }
   }
-  // A cleanup between rounds: what yolod held for this one goes back.
-  const auto before = options_.proc->Self();
-  malloc_trim(0);
-  const auto after = options_.proc->Self();
-  if (before.ok() && after.ok()) {
-    spdlog::debug("cleanup after {}: yolod RSS {:.1f} -> {:.1f} MB", id, before->rss_bytes / 1e6,
-                  after->rss_bytes / 1e6);
+  // A cleanup between rounds: what yolod held for this one goes back; the record keeps the
+  // memory after it.
+  const v1::RoundMemory memory_after = CleanupAndMeasure();
+  {
+    PendingWrites writes(&writer_);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = entries_.find(id); it != entries_.end()) {
+      *it->second->exp.mutable_memory_after() = memory_after;
+      writes.Add(SnapshotLocked(*it->second));
+    }
   }
   // Last: once the count is 0 and the lock released, Shutdown may return and the manager go.
   std::lock_guard<std::mutex> lock(mu_);

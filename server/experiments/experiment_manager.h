@@ -184,6 +184,8 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   // The ticker's work: reads new log lines for watchers without the lock and sends them.
   void TailLogs(std::unique_lock<std::mutex>& lock);
   absl::StatusOr<Entry*> FindLocked(const std::string& id);
+  // malloc_trim in yolod, then the host's memory and yolod's RSS; no lock held.
+  v1::RoundMemory CleanupAndMeasure() const;
   // Whether `pid` is still a yolo-worker (a worker of an earlier yolod may outlive it briefly).
   bool WorkerAlive(pid_t pid) const;
 

@@ -94,6 +94,8 @@ ID=$(ctl -o json get experiments | /usr/bin/python3 -c "import json,sys; print(j
 says "$ID" "[(a['kind'], a['batch_before'], a['batch_after']) for a in e['memory_actions']]" \
   "('oom_retry', 8, 4)" || fail "no OOM retry: $(json "$ID" "e.get('memory_actions')")"
 says "$ID" "e['batch']" "^4$" || fail "the batch is not 4 after the retry"
+says "$ID" "int(e['memory_before']['yolod_rss_bytes']) > 0 and int(e['memory_after']['host_available_bytes']) > 0" \
+  True || fail "no memory before and after the round: $(json "$ID" "e.get('memory_after')")"
 grep -q "out of memory in epoch 2 .*retry 1 of 3 from its start at batch 8 -> 4" \
   "$STATE/runs/$ID/train.log" || fail "train.log does not show the retry"
 

@@ -5,18 +5,10 @@
 # Usage: hardening_e2e_test.sh YOLOD YOLOCTL YOLO_WORKER PROTO_DIR
 set -uo pipefail
 YOLOD=$1 YOLOCTL=$2 WORKER=$3 PROTO_DIR=$4
-T=$(mktemp -d)
-PIDS=()
-MOUNTED=""
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  pkill -9 -f "$T/" 2>/dev/null
-  [[ -n $MOUNTED ]] && umount "$MOUNTED" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-
 source "$(dirname "$0")/lib.sh"
+MOUNTED=""
+on_exit() { [[ -n $MOUNTED ]] && umount "$MOUNTED" 2>/dev/null; }
+
 stop_yolod() { kill -TERM "$YOLOD_PID"; wait "$YOLOD_PID"; }
 mode() { stat -c %a "$1"; }
 

@@ -1,6 +1,16 @@
-# Helpers of the end-to-end scripts (sourced). They need T (the test's temp folder) and report
-# the tail of $T/yolod.log on failure; start_yolod and ctl need YOLOD, WORKER, YOLOCTL, PIDS and
-# STATE (the state dir of the yolod to start).
+# Helpers of the end-to-end scripts (sourced first). Sourcing makes T (the test's temp folder)
+# and PIDS, and on exit kills what the script started (PIDS, and anything run from $T), calls
+# on_exit if the script defines one, and removes $T. fail reports the tail of $T/yolod.log;
+# start_yolod and ctl need YOLOD, WORKER, YOLOCTL and STATE (the state dir of the yolod to start).
+T=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+  pkill -9 -f "$T/" 2>/dev/null
+  if declare -F on_exit >/dev/null; then on_exit; fi
+  rm -rf "$T"
+}
+trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; [[ -f $T/yolod.log ]] && tail -20 "$T/yolod.log" >&2; exit 1; }
 # wait_for SECONDS COMMAND...: polls COMMAND until it succeeds or the deadline passes.

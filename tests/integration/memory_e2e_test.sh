@@ -8,15 +8,6 @@
 # Usage: memory_e2e_test.sh YOLOD YOLOCTL YOLO_WORKER
 set -uo pipefail
 YOLOD=$1 YOLOCTL=$2 WORKER=$3
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-  pkill -9 -f "$T/" 2>/dev/null
-  rm -rf "$T"
-}
-trap cleanup EXIT
-
 source "$(dirname "$0")/lib.sh"
 
 STATE=$T/state

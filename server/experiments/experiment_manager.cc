@@ -613,6 +613,8 @@ void ExperimentManager::SchedulerLoop() {
       launch.args["project"] = RunsDir();
       launch.args["name"] = id;
       launch.args["exist_ok"] = "True";
+      // A later round with nothing to resume from starts again, at the batch the run has now.
+      if (later_round && batch > 0) launch.args["batch"] = std::to_string(batch);
     }
     const auto group_before = options_.cgroup
                                   ? options_.cgroup->Read()

@@ -78,8 +78,8 @@ class TrainRun {
   ValidationResult ValidateEpoch(int epoch);
   absl::Status RecordEpoch(int epoch, const EpochTraining& trained, const ValidationResult& val);
   bool ShouldStopEarly(int epoch) const;
-  // TrainEpoch, with an out-of-memory error (CUDA's, a failed CPU allocation, OpenCV's) as
-  // RESOURCE_EXHAUSTED; other errors go on up.
+  // TrainEpoch, with an out-of-memory error that leaves a known state (CUDA's OutOfMemoryError,
+  // LibTorch's CPU allocator, OpenCV's) as RESOURCE_EXHAUSTED; other errors go on up.
   absl::StatusOr<EpochTraining> TryTrainEpoch(int epoch);
   // After an out-of-memory error in `epoch`: frees what the step held, halves the batch
   // (accumulation doubled), puts the weights and optimizer back to the epoch's start (last.pt,
@@ -319,10 +319,12 @@ absl::Status TrainRun::Setup() {
 }
 
 absl::StatusOr<EpochTraining> TrainRun::TryTrainEpoch(int epoch) {
+  // std::bad_alloc is not retried here: it can come from any allocation, in the middle of any
+  // update, and the state it leaves is unknown (a retry after one crashed under a capped address
+  // space). The worker exits out of memory instead, and yolod resumes it from last.pt, in a
+  // clean process, at half the batch.
   try {
     return TrainEpoch(epoch);
-  } catch (const std::bad_alloc&) {
-    return absl::ResourceExhaustedError("out of memory: an allocation failed (std::bad_alloc)");
   } catch (const c10::Error& e) {
     const std::string what = e.what_without_backtrace();
     if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||

@@ -8,9 +8,11 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "client/commands.h"
 #include "common/atomic_file.h"
 #include "common/yaml_file.h"
@@ -21,19 +23,10 @@ using google::protobuf::util::TimeUtil;
 
 namespace {
 
-const char* LevelWord(v1::MemoryLevel l) {
-  switch (l) {
-    case v1::MEMORY_OK:
-      return "ok";
-    case v1::MEMORY_NOTICE:
-      return "notice";
-    case v1::MEMORY_WARNING:
-      return "warning";
-    case v1::MEMORY_DANGER:
-      return "danger";
-    default:
-      return "-";
-  }
+// "ok", "notice", ...: the enum's name without its prefix.
+std::string LevelWord(v1::MemoryLevel l) {
+  if (l == v1::MEMORY_LEVEL_UNSPECIFIED) return "-";
+  return absl::AsciiStrToLower(absl::StripPrefix(v1::MemoryLevel_Name(l), "MEMORY_"));
 }
 
 std::string Thresholds(const v1::LevelThresholds& t) {
@@ -41,7 +34,7 @@ std::string Thresholds(const v1::LevelThresholds& t) {
 }
 
 void PrintLevel(const char* name, const v1::ResourceLevel& l) {
-  std::printf("%-6s %-8s %s%s%.1f %% of %s (levels %s %%)\n", name, LevelWord(l.level()),
+  std::printf("%-6s %-8s %s%s%.1f %% of %s (levels %s %%)\n", name, LevelWord(l.level()).c_str(),
               l.marker().c_str(), l.marker().empty() ? "" : " ", l.used_ratio() * 100,
               HumanBytes(l.limit_bytes()).c_str(), Thresholds(l.thresholds()).c_str());
 }

@@ -3,18 +3,14 @@
 // second out of order.)
 #pragma once
 
-#include <google/protobuf/timestamp.pb.h>
-#include <google/protobuf/util/time_util.h>
-
 #include <chrono>
+
+#include "server/memory/clock.h"
 
 namespace yolo {
 
 inline google::protobuf::Timestamp NowTimestamp() {
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
-  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(ns);
+  return ToTimestamp(std::chrono::system_clock::now());
 }
 
 }  // namespace yolo

@@ -2,10 +2,19 @@
 // clock. LibTorch-free.
 #pragma once
 
+#include <google/protobuf/timestamp.pb.h>
+#include <google/protobuf/util/time_util.h>
+
 #include <chrono>
 #include <mutex>
 
 namespace yolo {
+
+// A wall-clock time as a protobuf Timestamp, to the nanosecond.
+inline google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
+}
 
 class Clock {
  public:

@@ -56,24 +56,47 @@ std::string Thresholds::ToString() const {
   return absl::StrCat(pct(notice), ",", pct(warning), ",", pct(danger));
 }
 
+namespace {
+
+absl::Status BadThresholds(absl::string_view given, absl::string_view field,
+                           absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, ": '", given.substr(0, 40), "' ", why,
+      " (three percentages for notice, warning and danger, increasing, e.g. 70,80,90)"));
+}
+
+// `given`: what the user wrote, quoted in errors.
+absl::StatusOr<Thresholds> CheckPercent(double notice, double warning, double danger,
+                                        absl::string_view given, absl::string_view field) {
+  for (double v : {notice, warning, danger}) {
+    if (!std::isfinite(v) || v <= 0 || v > 100) {
+      return BadThresholds(given, field, "has a value outside (0, 100]");
+    }
+  }
+  if (!(notice < warning && warning < danger)) {
+    return BadThresholds(given, field, "is not increasing");
+  }
+  return Thresholds{notice / 100, warning / 100, danger / 100};
+}
+
+}  // namespace
+
+absl::StatusOr<Thresholds> ThresholdsFromPercent(double notice, double warning, double danger,
+                                                 absl::string_view field) {
+  return CheckPercent(notice, warning, danger, absl::StrCat(notice, ",", warning, ",", danger),
+                      field);
+}
+
 absl::StatusOr<Thresholds> ParseThresholds(absl::string_view text, absl::string_view field) {
   std::vector<absl::string_view> parts = absl::StrSplit(text, ',');
-  auto bad = [&](absl::string_view why) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": '", text.substr(0, 40), "' ", why,
-        " (three percentages for notice, warning and danger, increasing, e.g. 70,80,90)"));
-  };
-  if (parts.size() != 3) return bad("is not three numbers");
+  if (parts.size() != 3) return BadThresholds(text, field, "is not three numbers");
   double v[3];
   for (int i = 0; i < 3; ++i) {
     absl::string_view p = absl::StripAsciiWhitespace(parts[i]);
     absl::ConsumeSuffix(&p, "%");
-    if (!absl::SimpleAtod(p, &v[i]) || !std::isfinite(v[i]) || v[i] <= 0 || v[i] > 100) {
-      return bad("has a value outside (0, 100]");
-    }
+    if (!absl::SimpleAtod(p, &v[i])) return BadThresholds(text, field, "is not three numbers");
   }
-  if (!(v[0] < v[1] && v[1] < v[2])) return bad("is not increasing");
-  return Thresholds{v[0] / 100, v[1] / 100, v[2] / 100};
+  return CheckPercent(v[0], v[1], v[2], text, field);
 }
 
 Level LevelTracker::Raw(double used_ratio) const {

@@ -25,6 +25,9 @@ inline constexpr Thresholds kDefaultGpuThresholds{0.80, 0.90, 0.95};
 
 // "70,80,90" (percent, increasing, each in (0, 100]); `field` names the setting in errors.
 absl::StatusOr<Thresholds> ParseThresholds(absl::string_view text, absl::string_view field);
+// The same check for three percentages already read as numbers.
+absl::StatusOr<Thresholds> ThresholdsFromPercent(double notice, double warning, double danger,
+                                                 absl::string_view field);
 
 struct Hysteresis {
   double points = 0.05;  // a level falls only once use is this far (ratio) below its threshold

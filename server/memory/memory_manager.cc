@@ -1,6 +1,5 @@
 #include "server/memory/memory_manager.h"
 
-#include <google/protobuf/util/time_util.h>
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
@@ -11,14 +10,8 @@
 #include "absl/strings/str_cat.h"
 
 namespace yolo {
-using google::protobuf::util::TimeUtil;
 
 namespace {
-
-google::protobuf::Timestamp ToTimestamp(std::chrono::system_clock::time_point t) {
-  return TimeUtil::NanosecondsToTimestamp(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count());
-}
 
 v1::MemoryLevel ToProto(Level l) {
   switch (l) {
@@ -44,8 +37,7 @@ v1::LevelThresholds ToProto(const Thresholds& t) {
 }
 
 absl::StatusOr<Thresholds> FromProto(const v1::LevelThresholds& t, const char* field) {
-  return ParseThresholds(
-      absl::StrCat(t.notice_percent(), ",", t.warning_percent(), ",", t.danger_percent()), field);
+  return ThresholdsFromPercent(t.notice_percent(), t.warning_percent(), t.danger_percent(), field);
 }
 
 void ToProto(const MemoryPressure& p, v1::MemoryPressure* out) {

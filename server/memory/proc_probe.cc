@@ -35,7 +35,7 @@ absl::StatusOr<std::string> ReadSmall(const std::string& path) {
 absl::StatusOr<MemoryPressure> ParseMemoryPressure(absl::string_view text,
                                                    const std::string& path) {
   MemoryPressure p;
-  bool some = false, full = false;
+  bool some = false;  // a "full" line may be missing (older kernels' cpu file): its values stay 0
   int line_no = 0;
   for (absl::string_view line : absl::StrSplit(text, '\n', absl::SkipWhitespace())) {
     ++line_no;
@@ -62,11 +62,10 @@ absl::StatusOr<MemoryPressure> ParseMemoryPressure(absl::string_view text,
     if (is_some) {
       p.some_avg10 = avg10, p.some_avg60 = avg60, p.some_total_us = total, some = true;
     } else {
-      p.full_avg10 = avg10, p.full_avg60 = avg60, p.full_total_us = total, full = true;
+      p.full_avg10 = avg10, p.full_avg60 = avg60, p.full_total_us = total;
     }
   }
   if (!some) return absl::DataLossError(absl::StrCat(path, ": no 'some' line"));
-  (void)full;  // the cpu file of older kernels has none; memory always does, but 0 is harmless
   return p;
 }
 
@@ -99,16 +98,13 @@ absl::StatusOr<ProcessMemInfo> ProcProbe::ReadProcess(const std::string& dir) co
   const std::string path = dir + "/status";
   auto text = ReadSmall(path);
   if (!text.ok()) return absl::NotFoundError(absl::StrCat("cannot read ", path));
-  ProcessMemInfo info;
-  bool rss = false;
+  ProcessMemInfo info;  // a kernel thread or a zombie has no VmRSS: 0, it holds none
   for (absl::string_view line : absl::StrSplit(*text, '\n')) {
     absl::string_view v = line;
     if (absl::ConsumePrefix(&v, "Name:")) info.name = std::string(absl::StripAsciiWhitespace(v));
-    rss |= ParseKb(line, "VmRSS", &info.rss_bytes);
+    ParseKb(line, "VmRSS", &info.rss_bytes);
     ParseKb(line, "VmHWM", &info.peak_rss_bytes);
   }
-  // A kernel thread or a zombie has no VmRSS: it holds no memory of its own.
-  (void)rss;
   if (auto rollup = ReadSmall(dir + "/smaps_rollup"); rollup.ok()) {
     bool pss = false;
     for (absl::string_view line : absl::StrSplit(*rollup, '\n')) {

@@ -176,6 +176,27 @@ int Client::DescribeExperiment(const std::string& id) {
     std::printf("Last epoch: P %.4f  R %.4f  mAP50 %.4f  mAP50-95 %.4f  %.1f img/s\n",
                 r.precision(), r.recall(), r.map50(), r.map50_95(), r.images_per_second());
   }
+  std::printf("Memory:\n  batch %s",
+              e.batch() > 0 ? std::to_string(e.batch()).c_str() : "(AutoBatch)");
+  if (e.oom_resumes() > 0) std::printf(", %d out-of-memory resumes", e.oom_resumes());
+  std::printf("\n");
+  if (!e.memory_policy().empty()) std::printf("  policy: %s\n", e.memory_policy().c_str());
+  if (e.has_memory_estimate()) {
+    const auto& m = e.memory_estimate();
+    std::printf("  estimate: %s at batch %d (%s available on %s)\n",
+                HumanBytes(m.predicted_bytes()).c_str(), m.batch(),
+                HumanBytes(m.available_bytes()).c_str(), Shown(m.device()).c_str());
+  }
+  if (e.has_rss_trend() && e.rss_trend().epochs() > 0) {
+    std::printf("  trend: %s\n", Shown(e.rss_trend().message()).c_str());
+  }
+  if (e.memory_actions_size() > 0) {
+    std::printf("Events:\n");
+    for (const auto& a : e.memory_actions()) {
+      std::printf("  %s  %-15s %s\n", TimeUtil::ToString(a.time()).c_str(), a.kind().c_str(),
+                  ShownLine(a.message()).c_str());
+    }
+  }
   std::printf("Arguments:\n");
   for (const auto& [k, v] :
        std::map<std::string, std::string>(e.resolved_args().begin(), e.resolved_args().end())) {

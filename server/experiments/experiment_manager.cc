@@ -324,12 +324,12 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
     exp.set_run_dir(RunDirOf(id));
     exp.set_device(checked.device);
     for (const auto& [k, v] : checked.args) (*exp.mutable_resolved_args())[k] = v;
-    int batch = 16;  // Ultralytics' default, and what AutoBatch gives on the CPU
-    if (auto b = checked.args.find("batch");
-        b != checked.args.end() && absl::SimpleAtoi(b->second, &batch) && batch < 1) {
-      batch = 16;
+    // 0 until the worker's AutoBatch says (batch=-1 or a fraction).
+    double batch = 16;  // Ultralytics' default
+    if (auto b = checked.args.find("batch"); b != checked.args.end()) {
+      absl::SimpleAtod(b->second, &batch);
     }
-    exp.set_batch(batch);
+    exp.set_batch(batch >= 1 ? static_cast<int>(batch) : 0);
     first.version = 1;
   }
   // The folder and the record, without the lock: OK only once experiment.json is on disk.

@@ -113,6 +113,21 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
                                     "): retry ", o.attempt(), " of the epoch at batch ",
                                     o.batch_before(), " -> ", o.batch_after()));
     AddMemoryActionLocked(*e, std::move(action), writes, /*log=*/false);  // the worker logs it
+  } else if (message.has_memory_estimate()) {
+    const v1::MemoryEstimate& m = message.memory_estimate();
+    *e->exp.mutable_memory_estimate() = m;
+    if (m.batch() > 0) e->exp.set_batch(m.batch());
+    v1::MemoryAction action;
+    action.set_kind(m.autobatch() ? "autobatch" : "estimate");
+    action.set_batch_after(m.batch());
+    action.set_message(m.message());
+    AddMemoryActionLocked(*e, std::move(action), writes, /*log=*/false);  // the worker logs it
+    if (!m.warning().empty()) {
+      v1::MemoryAction warning;
+      warning.set_kind("preflight");
+      warning.set_message(m.warning());
+      AddMemoryActionLocked(*e, std::move(warning), writes, /*log=*/false);
+    }
   } else if (message.has_cleanup_done()) {
     e->cleanup_answers[message.cleanup_done().request_id()] = message.cleanup_done();
     cleanup_cv_.notify_all();

@@ -104,8 +104,11 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
                absl::StrCat("'", parsed.Raw("imgsz"), "' must be a multiple of 32 in [32, 4096]"));
   }
   const double batch = parsed.GetFloat("batch");
-  if (!(batch == -1 || batch >= 1) || batch != static_cast<int64_t>(batch)) {
-    return Bad("batch", absl::StrCat("'", parsed.Raw("batch"), "' must be -1 (AutoBatch) or >= 1"));
+  if (!(batch == -1 || (batch > 0 && batch < 1) ||
+        (batch >= 1 && batch == static_cast<int64_t>(batch)))) {
+    return Bad("batch", absl::StrCat("'", parsed.Raw("batch"),
+                                     "' must be an integer >= 1, -1 (AutoBatch) or a memory "
+                                     "fraction in (0, 1) for AutoBatch"));
   }
   if (parsed.GetInt("epochs") < 1) return Bad("epochs", "must be >= 1");
 

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "server/memory/effective_ram.h"
 
 namespace yolo {
 namespace {
@@ -118,21 +119,10 @@ MemorySample Watchdog::Read() const {
       note(gpus.status());
     }
   }
-  // The effective RAM limit: the smaller of the host's RAM and the cgroup's limit; the ratio
-  // the more constrained of the two.
-  double host_ratio = 0, group_ratio = 0;
-  if (s.host && s.host->total_bytes > 0) {
-    s.ram_limit_bytes = s.host->total_bytes;
-    s.ram_used_bytes = std::max<int64_t>(s.host->total_bytes - s.host->available_bytes, 0);
-    host_ratio = static_cast<double>(s.ram_used_bytes) / s.ram_limit_bytes;
-  }
-  if (s.cgroup && s.cgroup->limit_bytes && *s.cgroup->limit_bytes > 0 &&
-      (s.ram_limit_bytes == 0 || *s.cgroup->limit_bytes < s.ram_limit_bytes)) {
-    group_ratio = static_cast<double>(s.cgroup->working_set_bytes) / *s.cgroup->limit_bytes;
-    s.ram_limit_bytes = *s.cgroup->limit_bytes;
-    if (group_ratio >= host_ratio) s.ram_used_bytes = s.cgroup->working_set_bytes;
-  }
-  s.ram_ratio = std::max(host_ratio, group_ratio);
+  const RamUse ram = EffectiveRam(s.host, s.cgroup);
+  s.ram_limit_bytes = ram.limit_bytes;
+  s.ram_used_bytes = ram.used_bytes;
+  s.ram_ratio = ram.ratio;
   if (s.gpus) {
     for (const GpuInfo& g : *s.gpus) {
       if (g.total_bytes > 0) {

@@ -210,6 +210,7 @@ int RunTrain(const yolo::TrainArgs& args) {
     hooks.policy = &g_policy;
     hooks.on_policy_applied = [r](const yolo::PolicyReport& p) { r->OnPolicyApplied(p); };
     hooks.on_oom_retry = [r](const yolo::OomRetryReport& o) { r->OnOomRetry(o); };
+    hooks.on_memory_estimate = [r](const yolo::v1::MemoryEstimate& m) { r->OnMemoryEstimate(m); };
   }
   auto out = yolo::Train(args, hooks);
   reporter.reset();
@@ -220,8 +221,12 @@ int RunTrain(const yolo::TrainArgs& args) {
     }
     return Fail(out.status());
   }
-  std::printf("training: %.2f images/s (validation excluded), peak RSS %.0f MB\n",
+  std::printf("training: %.2f images/s (validation excluded), peak RSS %.0f MB",
               out->train_images_per_second, out->peak_rss_bytes / 1e6);
+  if (out->training_peak_rss_bytes > 0) {
+    std::printf(" (%.0f MB since the memory estimate)", out->training_peak_rss_bytes / 1e6);
+  }
+  std::printf("\n");
   return out->stopped ? kStopped : kSucceeded;
 }
 

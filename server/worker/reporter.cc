@@ -147,6 +147,12 @@ void WorkerReporter::OnOomRetry(const OomRetryReport& report) {
   Send(m);
 }
 
+void WorkerReporter::OnMemoryEstimate(const v1::MemoryEstimate& estimate) {
+  v1::WorkerMessage m;
+  *m.mutable_memory_estimate() = estimate;
+  Send(m);
+}
+
 void WorkerReporter::OnCleanup(const CleanupReport& report) {
   v1::WorkerMessage m;
   auto* c = m.mutable_cleanup_done();

@@ -35,6 +35,7 @@ class WorkerReporter {
   void OnCleanup(const CleanupReport& report);
   void OnPolicyApplied(const PolicyReport& report);
   void OnOomRetry(const OomRetryReport& report);
+  void OnMemoryEstimate(const v1::MemoryEstimate& estimate);
 
   std::chrono::milliseconds progress_interval{500};
 

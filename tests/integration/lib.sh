@@ -4,10 +4,15 @@
 # start_yolod and ctl need YOLOD, WORKER, YOLOCTL and STATE (the state dir of the yolod to start).
 T=$(mktemp -d)
 PIDS=()
+CGROUPS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
   pkill -9 -f "$T/" 2>/dev/null
   if declare -F on_exit >/dev/null; then on_exit; fi
+  for g in "${CGROUPS[@]}"; do
+    for p in $(cat "$g/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$g" 2>/dev/null && break; sleep 0.2; done
+  done
   rm -rf "$T"
 }
 trap cleanup EXIT
@@ -40,3 +45,25 @@ start_yolod() {
   SERVER=$(cat "$STATE/yolod.addr")
 }
 ctl() { "$YOLOCTL" -s "$SERVER" "$@"; }
+# make_cgroup LIMIT_BYTES: a memory cgroup of this test's own with that limit (cgroup v2's
+# memory.max, or v1's memory.limit_in_bytes); sets CGROUP to its folder, or returns 1 where
+# this machine does not let the test make one. in_cgroup COMMAND... runs COMMAND inside it.
+make_cgroup() {
+  local name="yolotest.$$.${#CGROUPS[@]}"
+  CGROUP=
+  if [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then
+    grep -qw memory /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || return 1
+    mkdir "/sys/fs/cgroup/$name" 2>/dev/null || return 1
+    CGROUP=/sys/fs/cgroup/$name
+    CGROUPS+=("$CGROUP")
+    echo "$1" >"$CGROUP/memory.max" 2>/dev/null || return 1
+  elif [[ -d /sys/fs/cgroup/memory ]]; then
+    mkdir "/sys/fs/cgroup/memory/$name" 2>/dev/null || return 1
+    CGROUP=/sys/fs/cgroup/memory/$name
+    CGROUPS+=("$CGROUP")
+    echo "$1" >"$CGROUP/memory.limit_in_bytes" 2>/dev/null || return 1
+  else
+    return 1
+  fi
+}
+in_cgroup() { bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CGROUP" "$@"; }

@@ -4,7 +4,8 @@
 # policy and say why; the danger level holds new starts and stops the newest run with a
 # checkpoint, which resumes by itself once memory is back to ok. With fault injection: an
 # out-of-memory error is retried at half the batch, a leak is flagged and a clean run is not,
-# and a worker SIGKILLed as the OOM killer kills is resumed at half the batch.
+# and a worker SIGKILLed as the OOM killer kills is resumed at half the batch. AutoBatch's choice
+# is kept in the record, and a batch that cannot fit fails with the figures.
 # Usage: memory_e2e_test.sh YOLOD YOLOCTL YOLO_WORKER
 set -uo pipefail
 YOLOD=$1 YOLOCTL=$2 WORKER=$3
@@ -48,7 +49,7 @@ wait_for 120 says "$ID" "e.get('memory_policy', '')" "batch 8 -> 4" ||
   fail "the policy was not applied: $(ctl describe experiment "$ID")"
 json "$ID" "[a['kind'] for a in e['memory_actions']]" | grep -q "'policy', 'policy_applied'" ||
   fail "memory actions: $(json "$ID" "e['memory_actions']")"
-json "$ID" "e['memory_actions'][0]['message']" | grep -q "warning level" ||
+json "$ID" "[a['message'] for a in e['memory_actions'] if a['kind'] == 'policy'][0]" | grep -q "warning level" ||
   fail "the policy request does not say why"
 wait_for 20 grep -q "memory policy after epoch" "$STATE/runs/$ID/train.log" ||
   fail "train.log does not show the policy"
@@ -82,7 +83,7 @@ start_yolod --enable-fault-injection --danger-grace 0
 FAST=(--data "$DATA" --imgsz 64 --workers 0 --plots False --batch 8)
 expect 0 "SUCCEEDED" ctl start-experiment "${FAST[@]}" --epochs 3 --fault_oom_epoch 2 --follow
 ID=$(ctl -o json get experiments | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['experiments'][-1]['id'])")
-says "$ID" "[(a['kind'], a['batch_before'], a['batch_after']) for a in e['memory_actions']]" \
+says "$ID" "[(a['kind'], a.get('batch_before', 0), a.get('batch_after', 0)) for a in e['memory_actions']]" \
   "('oom_retry', 8, 4)" || fail "no OOM retry: $(json "$ID" "e.get('memory_actions')")"
 says "$ID" "e['batch']" "^4$" || fail "the batch is not 4 after the retry"
 says "$ID" "int(e['memory_before']['yolod_rss_bytes']) > 0 and int(e['memory_after']['host_available_bytes']) > 0" \
@@ -116,6 +117,17 @@ says "$ID" "e['batch']" "^4$" || fail "the resume is not at half the batch"
 says "$ID" "[a['kind'] for a in e['memory_actions']]" "oom_resume" || fail "no oom_resume action"
 wait_for 60 says "$ID" "e['worker_pid'] != $PID" True || fail "no new worker"
 expect 0 "" ctl stop "$ID"
+
+echo "== AutoBatch: the batch it chose and its fit are in the record; a batch that cannot fit FAILS with the figures"
+expect 0 "SUCCEEDED" ctl start-experiment --data "$DATA" --imgsz 64 --workers 0 --plots False --epochs 1 --batch -1 --follow
+AUTO=$(ctl -o json get experiments | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['experiments'][-1]['id'])")
+says "$AUTO" "e['memory_estimate']['autobatch'] and int(e['memory_estimate']['batch']) == e['batch'] > 1 and len(e['memory_estimate']['steps']) >= 3" \
+  True || fail "no AutoBatch choice in the record: $(json "$AUTO" "e.get('memory_estimate')")"
+says "$AUTO" "[a['kind'] for a in e['memory_actions']]" "autobatch" || fail "no autobatch event"
+expect 0 "AutoBatch: batch" ctl describe experiment "$AUTO"
+BIG=$(ctl start-experiment --data "$DATA" --imgsz 320 --workers 0 --plots False --batch 4096 --epochs 1 | new_id)
+wait_for 120 says "$BIG" "e['state']" FAILED || fail "a batch that cannot fit was not refused: $(ctl describe experiment "$BIG")"
+says "$BIG" "e['reason']" "cannot fit.*batch=[0-9]* would fit" || fail "the refusal lacks the figures: $(json "$BIG" "e['reason']")"
 kill -TERM "$YOLOD_PID"
 wait "$YOLOD_PID" 2>/dev/null
 echo "PASS"

@@ -36,6 +36,7 @@ class BlockPool {
   int64_t allocated_bytes() const { return allocated_; }  // live blocks
   int64_t reserved_bytes() const { return reserved_; }    // all segments
   int64_t peak_allocated_bytes() const { return peak_allocated_; }
+  void ResetPeak() { peak_allocated_ = allocated_; }
   int64_t segment_count() const { return static_cast<int64_t>(segments_.size()); }
 
  private:

@@ -46,6 +46,11 @@ class CachingCpuAllocator final : public c10::Allocator {
     return released;
   }
 
+  void ResetPeak() {
+    std::lock_guard<std::mutex> lock(mu_);
+    pool_.ResetPeak();
+  }
+
   CpuAllocatorStats Stats() {
     std::lock_guard<std::mutex> lock(mu_);
     return {pool_.allocated_bytes(), pool_.reserved_bytes() - pool_.allocated_bytes(),
@@ -105,5 +110,7 @@ void InstallCachingCpuAllocator(int64_t cache_limit_bytes) {
 int64_t EmptyCpuCache() { return CachingCpuAllocator::Get().EmptyCache(); }
 
 CpuAllocatorStats GetCpuAllocatorStats() { return CachingCpuAllocator::Get().Stats(); }
+
+void ResetCpuAllocatorPeak() { CachingCpuAllocator::Get().ResetPeak(); }
 
 }  // namespace yolo

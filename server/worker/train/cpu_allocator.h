@@ -26,5 +26,7 @@ void InstallCachingCpuAllocator(int64_t cache_limit_bytes = int64_t{4} << 30);
 int64_t EmptyCpuCache();
 
 CpuAllocatorStats GetCpuAllocatorStats();
+// Starts peak_allocated_bytes again from what is live now.
+void ResetCpuAllocatorPeak();
 
 }  // namespace yolo

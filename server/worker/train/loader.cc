@@ -198,22 +198,28 @@ BatchLoader::~BatchLoader() {
   for (auto& t : threads_) t.join();
 }
 
+double CacheBytesEstimate(const std::vector<ImageRecord>& records, CacheMode mode, int imgsz) {
+  if (mode == CacheMode::kNone || records.empty()) return 0;
+  // From up to 30 images spread over the set, as Ultralytics estimates it.
+  const size_t probe = std::min<size_t>(30, records.size());
+  double bytes = 0;
+  for (size_t i = 0; i < probe; ++i) {
+    const ImageRecord& r = records[i * records.size() / probe];
+    const double full = 3.0 * r.width * r.height;
+    const double ratio = static_cast<double>(imgsz) / std::max(r.width, r.height);
+    bytes += mode == CacheMode::kRam ? full * ratio * ratio : full;
+  }
+  return bytes / probe * records.size();
+}
+
 int BatchLoader::BatchesPerEpoch() const {
   return static_cast<int>((records_.size() + options_.batch - 1) / options_.batch);
 }
 
 absl::Status BatchLoader::PrepareCache() {
   if (options_.cache == CacheMode::kNone || records_.empty()) return absl::OkStatus();
-  // Estimate the need from up to 30 images, with a 50 % margin, as Ultralytics does.
-  const size_t probe = std::min<size_t>(30, records_.size());
-  double bytes = 0;
-  for (size_t i = 0; i < probe; ++i) {
-    const ImageRecord& r = records_[i * records_.size() / probe];
-    const double full = 3.0 * r.width * r.height;
-    const double ratio = static_cast<double>(options_.imgsz) / std::max(r.width, r.height);
-    bytes += options_.cache == CacheMode::kRam ? full * ratio * ratio : full;
-  }
-  const double need = bytes / probe * records_.size() * 1.5;
+  // With a 50 % margin, as Ultralytics does.
+  const double need = CacheBytesEstimate(records_, options_.cache, options_.imgsz) * 1.5;
   if (options_.cache == CacheMode::kRam) {
     auto host = options_.proc->Host();
     const double available = host.ok() ? static_cast<double>(host->available_bytes) : 0;

@@ -104,6 +104,10 @@ struct Batch {
   int instances = 0;
 };
 
+// The bytes a cache of `records` takes (cache=ram: images resized to imgsz; cache=disk: at
+// their own size), estimated from a sample of them; 0 without a cache.
+double CacheBytesEstimate(const std::vector<ImageRecord>& records, CacheMode mode, int imgsz);
+
 class BatchLoader {
  public:
   BatchLoader(std::vector<ImageRecord> records, LoaderOptions options);

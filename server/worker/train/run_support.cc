@@ -10,6 +10,7 @@
 #ifdef YOLO_WITH_CUDA
 #include <ATen/autocast_mode.h>
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <cuda_runtime_api.h>
 #endif
 
 #include <algorithm>
@@ -62,6 +63,31 @@ int64_t EmptyDeviceCache(const c10::Device& device) {
   if (device.is_cuda()) c10::cuda::CUDACachingAllocator::emptyCache();
 #endif
   return std::max<int64_t>(before - GpuReservedBytes(device), 0);
+}
+
+bool GpuMemoryInfo(const c10::Device& device, int64_t* free_bytes, int64_t* total_bytes) {
+#ifdef YOLO_WITH_CUDA
+  if (device.is_cuda()) {
+    int previous = 0;
+    size_t free = 0, total = 0;
+    if (cudaGetDevice(&previous) != cudaSuccess || cudaSetDevice(device.index()) != cudaSuccess) {
+      return false;
+    }
+    const bool ok = cudaMemGetInfo(&free, &total) == cudaSuccess;
+    cudaSetDevice(previous);
+    *free_bytes = static_cast<int64_t>(free), *total_bytes = static_cast<int64_t>(total);
+    return ok;
+  }
+#endif
+  (void)device, (void)free_bytes, (void)total_bytes;
+  return false;
+}
+
+bool IsOutOfMemory(const c10::Error& error) {
+  const std::string what = error.what_without_backtrace();
+  return dynamic_cast<const c10::OutOfMemoryError*>(&error) != nullptr ||
+         absl::StrContains(what, "out of memory") || absl::StrContains(what, "not enough memory") ||
+         absl::StrContains(what, "can't allocate memory");
 }
 
 std::string GpuMem(const c10::Device& device) {

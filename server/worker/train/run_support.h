@@ -3,6 +3,7 @@
 #pragma once
 
 #include <c10/core/Device.h>
+#include <c10/util/Exception.h>
 
 #include <array>
 #include <optional>
@@ -43,6 +44,13 @@ int64_t GpuReservedBytes(const c10::Device& device);
 // Gives the CUDA caching allocator's unused blocks back to the driver; returns the bytes
 // released (0 on the CPU or without CUDA).
 int64_t EmptyDeviceCache(const c10::Device& device);
+
+// Free and total memory of a CUDA device as the driver sees it; false on the CPU or without CUDA.
+bool GpuMemoryInfo(const c10::Device& device, int64_t* free_bytes, int64_t* total_bytes);
+
+// An out-of-memory error that leaves a known state: CUDA's OutOfMemoryError, or LibTorch's CPU
+// allocator (or oneDNN's) refusing an allocation.
+bool IsOutOfMemory(const c10::Error& error);
 
 // Mixed precision on CUDA (bf16 autocast, no loss scaling needed); a no-op without CUDA.
 void SetAutocast(bool enabled);

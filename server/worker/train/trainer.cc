@@ -20,6 +20,8 @@
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
 #include "common/status_macros.h"
+#include "server/memory/effective_ram.h"
+#include "server/worker/train/autobatch.h"
 #include "server/worker/train/checkpoint.h"
 #include "server/worker/train/cpu_allocator.h"
 #include "server/worker/train/optim.h"
@@ -73,6 +75,9 @@ class TrainRun {
   absl::Status PrepareResume();
   absl::Status Setup();
   void ReadSettings(int imgsz, int batch, int epochs);
+  // The pre-flight memory estimate, before the loaders exist: with `autobatch` (a fraction of
+  // the memory available) it chooses the batch; a fixed batch that cannot fit is refused.
+  absl::Status PlanMemory(double autobatch, const std::vector<ImageRecord>& train_records);
   // The epoch loop's steps, in order.
   EpochTraining TrainEpoch(int epoch);
   ValidationResult ValidateEpoch(int epoch);
@@ -129,6 +134,7 @@ class TrainRun {
   int64_t fault_leak_mb_ = 0;
   int fault_oom_epoch_ = 0;
   int oom_retries_ = 0;
+  bool measured_training_peak_ = false;          // VmHWM was reset after the memory estimate
   std::vector<std::unique_ptr<char[]>> leaked_;  // fault_leak_mb
   // The optimizer's step state, across epochs.
   int accumulate_ = 1;
@@ -182,11 +188,12 @@ absl::Status TrainRun::Setup() {
   amp_ = device_.is_cuda() && args_.GetBool("amp");
   const int threads = ConfigureThreads(static_cast<int>(args_.GetInt("threads")));
   int batch = static_cast<int>(args_.GetInt("batch"));
-  if (args_.GetFloat("batch") < 1) {
-    spdlog::warn("AutoBatch (batch={}) sizes batches for GPU memory; on {} using batch=16",
-                 args_.GetString("batch"), device_.str());
-    batch = 16;
-  }
+  // batch=-1 or a fraction in (0, 1): AutoBatch chooses it once the model is built.
+  const double batch_arg = args_.GetFloat("batch");
+  const double autobatch = batch_arg >= 1  ? 0
+                           : batch_arg > 0 ? batch_arg
+                                           : kDefaultAutoBatchFraction;
+  if (autobatch > 0) batch = 16;
   int epochs = static_cast<int>(args_.GetInt("epochs"));
   if (resume_from_) {
     start_epoch_ = static_cast<int>(resume_from_->meta.epoch) + 1;
@@ -197,7 +204,6 @@ absl::Status TrainRun::Setup() {
     }
   }
   ReadSettings(CheckImgsz(args_), batch, epochs);
-  first_batch_ = batch;
   fault_leak_mb_ = args_.GetInt("fault_leak_mb");
   fault_oom_epoch_ = static_cast<int>(args_.GetInt("fault_oom_epoch"));
   const int imgsz = settings_.imgsz;
@@ -249,6 +255,8 @@ absl::Status TrainRun::Setup() {
   spdlog::info("{}", ModelSummary(model_, imgsz));
   model_->to(device_);
   model_->train();
+  RETURN_IF_ERROR(PlanMemory(autobatch, train_scan.images));
+  first_batch_ = settings_.batch;
 
   if (run_dir_.empty()) run_dir_ = NewRunDir(args_);
   weights_dir_ = (fs::path(run_dir_) / "weights").string();
@@ -269,11 +277,11 @@ absl::Status TrainRun::Setup() {
 
   // Optimizer.
   const int nbs = settings_.nbs;
-  accumulate_ = AccumulateCount(/*ni=*/0, /*nw=*/-1, nbs, batch);
-  const double weight_decay = args_.GetFloat("weight_decay") * batch * accumulate_ / nbs;
+  accumulate_ = AccumulateCount(/*ni=*/0, /*nw=*/-1, nbs, settings_.batch);
+  const double weight_decay = args_.GetFloat("weight_decay") * settings_.batch * accumulate_ / nbs;
   const int64_t iterations =
       static_cast<int64_t>(
-          std::ceil(static_cast<double>(train_loader_->size()) / std::max(batch, nbs))) *
+          std::ceil(static_cast<double>(train_loader_->size()) / std::max(settings_.batch, nbs))) *
       epochs;
   choice_ =
       ChooseOptimizer(args_.GetString("optimizer"), args_.GetFloat("lr0"),
@@ -318,6 +326,84 @@ absl::Status TrainRun::Setup() {
   return absl::OkStatus();
 }
 
+absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecord>& train_records) {
+  const LoaderOptions loader = BaseLoaderOptions(args_, settings_.imgsz);
+  const double pixels = 3.0 * settings_.imgsz * settings_.imgsz;
+  int max_objects = 1;
+  double largest_image = 0;
+  for (const ImageRecord& r : train_records) {
+    max_objects = std::max(max_objects, static_cast<int>(r.labels.size()));
+    largest_image = std::max(largest_image, 3.0 * r.width * r.height);
+  }
+  EstimateInputs in;
+  in.batch = settings_.batch;
+  in.fraction = autobatch;
+  in.max_batch = std::clamp(static_cast<int>(train_records.size()), 1, kMaxAutoBatch);
+  const int workers = std::max(loader.workers, 1);
+  const int queued = loader.prefetch > 0 ? loader.prefetch : std::max(2, 2 * loader.workers);
+  in.loader_bytes_per_image = (queued + workers) * pixels;  // uint8 batches, queued and building
+  in.cache_bytes = static_cast<int64_t>(CacheBytesEstimate(
+      train_records, loader.cache == CacheMode::kRam ? CacheMode::kRam : CacheMode::kNone,
+      settings_.imgsz));
+  // Each worker holds a mosaic's four decoded images and its canvas; the EMA copies the model.
+  in.fixed_bytes = static_cast<double>(ModelBytes(*model_) + in.cache_bytes) +
+                   workers * (4 * largest_image + 4 * pixels);
+  int64_t gpu_free = 0, gpu_total = 0;
+  RamUse ram;
+  if (device_.is_cuda() && GpuMemoryInfo(device_, &gpu_free, &gpu_total)) {
+    in.limit_bytes = gpu_total, in.available_bytes = gpu_free;
+    in.fixed_bytes -= static_cast<double>(in.cache_bytes);  // the cache is in RAM
+  } else {
+    ram = ReadEffectiveRam(*hooks_.proc, *hooks_.cgroup);
+    in.limit_bytes = ram.limit_bytes, in.available_bytes = ram.available_bytes();
+  }
+  if (in.limit_bytes <= 0) {
+    if (autobatch > 0) {
+      spdlog::warn("AutoBatch: the memory available cannot be read here; using batch=16");
+    }
+    return absl::OkStatus();
+  }
+  StepSpec spec;
+  spec.scale = model_->scale;
+  spec.nc = model_->nc;
+  spec.imgsz = settings_.imgsz;
+  spec.max_objects = max_objects;
+  spec.device = device_;
+  spec.amp = amp_;
+  spec.optimizer = ChooseOptimizer(args_.GetString("optimizer"), args_.GetFloat("lr0"),
+                                   args_.GetFloat("momentum"), args_.GetFloat("warmup_bias_lr"),
+                                   /*iterations=*/0, model_->nc);
+  spec.gains = {args_.GetFloat("box"), args_.GetFloat("cls"), args_.GetFloat("dfl")};
+  StepProfiler profiler(spec);
+  auto estimate = EstimateMemory(profiler, in);
+  if (!estimate.ok()) return absl::FailedPreconditionError(estimate.status().message());
+  estimate->set_device(device_.str());
+  const int64_t predicted = estimate->predicted_bytes();
+  if (autobatch > 0) {
+    settings_.batch = estimate->batch();
+    RETURN_IF_ERROR(args_.Set("batch", std::to_string(settings_.batch)));  // resumes keep it
+  } else if (predicted > in.available_bytes) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "%s: it cannot fit; %s (batch=-1 lets AutoBatch choose)", estimate->message(),
+        estimate->fits_batch() > 0
+            ? absl::StrFormat("batch=%d would fit", estimate->fits_batch())
+            : std::string("even batch 1 would not fit: lower imgsz or use a smaller model")));
+  }
+  const double after = static_cast<double>(in.limit_bytes - in.available_bytes + predicted) /
+                       static_cast<double>(in.limit_bytes);
+  if (after > kPreflightWarnRatio) {
+    estimate->set_warning(
+        absl::StrFormat("this run would bring %s to about %.0f %% of its %.1f GB (above %.0f %%)",
+                        device_.is_cuda() ? "the GPU's memory" : "RAM", after * 100,
+                        in.limit_bytes / 1e9, kPreflightWarnRatio * 100));
+    spdlog::warn("{}", estimate->warning());
+  }
+  spdlog::info("{} [{:.1f} s]", estimate->message(), estimate->seconds());
+  if (hooks_.on_memory_estimate) hooks_.on_memory_estimate(*estimate);
+  measured_training_peak_ = ResetPeakRss();  // from here on, the peak is the run's own
+  return absl::OkStatus();
+}
+
 absl::StatusOr<EpochTraining> TrainRun::TryTrainEpoch(int epoch) {
   // std::bad_alloc is not retried here: it can come from any allocation, in the middle of any
   // update, and the state it leaves is unknown (a retry after one crashed under a capped address
@@ -326,11 +412,9 @@ absl::StatusOr<EpochTraining> TrainRun::TryTrainEpoch(int epoch) {
   try {
     return TrainEpoch(epoch);
   } catch (const c10::Error& e) {
-    const std::string what = e.what_without_backtrace();
-    if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
-        absl::StrContains(what, "out of memory") || absl::StrContains(what, "not enough memory") ||
-        absl::StrContains(what, "can't allocate memory")) {
-      return absl::ResourceExhaustedError(absl::StrCat("out of memory: ", what));
+    if (IsOutOfMemory(e)) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("out of memory: ", e.what_without_backtrace()));
     }
     throw;
   } catch (const cv::Exception& e) {
@@ -573,6 +657,9 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   }
   if (!outcome.stopped) RETURN_IF_ERROR(Conclude(epoch - start_epoch_, &outcome));
   outcome.peak_rss_bytes = PeakRssBytes();
+  if (auto self = hooks_.proc->Self(); self.ok() && measured_training_peak_) {
+    outcome.training_peak_rss_bytes = self->peak_rss_bytes;
+  }
   return outcome;
 }
 

@@ -12,9 +12,11 @@
 
 #include "absl/status/statusor.h"
 #include "common/train_args.h"
+#include "server/memory/cgroup_probe.h"
 #include "server/memory/proc_probe.h"
 #include "server/worker/train/metrics.h"
 #include "server/worker/train/validator.h"
+#include "yolo/v1/experiment.pb.h"
 
 namespace yolo {
 
@@ -101,8 +103,11 @@ struct TrainHooks {
   // When not empty, every image of the dataset must lie under one of these folders (yolod's
   // --allowed-root, which it hands to its workers).
   std::vector<std::string> allowed_roots;
-  // /proc, or fixture files: the RSS that cleanups report.
+  // /proc, or fixture files: the RSS that cleanups report, the RAM the estimate sees.
   std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>();
+  std::shared_ptr<const CgroupProbe> cgroup = std::make_shared<CgroupProbe>();
+  // The pre-flight memory estimate (and AutoBatch's choice), before the first epoch.
+  std::function<void(const v1::MemoryEstimate&)> on_memory_estimate;
 };
 
 struct TrainOutcome {
@@ -112,6 +117,8 @@ struct TrainOutcome {
   MetricsSummary best;                 // best.pt validated at the end
   double train_images_per_second = 0;  // over the whole run, validation excluded
   long peak_rss_bytes = 0;
+  // Since the pre-flight estimate (which measures steps of its own); 0 where it is not known.
+  int64_t training_peak_rss_bytes = 0;
 };
 
 absl::StatusOr<TrainOutcome> Train(const TrainArgs& args, const TrainHooks& hooks = {});

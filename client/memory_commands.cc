@@ -81,6 +81,19 @@ void PrintReport(const v1::MemoryReport& r) {
                 HumanBytes(w.cpu_cached_bytes()).c_str(),
                 HumanBytes(w.gpu_reserved_bytes()).c_str());
   }
+  bool any_run = false;
+  for (const auto& w : r.workers()) {
+    if (w.policy().empty() && !w.rss_trend().leak_suspected() && w.batch() <= 0) continue;
+    if (!any_run) std::printf("experiments:\n");
+    any_run = true;
+    std::printf("  %s  batch %d%s%s\n", w.experiment_id().c_str(), w.batch(),
+                w.policy().empty() ? "" : ("  policy: " + w.policy()).c_str(),
+                w.rss_trend().leak_suspected() ? ("  " + w.rss_trend().message()).c_str() : "");
+  }
+  if (r.recommendations_size() > 0) {
+    std::printf("recommendations:\n");
+    for (const auto& line : r.recommendations()) std::printf("  - %s\n", line.c_str());
+  }
   if (r.events_size() > 0) {
     std::printf("recent memory events:\n");
     for (const auto& e : r.events()) {

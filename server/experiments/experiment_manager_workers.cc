@@ -2,8 +2,12 @@
 #include <google/protobuf/util/time_util.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <csignal>
+#include <map>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/secret.h"
 #include "common/user_path.h"
@@ -137,18 +141,36 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
 std::vector<v1::WorkerMemory> ExperimentManager::WorkerMemory() const {
   std::vector<std::pair<std::string, pid_t>> running;
   std::map<std::string, v1::WorkerMemoryStats> stats;
+  std::map<std::string, v1::WorkerMemory> known;  // what the record says of each
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [id, e] : entries_) {
       if (e->pid <= 0) continue;
       running.emplace_back(id, e->pid);
       stats[id] = e->memory;
+      v1::WorkerMemory& k = known[id];
+      const auto& args = e->exp.resolved_args();
+      int workers = 0;
+      if (auto w = args.find("workers"); w != args.end()) absl::SimpleAtoi(w->second, &workers);
+      std::string cache = args.count("cache") ? absl::AsciiStrToLower(args.at("cache")) : "";
+      if (cache == "true") cache = "ram";
+      if (cache != "ram" && cache != "disk") cache.clear();
+      if (!e->exp.memory_policy().empty()) {  // the policy caps workers and turns the cache off
+        workers = std::min(workers, 2);
+        cache.clear();
+      }
+      k.set_batch(e->exp.batch());
+      k.set_workers(workers);
+      k.set_cache(cache);
+      k.set_policy(e->exp.memory_policy());
+      if (e->exp.has_rss_trend()) *k.mutable_rss_trend() = e->exp.rss_trend();
+      if (e->exp.has_memory_estimate()) *k.mutable_estimate() = e->exp.memory_estimate();
     }
   }
   std::vector<v1::WorkerMemory> out;
   const ProcProbe& probe = *options_.proc;
   for (const auto& [id, pid] : running) {
-    v1::WorkerMemory w;
+    v1::WorkerMemory w = std::move(known[id]);
     w.set_experiment_id(id);
     w.mutable_process()->set_pid(pid);
     if (auto info = probe.Process(pid); info.ok()) {

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "server/memory/recommend.h"
 
 namespace yolo {
 
@@ -171,6 +172,7 @@ v1::MemoryReport MemoryManager::Report() const {
   for (const auto& [k, v] : counters.cleanups) (*w->mutable_cleanups())[k] = v;
   for (const auto& [k, v] : counters.actions) (*w->mutable_actions())[k] = v;
   for (const std::string& e : s.errors) w->add_probe_errors(e);
+  for (std::string& r : Recommend(report)) report.add_recommendations(std::move(r));
   return report;
 }
 

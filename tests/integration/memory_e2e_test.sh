@@ -56,6 +56,7 @@ wait_for 20 grep -q "memory policy after epoch" "$STATE/runs/$ID/train.log" ||
 grep -q "yolod: memory: pressure policy requested" "$STATE/runs/$ID/train.log" ||
   fail "train.log does not show yolod's request"
 expect 0 "cleanup" ctl memory report
+expect 0 "$ID: batch 4 -> 2 frees about" ctl memory report  # a recommendation, sized by its estimate
 
 echo "== danger: new starts are held, the newest run is stopped with a checkpoint, then resumed"
 expect 0 "" ctl memory levels set "$(danger_levels)"

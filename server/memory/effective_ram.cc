@@ -11,6 +11,7 @@ RamUse EffectiveRam(const std::optional<HostMemInfo>& host,
   if (host && host->total_bytes > 0) {
     r.limit_bytes = host->total_bytes;
     r.used_bytes = std::max<int64_t>(host->total_bytes - host->available_bytes, 0);
+    r.available_bytes = std::max<int64_t>(host->available_bytes, 0);
     host_ratio = static_cast<double>(r.used_bytes) / static_cast<double>(r.limit_bytes);
   }
   if (cgroup && cgroup->limit_bytes && *cgroup->limit_bytes > 0 &&
@@ -19,6 +20,9 @@ RamUse EffectiveRam(const std::optional<HostMemInfo>& host,
         static_cast<double>(cgroup->working_set_bytes) / static_cast<double>(*cgroup->limit_bytes);
     r.limit_bytes = *cgroup->limit_bytes;
     if (group_ratio >= host_ratio) r.used_bytes = cgroup->working_set_bytes;
+    const int64_t group_left =
+        std::max<int64_t>(*cgroup->limit_bytes - cgroup->working_set_bytes, 0);
+    r.available_bytes = host ? std::min(r.available_bytes, group_left) : group_left;
   }
   r.ratio = std::max(host_ratio, group_ratio);
   return r;

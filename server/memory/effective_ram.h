@@ -12,12 +12,10 @@
 namespace yolo {
 
 struct RamUse {
-  int64_t limit_bytes = 0;  // 0: unknown (no meminfo and no cgroup limit)
-  int64_t used_bytes = 0;   // of the more constrained side, against limit_bytes
-  double ratio = 0;         // the larger of the host's and the cgroup's used ratio
-  int64_t available_bytes() const {
-    return limit_bytes > used_bytes ? limit_bytes - used_bytes : 0;
-  }
+  int64_t limit_bytes = 0;      // 0: unknown (no meminfo and no cgroup limit)
+  int64_t used_bytes = 0;       // of the more constrained side, against limit_bytes
+  double ratio = 0;             // the larger of the host's and the cgroup's used ratio
+  int64_t available_bytes = 0;  // the smaller of what the host and the cgroup have left
 };
 
 // Host use is MemTotal - MemAvailable; a cgroup's is its working set (usage - inactive_file,

@@ -54,8 +54,8 @@ std::vector<std::string> Recommend(const v1::MemoryReport& report) {
           (est.batch() > 0 ? static_cast<double>(est.loader_bytes()) / est.batch() : 0);
       out.push_back(absl::StrFormat(
           "%s: batch %d -> %d frees about %s of %s at this run's rate (%s per image, from its "
-          "memory estimate); gradient accumulation doubles, so the nominal batch of 64 and the "
-          "results hold",
+          "memory estimate); gradient accumulation rises to keep the nominal batch (nbs), so "
+          "the results hold",
           id, batch, half, Bytes(per_image * (batch - half)), on_gpu ? "GPU memory" : "RAM",
           Bytes(per_image)));
     }

@@ -1,5 +1,5 @@
 // Recommendations in plain words, from a memory report: what to lower, by how much, and why
-// ("exp-1: batch 16 -> 8 frees about 1.1 GB at this run's rate ..."). The figures come from
+// ("exp-1: batch 16 -> 8 frees about 1.1 GB of RAM at this run's rate ..."). The figures come from
 // each run's pre-flight estimate (bytes per image, loader, image cache) and its RSS trend.
 #pragma once
 

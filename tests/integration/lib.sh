@@ -46,8 +46,10 @@ start_yolod() {
 }
 ctl() { "$YOLOCTL" -s "$SERVER" "$@"; }
 # make_cgroup LIMIT_BYTES: a memory cgroup of this test's own with that limit (cgroup v2's
-# memory.max, or v1's memory.limit_in_bytes); sets CGROUP to its folder, or returns 1 where
-# this machine does not let the test make one. in_cgroup COMMAND... runs COMMAND inside it.
+# memory.max, or v1's memory.limit_in_bytes) that a process may be moved into; sets CGROUP to
+# its folder, or returns 1 where this machine does not let the test make one.
+# in_cgroup COMMAND... becomes COMMAND inside it (exec): call it as a background job or in
+# $(...), so that $! is COMMAND's own pid.
 make_cgroup() {
   local name="yolotest.$$.${#CGROUPS[@]}"
   CGROUP=
@@ -65,5 +67,6 @@ make_cgroup() {
   else
     return 1
   fi
+  bash -c 'echo $$ >"$0/cgroup.procs"' "$CGROUP" 2>/dev/null || return 1
 }
-in_cgroup() { bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CGROUP" "$@"; }
+in_cgroup() { exec bash -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CGROUP" "$@"; }

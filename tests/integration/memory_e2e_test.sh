@@ -126,7 +126,10 @@ says "$AUTO" "e['memory_estimate']['autobatch'] and int(e['memory_estimate']['ba
   True || fail "no AutoBatch choice in the record: $(json "$AUTO" "e.get('memory_estimate')")"
 says "$AUTO" "[a['kind'] for a in e['memory_actions']]" "autobatch" || fail "no autobatch event"
 expect 0 "AutoBatch: batch" ctl describe experiment "$AUTO"
-BIG=$(ctl start-experiment --data "$DATA" --imgsz 320 --workers 0 --plots False --batch 4096 --epochs 1 | new_id)
+# As many images as it takes for one batch of them at 640 px to need more than this host's RAM.
+n=$(awk '/MemTotal/{n = int($2 / 1024 / 100); print (n < 256 ? 256 : n)}' /proc/meminfo)
+"$WORKER" make-dataset shapes out="$T/big" train="$n" val=4 imgsz=64 seed=0 >/dev/null || fail "make-dataset"
+BIG=$(ctl start-experiment --data "$T/big/data.yaml" --imgsz 640 --workers 0 --plots False --batch "$n" --epochs 1 | new_id)
 wait_for 120 says "$BIG" "e['state']" FAILED || fail "a batch that cannot fit was not refused: $(ctl describe experiment "$BIG")"
 says "$BIG" "e['reason']" "cannot fit.*batch=[0-9]* would fit" || fail "the refusal lacks the figures: $(json "$BIG" "e['reason']")"
 kill -TERM "$YOLOD_PID"

@@ -12,13 +12,6 @@ mb() { awk -v v="$1" -v u="$2" 'BEGIN { printf "%d", (u == "GB" ? v * 1000 : v) 
 common=(data="$T/data/data.yaml" model=yolov8n imgsz=128 epochs=1 workers=1 threads=2 plots=False
   project="$T/runs")
 
-echo "--- a batch that cannot fit is refused with the figures, nothing written"
-expect 1 "cannot fit" "$WORKER" train "${common[@]}" batch=4096 imgsz=320 name=huge
-out=$("$WORKER" train "${common[@]}" batch=4096 imgsz=320 name=huge 2>&1)
-[[ $out == *"memory estimate: batch 4096 needs about"*"available"*"would fit"* ]] \
-  || fail "the refusal does not give the figures: $out"
-[[ ! -e $T/runs/huge ]] || fail "a refused run left a folder"
-
 echo "--- a fixed batch that fits gets its estimate"
 out=$("$WORKER" train "${common[@]}" batch=8 name=fixed 2>&1) || fail "training failed: $out"
 line=$(grep -o 'memory estimate: batch 8 needs about [0-9.]* [MG]B above the worker.s [0-9.]* [MG]B' <<<"$out") \
@@ -48,4 +41,13 @@ echo "batch $batch: peak RSS $peak MB, $used MB above the worker's $base_mb MB; 
 ((batch > 1 && batch < 96)) || fail "batch $batch: the limit, not the training set's size, should bound it"
 ((used <= budget)) || fail "the real peak ($used MB above the worker) passed 60 % of what was available ($budget MB)"
 grep -q "^batch: $batch\$" "$T/runs/auto/args.yaml" || fail "args.yaml does not keep the chosen batch"
+
+echo "--- in the same cgroup, a batch that cannot fit is refused with the figures, nothing written"
+out=$(in_cgroup "$WORKER" train "${common[@]}" batch=64 imgsz=320 name=huge 2>&1)
+rc=$?
+((rc == 1)) || fail "a batch that cannot fit exited $rc: $out"
+[[ $out == *"memory estimate: batch 64 needs about"*"available"*"cannot fit"*"would fit"* ]] \
+  || fail "the refusal does not give the figures: $out"
+grep "cannot fit" <<<"$out"
+[[ ! -e $T/runs/huge ]] || fail "a refused run left a folder"
 echo "PASS"

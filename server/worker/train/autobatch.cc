@@ -165,9 +165,16 @@ absl::StatusOr<int64_t> StepProfiler::Measure(const std::function<void()>& step)
     return std::max<int64_t>(peak - live, 0);
   } catch (const c10::Error& e) {
     if (!IsOutOfMemory(e)) throw;
+    SetAutocast(false);
     EmptyCpuCache();
     EmptyDeviceCache(spec_.device);
     return absl::ResourceExhaustedError(e.what_without_backtrace());
+  } catch (const std::bad_alloc&) {
+    // The caching CPU allocator's refusal. Safe to go on here, unlike in training: what the
+    // step held belonged to a model that is gone.
+    SetAutocast(false);
+    EmptyCpuCache();
+    return absl::ResourceExhaustedError("the CPU allocator could not allocate (std::bad_alloc)");
   }
 }
 
@@ -301,8 +308,12 @@ absl::StatusOr<v1::MemoryEstimate> EstimateMemory(StepProfiler& profiler,
   model.val = FitLine(val_x, val);
 
   int batch = in.batch;
+  // A line through fewer than two steps, or a flat one (noise), says nothing beyond them.
+  const bool extrapolate = xs.size() >= 2 && model.train.slope > 0;
   if (autobatch) {
-    batch = LargestBatchWithin(model, budget, std::max(in.max_batch, 1));
+    batch = LargestBatchWithin(model, budget,
+                               extrapolate ? std::max(in.max_batch, 1)
+                                           : std::min(static_cast<int>(xs.back()), in.max_batch));
     if (batch == 0) {
       return absl::ResourceExhaustedError(absl::StrFormat(
           "AutoBatch: even batch 1 needs about %s, more than %.0f %% of the %s available",
@@ -321,12 +332,22 @@ absl::StatusOr<v1::MemoryEstimate> EstimateMemory(StepProfiler& profiler,
   const bool confirm = autobatch || (batch > xs.back() && model.Predict(batch) <= limit);
   bool confirmed = !confirm;
   for (int attempt = 0; confirm && attempt < 3 && !confirmed; ++attempt) {
-    out.set_confirm_predicted_bytes(static_cast<int64_t>(model.Train(batch)));
+    const double expected = model.Train(batch);
     auto measured = profiler.Train(batch);
-    out.set_confirm_measured_bytes(measured.ok() ? *measured : 0);
     if (measured.ok()) xs.push_back(batch), train.push_back(static_cast<double>(*measured));
     confirmed = measured.ok() && fits(static_cast<double>(*measured), batch);
-    if (confirmed || !autobatch) break;
+    if (confirmed) {
+      out.set_confirm_predicted_bytes(static_cast<int64_t>(expected));
+      out.set_confirm_measured_bytes(*measured);
+      break;
+    }
+    if (!autobatch) {  // a fixed batch that its own step says cannot fit
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "memory estimate: a training step at batch %d %s, beyond the %s available", batch,
+          measured.ok() ? absl::StrCat("needs ", Bytes(static_cast<double>(*measured)))
+                        : std::string("ran out of memory"),
+          Bytes(limit)));
+    }
     int next = batch / 2;
     if (measured.ok()) {
       model.train = FitLine({xs[profiled - 1], static_cast<double>(batch)},
@@ -360,8 +381,11 @@ absl::StatusOr<v1::MemoryEstimate> EstimateMemory(StepProfiler& profiler,
   // What the worker holds now, with whatever the measuring left behind (kernel caches, arenas).
   out.set_baseline_bytes(profiler.Baseline());
   out.set_batch(batch);
-  out.set_fits_batch(
-      LargestBatchWithin(model, static_cast<double>(in.available_bytes), kMaxAutoBatch));
+  // What AutoBatch would pick at its default fraction.
+  out.set_fits_batch(LargestBatchWithin(
+      model,
+      kDefaultAutoBatchFraction * (1 - kPredictionMargin) * static_cast<double>(in.available_bytes),
+      extrapolate ? kMaxAutoBatch : static_cast<int>(xs.back())));
   out.set_predicted_bytes(static_cast<int64_t>(model.Predict(batch)));
   out.set_intercept_bytes(model.train.intercept);
   out.set_bytes_per_image(model.train.slope);

@@ -335,8 +335,11 @@ absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecor
     max_objects = std::max(max_objects, static_cast<int>(r.labels.size()));
     largest_image = std::max(largest_image, 3.0 * r.width * r.height);
   }
+  // Mosaic puts up to four images' labels into one.
+  if (args_.GetFloat("mosaic") > 0) max_objects *= 4;
   EstimateInputs in;
-  in.batch = settings_.batch;
+  // The loader never makes a batch larger than the training set.
+  in.batch = std::min(settings_.batch, std::max(static_cast<int>(train_records.size()), 1));
   in.fraction = autobatch;
   in.max_batch = std::clamp(static_cast<int>(train_records.size()), 1, kMaxAutoBatch);
   const int workers = std::max(loader.workers, 1);
@@ -351,11 +354,15 @@ absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecor
   int64_t gpu_free = 0, gpu_total = 0;
   RamUse ram;
   if (device_.is_cuda() && GpuMemoryInfo(device_, &gpu_free, &gpu_total)) {
+    // On the GPU: the steps and the EMA. The loader and the cache live in host RAM, which the
+    // watchdog looks after.
     in.limit_bytes = gpu_total, in.available_bytes = gpu_free;
-    in.fixed_bytes -= static_cast<double>(in.cache_bytes);  // the cache is in RAM
+    in.loader_bytes_per_image = 0;
+    in.fixed_bytes = static_cast<double>(ModelBytes(*model_));
+    in.cache_bytes = 0;
   } else {
     ram = ReadEffectiveRam(*hooks_.proc, *hooks_.cgroup);
-    in.limit_bytes = ram.limit_bytes, in.available_bytes = ram.available_bytes();
+    in.limit_bytes = ram.limit_bytes, in.available_bytes = ram.available_bytes;
   }
   if (in.limit_bytes <= 0) {
     if (autobatch > 0) {
@@ -376,7 +383,11 @@ absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecor
   spec.gains = {args_.GetFloat("box"), args_.GetFloat("cls"), args_.GetFloat("dfl")};
   StepProfiler profiler(spec);
   auto estimate = EstimateMemory(profiler, in);
-  if (!estimate.ok()) return absl::FailedPreconditionError(estimate.status().message());
+  if (!estimate.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(estimate.status().message(),
+                     autobatch > 0 ? "" : ": it cannot fit (batch=-1 lets AutoBatch choose)"));
+  }
   estimate->set_device(device_.str());
   const int64_t predicted = estimate->predicted_bytes();
   if (autobatch > 0) {
@@ -386,7 +397,8 @@ absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecor
     return absl::FailedPreconditionError(absl::StrFormat(
         "%s: it cannot fit; %s (batch=-1 lets AutoBatch choose)", estimate->message(),
         estimate->fits_batch() > 0
-            ? absl::StrFormat("batch=%d would fit", estimate->fits_batch())
+            ? absl::StrFormat("batch=%d would fit in %.0f %% of it", estimate->fits_batch(),
+                              kDefaultAutoBatchFraction * 100)
             : std::string("even batch 1 would not fit: lower imgsz or use a smaller model")));
   }
   const double after = static_cast<double>(in.limit_bytes - in.available_bytes + predicted) /

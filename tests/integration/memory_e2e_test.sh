@@ -117,7 +117,16 @@ wait_for 60 says "$ID" "e['state']" RUNNING || fail "the resumed round does not 
 says "$ID" "e['batch']" "^4$" || fail "the resume is not at half the batch"
 says "$ID" "[a['kind'] for a in e['memory_actions']]" "oom_resume" || fail "no oom_resume action"
 wait_for 60 says "$ID" "e['worker_pid'] != $PID" True || fail "no new worker"
-expect 0 "" ctl stop "$ID"
+echo "== killed again until yolod's resumes are spent: FAILED, with every batch it tried"
+PID=$(json "$ID" "e['worker_pid']")
+kill -KILL "$PID"
+wait_for 60 says "$ID" "e.get('oom_resumes', 0)" "^2$" || fail "not resumed a second time"
+wait_for 60 says "$ID" "e['state'] == 'RUNNING' and e['worker_pid'] != $PID" True ||
+  fail "no third worker: $(ctl describe experiment "$ID")"
+kill -KILL "$(json "$ID" "e['worker_pid']")"
+wait_for 60 says "$ID" "e['state']" FAILED || fail "not FAILED once the resumes were spent"
+says "$ID" "e['reason']" "batches tried: 8 -> 4, 4 -> 2; no resume left (--oom-retries 2)" ||
+  fail "the reason does not list the batches tried: $(json "$ID" "e['reason']")"
 
 echo "== AutoBatch: the batch it chose and its fit are in the record; a batch that cannot fit FAILS with the figures"
 expect 0 "SUCCEEDED" ctl start-experiment --data "$DATA" --imgsz 64 --workers 0 --plots False --epochs 1 --batch -1 --follow

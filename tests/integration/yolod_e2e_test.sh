@@ -154,9 +154,9 @@ expect 0 "$ID" "$YOLOCTL" -s "$SERVER" --token-file "$T/token" get experiments
 expect 2 "TLS" "$YOLOD" --listen 0.0.0.0:0 --state-dir "$T/other" --worker "$WORKER"
 stat -c %a "$STATE/worker.sock" | grep -qx 600 || fail "worker.sock is not 0600"
 
-# Under a capped address space the allocation that fails is a std::bad_alloc: the worker exits
-# out of memory (it does not retry in place after one), and with no checkpoint yet the run
-# FAILS and says so.
+# Under a capped address space the allocation that fails is a std::bad_alloc. The worker's
+# pre-flight estimate meets it first, in its own step at the run's batch, and refuses the run
+# before training (a failed run, not an out-of-memory exit: nothing is resumed).
 echo "== a real out-of-memory (address space capped): FAILED, and says why"
 STATE=$T/oom
 rm -f "$STATE/yolod.addr"
@@ -168,9 +168,11 @@ SERVER=$(cat "$STATE/yolod.addr")
 expect 1 "FAILED" ctl start-experiment --data "$DATA" --imgsz 640 --batch 16 --epochs 1 \
   --workers 0 --follow
 ID=$(ctl -o json get experiments | /usr/bin/python3 -c "import json,sys; print(json.load(sys.stdin)['experiments'][0]['id'])")
-expect 0 "out of memory" ctl describe experiment "$ID"
-expect 0 "no checkpoint to resume from" ctl describe experiment "$ID"
-expect 0 "WORKER_OUT_OF_MEMORY" ctl describe experiment "$ID"
+# The pre-flight estimate's own step at the run's batch runs out of the capped address space:
+# refused before training, with what ran out.
+expect 0 "memory estimate: a training step at batch 16 ran out of memory" ctl describe experiment "$ID"
+expect 0 "cannot fit" ctl describe experiment "$ID"
+expect 0 "WORKER_FAILED" ctl describe experiment "$ID"
 
 echo "== TLS, a YAML config, JSON logs, allowed roots"
 openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 \

@@ -342,11 +342,14 @@ absl::StatusOr<v1::MemoryEstimate> EstimateMemory(StepProfiler& profiler,
       break;
     }
     if (!autobatch) {  // a fixed batch that its own step says cannot fit
-      return absl::ResourceExhaustedError(absl::StrFormat(
-          "memory estimate: a training step at batch %d %s, beyond the %s available", batch,
-          measured.ok() ? absl::StrCat("needs ", Bytes(static_cast<double>(*measured)))
-                        : std::string("ran out of memory"),
-          Bytes(limit)));
+      return absl::ResourceExhaustedError(
+          measured.ok()
+              ? absl::StrFormat("memory estimate: a training step at batch %d needs %s, beyond "
+                                "the %s available",
+                                batch, Bytes(static_cast<double>(*measured)), Bytes(limit))
+              : absl::StrFormat("memory estimate: a training step at batch %d ran out of memory "
+                                "with %s available (%s)",
+                                batch, Bytes(limit), measured.status().message()));
     }
     int next = batch / 2;
     if (measured.ok()) {

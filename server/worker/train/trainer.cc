@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -766,10 +767,14 @@ ValidationResult TrainRun::ValidateEpoch(int epoch) {
   if (!settings_.validate && epoch + 1 != settings_.epochs) return {};  // the last one always
   // Validation allocates other shapes than training: give back the cached training blocks
   // before it and its own after it, so that peak memory is the larger of the two phases rather
-  // than their sum.
-  EmptyCpuCache();
+  // than their sum. YOLO_EPOCH_CLEANUP=0 keeps them (bench/memory_tradeoffs.sh measures both).
+  static const bool cleanup = [] {
+    const char* v = std::getenv("YOLO_EPOCH_CLEANUP");
+    return v == nullptr || std::strcmp(v, "0") != 0;
+  }();
+  if (cleanup) EmptyCpuCache();
   ValidationResult val = Validate(ema_->model(), *val_loader_, loss_.get(), settings_.nms, device_);
-  EmptyCpuCache();
+  if (cleanup) EmptyCpuCache();
   std::printf("%s", FormatValidationTable(val.metrics, data_.names, false).c_str());
   std::fflush(stdout);
   return val;

@@ -3,7 +3,9 @@
 # cache=ram experiment, measurably; a bounded load from stress-ng raises yolod's RAM level and it
 # falls back once the load is gone. The load runs in a memory cgroup of the test's own with
 # yolod (so the cgroup's limit is the effective one) where the machine lets it make one, else
-# on the host with levels set just above what the host uses and a size from MemAvailable.
+# on the host with levels set just above what the host uses and a size from MemAvailable. In a
+# cgroup with a limit, a worker that outgrows it is killed by the kernel: yolod counts the OOM
+# kill and resumes the run at half the batch.
 # Usage: memory_pressure_e2e_test.sh YOLOD YOLOCTL YOLO_WORKER
 set -uo pipefail
 YOLOD=$1 YOLOCTL=$2 WORKER=$3
@@ -69,4 +71,28 @@ wait_for 60 level_is "MEMORY_OK" || fail "the level did not fall back: $(ctl mem
 echo "after the load: $(report "r['ram']['level']")"
 kill -TERM "$YOLOD_PID"
 wait "$YOLOD_PID" 2>/dev/null
+
+echo "== the kernel's OOM killer in a cgroup: the kill is counted, the run resumed at half the batch"
+if make_cgroup $((900 * 1000 * 1000)); then
+  STATE=$T/oomkill
+  "$WORKER" make-dataset shapes out="$T/small" train=16 val=4 imgsz=64 seed=0 >/dev/null || fail "make-dataset"
+  # The injected leak (150 MB an epoch) outgrows the limit in a few epochs, faster than the
+  # watchdog's danger grace: the kernel, not yolod, kills the worker.
+  YOLOD_WRAP=in_cgroup start_yolod --enable-fault-injection --danger-grace 600
+  ID=$(ctl start-experiment --data "$T/small/data.yaml" --imgsz 64 --workers 0 --batch 8 \
+    --plots False --epochs 300 --fault_leak_mb 150 | new_id)
+  [[ -n $ID ]] || fail "no experiment"
+  says() { ctl -o json describe experiment "$1" | /usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin); print($2)" | grep -q -- "$3"; }
+  wait_for 180 says "$ID" "e.get('oom_resumes', 0) >= 1" True ||
+    fail "no resume after the kernel's kill: $(ctl describe experiment "$ID" | head -30)"
+  says "$ID" "[a['message'] for a in e['memory_actions'] if a['kind'] == 'oom_resume'][0]" \
+    "killed by signal 9.*the cgroup counted an OOM kill.*batch 8 -> 4" ||
+    fail "the resume does not say the kernel killed it: $(ctl describe experiment "$ID" | sed -n '/Events:/,$p')"
+  echo "$(ctl -o json describe experiment "$ID" | /usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin); print([a['message'] for a in e['memory_actions'] if a['kind'] == 'oom_resume'][0])")"
+  ctl stop "$ID" >/dev/null 2>&1
+  kill -TERM "$YOLOD_PID"
+  wait "$YOLOD_PID" 2>/dev/null
+else
+  echo "SKIP (this part): no memory cgroup here"
+fi
 echo "PASS"

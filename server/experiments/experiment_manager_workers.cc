@@ -15,6 +15,22 @@
 #include "server/experiments/experiment_manager.h"
 
 namespace yolo {
+namespace {
+
+// A memory action the worker reported (and logged itself, so yolod does not log it again).
+v1::MemoryAction WorkerAction(const std::string& kind, std::string message, int epoch = 0,
+                              int batch_before = 0, int batch_after = 0) {
+  v1::MemoryAction a;
+  a.set_kind(kind);
+  a.set_message(std::move(message));
+  a.set_epoch(epoch);
+  a.set_batch_before(batch_before);
+  a.set_batch_after(batch_after);
+  return a;
+}
+
+}  // namespace
+
 using google::protobuf::util::TimeUtil;
 
 bool ExperimentManager::IsWorkerPid(pid_t pid) const {
@@ -97,40 +113,33 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
     const v1::PolicyApplied& p = message.policy_applied();
     e->exp.set_memory_policy(p.detail());
     e->exp.set_batch(p.batch_after());
-    v1::MemoryAction action;
-    action.set_kind("policy_applied");
-    action.set_epoch(p.epoch());
-    action.set_batch_before(p.batch_before());
-    action.set_batch_after(p.batch_after());
-    action.set_message(absl::StrCat("the worker applied the pressure policy after epoch ",
-                                    p.epoch(), ": ", p.detail()));
-    AddMemoryActionLocked(*e, std::move(action), writes, /*log=*/false);  // the worker logs it
+    AddMemoryActionLocked(*e,
+                          WorkerAction("policy_applied",
+                                       absl::StrCat("the worker applied the pressure policy after "
+                                                    "epoch ",
+                                                    p.epoch(), ": ", p.detail()),
+                                       p.epoch(), p.batch_before(), p.batch_after()),
+                          writes, /*log=*/false);
   } else if (message.has_oom_retry()) {
     const v1::OomRetry& o = message.oom_retry();
     e->exp.set_batch(o.batch_after());
-    v1::MemoryAction action;
-    action.set_kind("oom_retry");
-    action.set_epoch(o.epoch());
-    action.set_batch_before(o.batch_before());
-    action.set_batch_after(o.batch_after());
-    action.set_message(absl::StrCat("out of memory in epoch ", o.epoch(), " (", o.error(),
-                                    "): retry ", o.attempt(), " of the epoch at batch ",
-                                    o.batch_before(), " -> ", o.batch_after()));
-    AddMemoryActionLocked(*e, std::move(action), writes, /*log=*/false);  // the worker logs it
+    AddMemoryActionLocked(
+        *e,
+        WorkerAction("oom_retry",
+                     absl::StrCat("out of memory in epoch ", o.epoch(), " (", o.error(),
+                                  "): retry ", o.attempt(), " of the epoch at batch ",
+                                  o.batch_before(), " -> ", o.batch_after()),
+                     o.epoch(), o.batch_before(), o.batch_after()),
+        writes, /*log=*/false);
   } else if (message.has_memory_estimate()) {
     const v1::MemoryEstimate& m = message.memory_estimate();
     *e->exp.mutable_memory_estimate() = m;
     if (m.batch() > 0) e->exp.set_batch(m.batch());
-    v1::MemoryAction action;
-    action.set_kind(m.autobatch() ? "autobatch" : "estimate");
-    action.set_batch_after(m.batch());
-    action.set_message(m.message());
-    AddMemoryActionLocked(*e, std::move(action), writes, /*log=*/false);  // the worker logs it
+    AddMemoryActionLocked(
+        *e, WorkerAction(m.autobatch() ? "autobatch" : "estimate", m.message(), 0, 0, m.batch()),
+        writes, /*log=*/false);
     if (!m.warning().empty()) {
-      v1::MemoryAction warning;
-      warning.set_kind("preflight");
-      warning.set_message(m.warning());
-      AddMemoryActionLocked(*e, std::move(warning), writes, /*log=*/false);
+      AddMemoryActionLocked(*e, WorkerAction("preflight", m.warning()), writes, /*log=*/false);
     }
   } else if (message.has_cleanup_done()) {
     e->cleanup_answers[message.cleanup_done().request_id()] = message.cleanup_done();

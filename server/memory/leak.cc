@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_format.h"
+#include "server/memory/line_fit.h"
 
 namespace yolo {
 
@@ -11,19 +12,13 @@ LeakFit FitLeak(const std::vector<std::pair<double, double>>& points, const Leak
   LeakFit fit;
   fit.epochs = static_cast<int>(points.size());
   if (points.size() < 2) return fit;
-  double n = 0, sx = 0, sy = 0;
-  for (const auto& [x, y] : points) n += 1, sx += x, sy += y;
-  const double mx = sx / n, my = sy / n;
-  double sxx = 0, sxy = 0, syy = 0;
-  for (const auto& [x, y] : points) {
-    sxx += (x - mx) * (x - mx);
-    sxy += (x - mx) * (y - my);
-    syy += (y - my) * (y - my);
-  }
-  if (sxx <= 0) return fit;
-  fit.bytes_per_epoch = sxy / sxx;
-  fit.r2 = syy > 0 ? (sxy * sxy) / (sxx * syy) : 0;  // a flat line explains nothing to explain
-  fit.last_bytes = my + fit.bytes_per_epoch * (points.back().first - mx);
+  std::vector<double> xs, ys;
+  for (const auto& [x, y] : points) xs.push_back(x), ys.push_back(y);
+  const LineFit line = FitLeastSquares(xs, ys);
+  if (!line.ok) return fit;
+  fit.bytes_per_epoch = line.slope;
+  fit.r2 = line.r2;  // a flat line explains nothing to explain
+  fit.last_bytes = line.At(points.back().first);
   fit.suspected = fit.epochs >= c.min_epochs && fit.bytes_per_epoch > c.min_bytes_per_epoch &&
                   fit.r2 >= c.min_r2;
   if (fit.suspected && limit_bytes > 0) {

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "server/memory/effective_ram.h"
+#include "server/memory/line_fit.h"
 
 namespace yolo {
 namespace {
@@ -289,19 +290,17 @@ MemoryTrend Watchdog::Trend(std::chrono::seconds window) const {
   MemoryTrend trend;
   if (history_.empty()) return trend;
   const auto end = history_.back().time;
-  double n = 0, st = 0, sy = 0, stt = 0, sty = 0;
+  std::vector<double> t, y;
   auto first = end;
   for (auto it = history_.rbegin(); it != history_.rend() && end - it->time <= window; ++it) {
     if (it->ram_limit_bytes == 0) continue;
-    const double t = std::chrono::duration<double>(it->time - end).count();
-    const double y = static_cast<double>(it->ram_used_bytes);
-    n += 1, st += t, sy += y, stt += t * t, sty += t * y;
+    t.push_back(std::chrono::duration<double>(it->time - end).count());
+    y.push_back(static_cast<double>(it->ram_used_bytes));
     first = it->time;
   }
-  trend.samples = static_cast<int>(n);
+  trend.samples = static_cast<int>(t.size());
   trend.window_seconds = std::chrono::duration<double>(end - first).count();
-  const double denom = n * stt - st * st;
-  if (n >= 2 && denom > 0) trend.ram_bytes_per_second = (n * sty - st * sy) / denom;
+  if (const LineFit fit = FitLeastSquares(t, y); fit.ok) trend.ram_bytes_per_second = fit.slope;
   return trend;
 }
 

@@ -41,24 +41,9 @@ bool ResetPeakRss() {
 }
 
 LineFit FitLine(const std::vector<double>& x, const std::vector<double>& y) {
-  LineFit fit;
-  const size_t n = std::min(x.size(), y.size());
-  if (n == 0) return fit;
-  double mx = 0, my = 0;
-  for (size_t i = 0; i < n; ++i) mx += x[i], my += y[i];
-  mx /= n, my /= n;
-  double sxx = 0, sxy = 0, syy = 0;
-  for (size_t i = 0; i < n; ++i) {
-    sxx += (x[i] - mx) * (x[i] - mx);
-    sxy += (x[i] - mx) * (y[i] - my);
-    syy += (y[i] - my) * (y[i] - my);
-  }
-  fit.slope = sxx > 0 ? std::max(sxy / sxx, 0.0) : 0;
-  fit.intercept = my - fit.slope * mx;
-  if (n >= 3 && syy > 0) {
-    double res = 0;
-    for (size_t i = 0; i < n; ++i) res += std::pow(y[i] - fit.At(x[i]), 2);
-    fit.r2 = 1 - res / syy;
+  LineFit fit = FitLeastSquares(x, y);
+  if (fit.slope < 0) {  // held flat, through the mean: it explains nothing
+    fit.slope = 0, fit.intercept = fit.mean_y, fit.r2 = 0;
   }
   return fit;
 }

@@ -13,10 +13,13 @@
 #include <c10/core/Device.h>
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/memory/line_fit.h"
 #include "server/worker/train/loss.h"
 #include "server/worker/train/model.h"
 #include "server/worker/train/optim.h"
@@ -30,12 +33,8 @@ inline constexpr int kMaxAutoBatch = 1024;
 inline constexpr double kPredictionMargin = 0.05;
 inline constexpr double kPreflightWarnRatio = 0.70;  // of the limit, with this run's need added
 
-struct LineFit {
-  double intercept = 0, slope = 0;
-  double r2 = 1;  // of the fit; 1 for fewer than three points
-  double At(double x) const { return intercept + slope * x; }
-};
-// Least squares; the slope is kept at least 0 (memory does not shrink with the batch).
+// Least squares (line_fit.h) with the slope held at 0 or more: memory does not shrink with the
+// batch.
 LineFit FitLine(const std::vector<double>& x, const std::vector<double>& y);
 
 // A run's memory as a function of its batch.

@@ -353,7 +353,6 @@ absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecor
   in.fixed_bytes = static_cast<double>(ModelBytes(*model_) + in.cache_bytes) +
                    workers * (4 * largest_image + 4 * pixels);
   int64_t gpu_free = 0, gpu_total = 0;
-  RamUse ram;
   if (device_.is_cuda() && GpuMemoryInfo(device_, &gpu_free, &gpu_total)) {
     // On the GPU: the steps and the EMA. The loader and the cache live in host RAM, which the
     // watchdog looks after.
@@ -362,7 +361,7 @@ absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecor
     in.fixed_bytes = static_cast<double>(ModelBytes(*model_));
     in.cache_bytes = 0;
   } else {
-    ram = ReadEffectiveRam(*hooks_.proc, *hooks_.cgroup);
+    const RamUse ram = ReadEffectiveRam(*hooks_.proc, *hooks_.cgroup);
     in.limit_bytes = ram.limit_bytes, in.available_bytes = ram.available_bytes;
   }
   if (in.limit_bytes <= 0) {

@@ -190,6 +190,27 @@ int Client::DescribeExperiment(const std::string& id) {
   if (e.has_rss_trend() && e.rss_trend().epochs() > 0) {
     std::printf("  trend: %s\n", Shown(e.rss_trend().message()).c_str());
   }
+  if (e.spec().has_smart()) {
+    const auto& smart = e.spec().smart();
+    std::printf(
+        "Smart:     %d epochs in rounds of %d, patience %d rounds; best fitness %.5f, %d "
+        "rounds without improvement\n",
+        smart.max_total_epochs(), smart.round_epochs(), smart.patience(), e.best_fitness(),
+        e.rounds_without_improvement());
+    if (e.smart_rounds_size() > 0) {
+      std::printf("  %-5s %-9s %9s %10s %10s %12s %12s %9s\n", "ROUND", "EPOCHS", "SECONDS",
+                  "PEAK RSS", "END RSS", "YOLOD AFTER", "HOST AVAIL", "FITNESS");
+    }
+    for (const auto& r : e.smart_rounds()) {
+      std::printf("  %-5d %-9s %9.0f %10s %10s %12s %12s %9.5f%s\n", r.round(),
+                  absl::StrCat(r.first_epoch(), "-", r.last_epoch()).c_str(), r.seconds(),
+                  HumanBytes(r.worker_peak_rss_bytes()).c_str(),
+                  HumanBytes(r.worker_end_rss_bytes()).c_str(),
+                  HumanBytes(r.yolod_rss_after_bytes()).c_str(),
+                  HumanBytes(r.host_available_after_bytes()).c_str(), r.best_fitness(),
+                  r.improved() ? " +" : "");
+    }
+  }
   if (e.memory_actions_size() > 0) {
     std::printf("Events:\n");
     for (const auto& a : e.memory_actions()) {

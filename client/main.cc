@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "client/commands.h"
@@ -67,9 +68,24 @@ int main(int argc, char** argv) {
   start->add_option("-f,--filename", file, "experiments file (YAML): one spec or a list");
   start->add_option("--name", name, "a display name");
   start->add_flag("--follow", follow, "show progress until it ends");
+  bool smart = false;
+  yolo::v1::SmartTraining smart_spec;
+  std::string patience;
+  start->add_flag("--smart", smart,
+                  "train in rounds, each a fresh worker resuming the last, with a cleanup and a "
+                  "memory report between rounds");
+  start->add_option_function<int>(
+      "--max-total-epochs", [&smart_spec](int n) { smart_spec.set_max_total_epochs(n); },
+      "--smart: epochs in all (default: --epochs)");
+  start->add_option_function<int>(
+      "--round-epochs", [&smart_spec](int n) { smart_spec.set_round_epochs(n); },
+      "--smart: epochs per round (default 10)");
+  start->add_option("--patience", patience,
+                    "epochs without improvement before training stops; with --smart, rounds "
+                    "(0: never)");
   for (const auto& spec : yolo::AllArgSpecs()) {
     const std::string key = spec.key;
-    if (yolo::IsReservedArg(key)) continue;
+    if (yolo::IsReservedArg(key) || key == "patience") continue;
     start->add_option_function<std::string>(
         "--" + key, [&arg_flags, key](const std::string& v) { arg_flags[key] = v; }, spec.help);
   }
@@ -156,7 +172,7 @@ int main(int argc, char** argv) {
   if (start->parsed()) {
     std::vector<yolo::v1::ExperimentSpec> specs;
     if (!file.empty()) {
-      if (!words.empty() || !arg_flags.empty()) {
+      if (!words.empty() || !arg_flags.empty() || smart || !patience.empty()) {
         std::fprintf(stderr, "error: give either -f FILE or trainer arguments, not both\n");
         return yolo::kExitUsage;
       }
@@ -178,6 +194,22 @@ int main(int argc, char** argv) {
         (*spec.mutable_args())[key] = value;
       }
       for (const auto& [k, v] : arg_flags) (*spec.mutable_args())[k] = v;
+      if (!smart && (smart_spec.max_total_epochs() != 0 || smart_spec.round_epochs() != 0)) {
+        std::fprintf(stderr, "error: --max-total-epochs and --round-epochs need --smart\n");
+        return yolo::kExitUsage;
+      }
+      if (smart) {
+        int rounds = 0;
+        if (!patience.empty() && !absl::SimpleAtoi(patience, &rounds)) {
+          std::fprintf(stderr, "error: --patience: '%s' is not a number of rounds\n",
+                       patience.c_str());
+          return yolo::kExitUsage;
+        }
+        smart_spec.set_patience(rounds);
+        *spec.mutable_smart() = smart_spec;
+      } else if (!patience.empty()) {
+        (*spec.mutable_args())["patience"] = patience;
+      }
       specs.push_back(spec);
     }
     return client.StartExperiments(specs, follow);

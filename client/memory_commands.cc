@@ -15,6 +15,7 @@
 #include "absl/strings/strip.h"
 #include "client/commands.h"
 #include "common/atomic_file.h"
+#include "common/status_macros.h"
 #include "common/yaml_file.h"
 
 namespace yolo {
@@ -299,6 +300,38 @@ int Client::ListProfiles() {
   return kExitOk;
 }
 
+namespace {
+
+// smart: {max_total_epochs: 30, round_epochs: 5, patience: 2}; yolod checks the values.
+absl::StatusOr<v1::SmartTraining> SmartFromYaml(const YAML::Node& node, const std::string& where) {
+  if (!node.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        where, ": 'smart' must be a map {max_total_epochs: N, round_epochs: K, patience: P}"));
+  }
+  v1::SmartTraining smart;
+  for (const auto& kv : node) {
+    const std::string key = kv.first.as<std::string>();
+    int value = 0;
+    if (!kv.second.IsScalar() || !absl::SimpleAtoi(kv.second.as<std::string>(), &value)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": 'smart.", key, "' must be an integer"));
+    }
+    if (key == "max_total_epochs") {
+      smart.set_max_total_epochs(value);
+    } else if (key == "round_epochs") {
+      smart.set_round_epochs(value);
+    } else if (key == "patience") {
+      smart.set_patience(value);
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, ": unknown key 'smart.", key, "' (max_total_epochs, round_epochs, patience)"));
+    }
+  }
+  return smart;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<v1::ExperimentSpec>> LoadExperimentsFile(const std::string& path) {
   auto loaded = LoadYamlFile(path, 16u << 20);
   if (!loaded.ok()) return loaded.status();
@@ -322,6 +355,10 @@ absl::StatusOr<std::vector<v1::ExperimentSpec>> LoadExperimentsFile(const std::s
       v1::ExperimentSpec spec;
       for (const auto& kv : item) {
         const std::string key = kv.first.as<std::string>();
+        if (key == "smart") {
+          ASSIGN_OR_RETURN(*spec.mutable_smart(), SmartFromYaml(kv.second, where));
+          continue;
+        }
         if (!kv.second.IsScalar() && !kv.second.IsNull()) {
           return absl::InvalidArgumentError(
               absl::StrCat(where, ": '", key, "' must be a single value"));

@@ -53,6 +53,7 @@ const std::vector<Range>& Ranges() {
       {"max_det", 1, 100000},
       {"fault_leak_mb", 0, 65536},
       {"fault_oom_epoch", 0, 100000},
+      {"round_end", 0, 100000},
       {"lr0", 0, 1},
       {"lrf", 0, 1},
       {"momentum", 0, 0.9999},
@@ -230,6 +231,9 @@ const std::vector<ArgSpec>& AllArgSpecs() {
       {"cos_lr", T::kBool, "false", "cosine learning-rate schedule"},
       {"close_mosaic", T::kInt, "10", "turn mosaic off for the last N epochs"},
       {"resume", T::kString, "false", "resume the run of `model` (a last.pt), or true"},
+      {"round_end", T::kInt, "0",
+       "end this process after epoch N, weights/last.pt resumable (exit code 5); with resume "
+       "and N the epoch last.pt holds, only finish the run (yolod's smart training)"},
       {"amp", T::kBool, "true", "mixed precision (CUDA only)"},
       {"fraction", T::kFloat, "1.0", "fraction of the training set to use"},
       {"val", T::kBool, "true", "validate every epoch"},
@@ -372,7 +376,8 @@ bool IsFaultInjectionArg(const std::string& key) {
 }
 
 bool IsReservedArg(const std::string& key) {
-  static const std::set<std::string> kReserved = {"project", "name", "exist_ok", "resume", "mode"};
+  static const std::set<std::string> kReserved = {"project", "name",      "exist_ok",
+                                                  "resume",  "round_end", "mode"};
   return kReserved.count(key) > 0;
 }
 

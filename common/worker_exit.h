@@ -9,5 +9,6 @@ inline constexpr int kError = 1;        // failed; the reason is its last "error
 inline constexpr int kUsage = 2;        // bad arguments
 inline constexpr int kStopped = 3;      // stopped on request; weights/last.pt is resumable
 inline constexpr int kOutOfMemory = 4;  // RAM or GPU memory ran out
+inline constexpr int kRoundEnded = 5;   // round_end's epoch is done; weights/last.pt resumable
 
 }  // namespace yolo::worker_exit

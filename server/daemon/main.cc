@@ -257,6 +257,8 @@ int main(int argc, char** argv) {
     return memory_manager.watchdog().ram_thresholds().danger * s->ram_limit_bytes -
            static_cast<double>(s->ram_used_bytes);
   });
+  (*manager)->SetMemorySummary(
+      [&memory_manager] { return yolo::ReportSummary(memory_manager.Report()); });
   // The worker channel: a unix socket only this user may open, whose connections yolod accepts
   // itself (WorkerListener) to check that the caller is a worker it spawned.
   const std::string socket_path = (fs::path(config.state_dir) / "worker.sock").string();

@@ -5,6 +5,7 @@
 #include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -298,6 +299,11 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
   check.has_gpu = options_.has_gpu;
   check.allow_fault_injection = options_.allow_fault_injection;
   ASSIGN_OR_RETURN(CheckedSpec checked, CheckSpec(spec.name(), args, check));
+  v1::ExperimentSpec resolved_spec = spec;
+  if (spec.has_smart()) {
+    ASSIGN_OR_RETURN(*resolved_spec.mutable_smart(),
+                     CheckSmartTraining(spec.smart(), args, &checked));
+  }
 
   if (cancelled && cancelled()) {
     return absl::CancelledError("the client gave up before the experiment was queued");
@@ -316,7 +322,7 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
     reserved_ids_.insert(id);
     v1::Experiment& exp = first.exp;
     exp.set_id(id);
-    *exp.mutable_spec() = spec;
+    *exp.mutable_spec() = resolved_spec;
     exp.set_state(v1::QUEUED);
     exp.set_reason("waiting for a free slot on its device");
     *exp.mutable_create_time() = NowTimestamp();
@@ -616,6 +622,9 @@ void ExperimentManager::SchedulerLoop() {
       // A later round with nothing to resume from starts again, at the batch the run has now.
       if (later_round && batch > 0) launch.args["batch"] = std::to_string(batch);
     }
+    lock.lock();
+    AddSmartRoundArgsLocked(e, &launch.args);
+    lock.unlock();
     const auto group_before = options_.cgroup
                                   ? options_.cgroup->Read()
                                   : absl::StatusOr<CgroupMemory>(absl::NotFoundError(""));
@@ -642,6 +651,10 @@ void ExperimentManager::SchedulerLoop() {
       e.first_epoch_seen = false;
       e.leak_reported = false;
       e.exp.clear_rss_trend();
+      e.round_first_epoch = e.exp.epochs_completed() + 1;
+      e.round_improved = false;
+      e.round_pending = false;
+      e.round_start = std::chrono::steady_clock::now();
       e.exp.set_worker_pid(*pid);
       *e.exp.mutable_memory_before() = memory_before;
       if (memory_before.host_used_ratio() > kPreflightWarnRatio) {
@@ -656,6 +669,17 @@ void ExperimentManager::SchedulerLoop() {
       }
       e.exp.set_state(v1::RUNNING);
       e.exp.set_reason(launch.args.count("resume") ? "resumed from weights/last.pt" : "training");
+      if (e.exp.spec().has_smart()) {
+        const int total = e.exp.spec().smart().max_total_epochs();
+        const auto end = launch.args.find("round_end");
+        const std::string last = end == launch.args.end() ? std::to_string(total) : end->second;
+        e.exp.set_reason(last == std::to_string(e.exp.epochs_completed())
+                             ? absl::StrCat("smart: finishing the run at epoch ", last,
+                                            " (optimizer stripped, best.pt validated)")
+                             : absl::StrCat("smart round ", e.exp.smart_rounds_size() + 1,
+                                            ": epochs ", e.round_first_epoch, " to ", last, " of ",
+                                            total));
+      }
       e.exp.clear_end_time();
       if (e.stop_requested || shutting_down_) {  // asked while it was starting
         e.exp.set_reason("stopping: the worker ends at the next batch and keeps last.pt");
@@ -673,8 +697,10 @@ void ExperimentManager::SchedulerLoop() {
 
 void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  struct rusage usage {};
+  while (wait4(pid, &status, 0, &usage) < 0 && errno == EINTR) {
   }
+  const int64_t peak_rss = static_cast<int64_t>(usage.ru_maxrss) * 1024;  // the kernel's count
   const WorkerEnd end = ClassifyWait(status);
   // The worker has exited and its log is complete: read it, the checkpoint and the cgroup's
   // OOM kill count before taking the lock.
@@ -699,20 +725,29 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
       *e.exp.mutable_end_time() = NowTimestamp();
       if (end.exit == v1::WORKER_SUCCEEDED) {
         e.exp.set_state(v1::SUCCEEDED);
-        e.exp.set_reason(absl::StrCat("finished after epoch ", e.exp.epochs_completed()));
-      } else if (shutting_down_ && (end.exit == v1::WORKER_STOPPED || end.signal != 0)) {
+        e.exp.set_reason(e.exp.spec().has_smart()
+                             ? SmartSucceededReasonLocked(e)
+                             : absl::StrCat("finished after epoch ", e.exp.epochs_completed()));
+      } else if (shutting_down_ && (end.exit == v1::WORKER_STOPPED ||
+                                    end.exit == v1::WORKER_ROUND_ENDED || end.signal != 0)) {
         e.exp.set_state(v1::INTERRUPTED);
         e.exp.set_reason("yolod shut down; resume continues from weights/last.pt");
       } else if (e.stop_requested && end.signal == SIGTERM) {
         // Stopped while it was still starting, before it could take the signal itself.
         e.exp.set_state(v1::STOPPED);
         e.exp.set_reason("stopped by request while the worker was starting");
-      } else if (end.exit == v1::WORKER_STOPPED && e.exp.stopped_for_memory()) {
+      } else if (end.exit == v1::WORKER_ROUND_ENDED && !e.stop_requested &&
+                 !e.exp.stopped_for_memory()) {
+        // Measured and decided once yolod has cleaned up, below; nothing starts before.
+        e.round_pending = true;
+        e.exp.set_reason("smart: the round's worker has ended; cleaning up between rounds");
+      } else if ((end.exit == v1::WORKER_STOPPED || end.exit == v1::WORKER_ROUND_ENDED) &&
+                 e.exp.stopped_for_memory()) {
         e.exp.set_state(v1::STOPPED);
         e.exp.set_reason(
             "stopped by the memory watchdog at the danger level; weights/last.pt resumes by "
             "itself when memory is back to ok");
-      } else if (end.exit == v1::WORKER_STOPPED) {
+      } else if (end.exit == v1::WORKER_STOPPED || end.exit == v1::WORKER_ROUND_ENDED) {
         e.exp.set_state(v1::STOPPED);
         e.exp.set_reason(e.stop_requested ? "stopped by request; weights/last.pt is resumable"
                                           : "the worker was stopped by a signal from outside");
@@ -772,12 +807,25 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
   // A cleanup between rounds: what yolod held for this one goes back; the record keeps the
   // memory after it.
   const v1::RoundMemory memory_after = CleanupAndMeasure();
+  bool smart = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = entries_.find(id); it != entries_.end())
+      smart = it->second->exp.spec().has_smart();
+  }
+  const std::string summary = smart && memory_summary_ ? memory_summary_() : "";
   {
     PendingWrites writes(&writer_);
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = entries_.find(id); it != entries_.end()) {
-      *it->second->exp.mutable_memory_after() = memory_after;
-      writes.Add(SnapshotLocked(*it->second));
+      Entry& e = *it->second;
+      *e.exp.mutable_memory_after() = memory_after;
+      if (smart) {
+        EndSmartRoundLocked(e, memory_after, peak_rss, summary, writes);
+        PublishStateLocked(e, writes);
+      } else {
+        writes.Add(SnapshotLocked(e));
+      }
     }
   }
   // Last: once the count is 0 and the lock released, Shutdown may return and the manager go.

@@ -111,6 +111,11 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   void SetDangerHeadroom(std::function<double()> headroom) {
     danger_headroom_ = std::move(headroom);
   }
+  // The memory report in one line, logged between the rounds of a smart experiment; set once
+  // before workers run. Called without the manager's lock.
+  void SetMemorySummary(std::function<std::string()> summary) {
+    memory_summary_ = std::move(summary);
+  }
 
   // WorkerFleet.
   std::vector<v1::WorkerMemory> WorkerMemory() const override;
@@ -141,10 +146,15 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
     bool policy_sent = false;         // the pressure policy went to its worker
     bool resume_after_stop = false;   // stopped for memory; memory was ok before it ended
     int64_t oom_kills_at_start = -1;  // the cgroup's OOM kill count when its worker started
-    std::vector<std::pair<double, double>> rss_by_epoch;       // this round's epoch ends
-    bool leak_reported = false;                                // this round
-    bool first_epoch_seen = false;                             // this round's warm-up epoch
-    int64_t version = 0;                                       // of `exp`, for RecordWriter
+    std::vector<std::pair<double, double>> rss_by_epoch;  // this round's epoch ends
+    bool leak_reported = false;                           // this round
+    bool first_epoch_seen = false;                        // this round's warm-up epoch
+    int64_t version = 0;                                  // of `exp`, for RecordWriter
+    // Smart training: the round its worker runs now.
+    int round_first_epoch = 0;    // 1-based
+    bool round_improved = false;  // an epoch of it raised the best fitness
+    bool round_pending = false;   // its worker ended the round; yolod measures, then decides
+    std::chrono::steady_clock::time_point round_start{};
     v1::WorkerMemoryStats memory;                              // as the worker last reported
     std::map<int64_t, v1::WorkerCleanupDone> cleanup_answers;  // by request id
   };
@@ -162,6 +172,19 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   absl::Status Recover();
   void SchedulerLoop();
   void WaitForWorker(std::string id, pid_t pid);
+  // Smart training. The arguments of the next round's worker: round_end, the epoch it ends
+  // after, or (the best fitness not improved for `patience` rounds) the epoch last.pt holds, so
+  // that it only finishes the run; none for the last round. Caller holds mu_.
+  void AddSmartRoundArgsLocked(const Entry& e, std::map<std::string, std::string>* args) const;
+  // A round's worker has exited and yolod cleaned up: the round's record, then the next round
+  // (or the finishing one) queued. `peak_rss` is the kernel's count for the worker.
+  void EndSmartRoundLocked(Entry& e, const v1::RoundMemory& after, int64_t peak_rss,
+                           const std::string& memory_summary, PendingWrites& writes);
+  // Why a smart experiment SUCCEEDED: every epoch done, or no better fitness for `patience`
+  // rounds, or the trainer's own patience. Caller holds mu_.
+  std::string SmartSucceededReasonLocked(const Entry& e) const;
+  // The epoch's fitness against the run's best, for the round's verdict. Caller holds mu_.
+  void TrackFitnessLocked(Entry& e, const v1::EpochResult& epoch);
   void TickerLoop();
   // The entry's state with a new version, to write once mu_ is released; caller holds mu_.
   RecordSnapshot SnapshotLocked(Entry& e);
@@ -192,6 +215,7 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   ManagerOptions options_;
   DefaultsFn defaults_;
   std::function<double()> danger_headroom_;
+  std::function<std::string()> memory_summary_;
   RecordWriter writer_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

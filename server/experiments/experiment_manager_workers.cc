@@ -100,6 +100,7 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
     PublishLocked(e->exp.id(), event);
   } else if (message.has_epoch()) {
     *e->exp.mutable_last_epoch() = message.epoch();
+    TrackFitnessLocked(*e, message.epoch());
     e->exp.set_epochs_completed(message.epoch().epoch());
     TrackRssLocked(*e, message.epoch(), headroom, writes);
     writes.Add(SnapshotLocked(*e));  // a failed write is logged; the next epoch saves again

@@ -1,5 +1,6 @@
 #include "server/experiments/spec_check.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -159,6 +160,37 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
     }
   }
   out.args["data"] = data_path;
+  return out;
+}
+
+absl::StatusOr<v1::SmartTraining> CheckSmartTraining(
+    const v1::SmartTraining& smart, const std::map<std::string, std::string>& spec_args,
+    CheckedSpec* checked) {
+  for (const auto& [field, value] :
+       {std::pair<const char*, int>{"max_total_epochs", smart.max_total_epochs()},
+        {"round_epochs", smart.round_epochs()},
+        {"patience", smart.patience()}}) {
+    if (value < 0) {
+      return Bad(absl::StrCat("smart.", field), absl::StrCat(value, " must be >= 0"));
+    }
+  }
+  TrainArgs parsed;  // the checked values, canonical already
+  for (const auto& [key, value] : checked->args) RETURN_IF_ERROR(parsed.Set(key, value));
+  if (!parsed.GetBool("save")) {
+    return Bad("smart", "needs save=True: each round resumes from weights/last.pt");
+  }
+  v1::SmartTraining out = smart;
+  const int epochs = static_cast<int>(parsed.GetInt("epochs"));
+  if (out.max_total_epochs() == 0) {
+    out.set_max_total_epochs(epochs);
+  } else if (spec_args.count("epochs") && epochs != out.max_total_epochs()) {
+    return Bad("smart.max_total_epochs",
+               absl::StrCat(out.max_total_epochs(), " disagrees with epochs=", epochs,
+                            ": give one of them (both are the run's total)"));
+  }
+  if (out.round_epochs() == 0) out.set_round_epochs(10);
+  out.set_round_epochs(std::min(out.round_epochs(), out.max_total_epochs()));
+  checked->args["epochs"] = std::to_string(out.max_total_epochs());
   return out;
 }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "yolo/v1/experiment.pb.h"
 
 namespace yolo {
 
@@ -36,5 +37,14 @@ struct CheckedSpec {
 absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
                                       const std::map<std::string, std::string>& args,
                                       const SpecCheckOptions& options);
+
+// Smart training: INVALID_ARGUMENT naming `smart.<field>` for a negative value, a
+// max_total_epochs that disagrees with the spec's own `epochs`, or save=False (each round
+// resumes weights/last.pt). Fills in the defaults (max_total_epochs from epochs, round_epochs 10)
+// and sets the checked `epochs` to the total, so that every round has the schedule of the whole
+// run. `spec_args` are the spec's own arguments.
+absl::StatusOr<v1::SmartTraining> CheckSmartTraining(
+    const v1::SmartTraining& smart, const std::map<std::string, std::string>& spec_args,
+    CheckedSpec* checked);
 
 }  // namespace yolo

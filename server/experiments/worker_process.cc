@@ -100,6 +100,9 @@ WorkerEnd ClassifyWait(int wait_status) {
     case worker_exit::kOutOfMemory:
       end.exit = v1::WORKER_OUT_OF_MEMORY;
       break;
+    case worker_exit::kRoundEnded:
+      end.exit = v1::WORKER_ROUND_ENDED;
+      break;
     default:
       end.exit = v1::WORKER_FAILED;
   }

@@ -7,7 +7,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "server/memory/recommend.h"
 
 namespace yolo {
@@ -224,6 +227,26 @@ v1::ForceCleanupResponse MemoryManager::Cleanup(std::chrono::milliseconds timeou
   for (const auto& r : response.results()) total += r.freed_bytes();
   response.set_total_freed_bytes(total);
   return response;
+}
+
+std::string ReportSummary(const v1::MemoryReport& report) {
+  auto level = [](const v1::ResourceLevel& r) {
+    std::string name = v1::MemoryLevel_Name(r.level());
+    if (absl::StartsWith(name, "MEMORY_")) name = absl::AsciiStrToLower(name.substr(7));
+    return absl::StrFormat("%s %.1f %% of %.1f GB", name, r.used_ratio() * 100,
+                           r.limit_bytes() / 1e9);
+  };
+  int64_t workers = 0;
+  for (const auto& w : report.workers()) workers += w.process().rss_bytes();
+  std::string line = absl::StrFormat(
+      "RAM %s, %.1f GB available, yolod RSS %.1f MB, %d worker%s (%.1f MB)", level(report.ram()),
+      report.host().available_bytes() / 1e9, report.daemon().rss_bytes() / 1e6,
+      report.workers_size(), report.workers_size() == 1 ? "" : "s", workers / 1e6);
+  if (report.has_gpu()) absl::StrAppend(&line, ", GPU ", level(report.gpu()));
+  if (report.has_pressure()) {
+    absl::StrAppend(&line, absl::StrFormat(", PSI full %.1f %%", report.pressure().full_avg10()));
+  }
+  return line;
 }
 
 }  // namespace yolo

@@ -64,4 +64,8 @@ class MemoryManager {
   std::unique_ptr<Watchdog> watchdog_;
 };
 
+// The report in one line, for logs: "RAM ok 23.4 % of 24.0 GB, 18.4 GB available, yolod RSS
+// 31.2 MB, 1 worker (812.0 MB), PSI full 0.0 %" (and the fullest GPU, with GPUs).
+std::string ReportSummary(const v1::MemoryReport& report);
+
 }  // namespace yolo

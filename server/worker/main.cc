@@ -39,6 +39,7 @@ namespace {
 
 using yolo::worker_exit::kError;
 using yolo::worker_exit::kOutOfMemory;
+using yolo::worker_exit::kRoundEnded;
 using yolo::worker_exit::kStopped;
 using yolo::worker_exit::kSucceeded;
 using yolo::worker_exit::kUsage;
@@ -227,7 +228,7 @@ int RunTrain(const yolo::TrainArgs& args) {
     std::printf(" (%.0f MB since the memory estimate)", out->training_peak_rss_bytes / 1e6);
   }
   std::printf("\n");
-  return out->stopped ? kStopped : kSucceeded;
+  return out->stopped ? kStopped : out->round_ended ? kRoundEnded : kSucceeded;
 }
 
 }  // namespace

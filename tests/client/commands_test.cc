@@ -35,6 +35,18 @@ TEST(CommandsTest, ExperimentsFilesInEachShape) {
   ASSERT_FALSE(nested.ok());
   EXPECT_NE(nested.status().message().find("experiment 2"), std::string::npos);
   EXPECT_NE(nested.status().message().find("epochs"), std::string::npos);
+  auto smart = LoadExperimentsFile(
+      write("data: d.yaml\nsmart: {max_total_epochs: 30, round_epochs: 5, patience: 2}\n"));
+  ASSERT_TRUE(smart.ok()) << smart.status();
+  EXPECT_EQ((*smart)[0].smart().max_total_epochs(), 30);
+  EXPECT_EQ((*smart)[0].smart().round_epochs(), 5);
+  EXPECT_EQ((*smart)[0].smart().patience(), 2);
+  EXPECT_EQ((*smart)[0].args().count("smart"), 0u);
+  for (const char* bad : {"smart: 3\n", "smart: {rounds: 2}\n", "smart: {patience: x}\n"}) {
+    auto r = LoadExperimentsFile(write(bad));
+    ASSERT_FALSE(r.ok()) << bad;
+    EXPECT_NE(r.status().message().find("smart"), std::string::npos) << r.status();
+  }
   EXPECT_FALSE(LoadExperimentsFile(write("[1\n")).ok());
   EXPECT_EQ(LoadExperimentsFile((dir / "none.yaml").string()).status().code(),
             absl::StatusCode::kNotFound);

@@ -134,6 +134,8 @@ class TrainRun {
   int first_batch_ = 0;  // the batch the run started with (fault_oom_epoch fires only at it)
   int64_t fault_leak_mb_ = 0;
   int fault_oom_epoch_ = 0;
+  int round_end_ = 0;  // round_end: the last epoch (1-based) this process trains; 0: the run's
+  bool finish_only_ = false;  // round_end at the epoch last.pt holds: no epoch, only Conclude
   int oom_retries_ = 0;
   bool measured_training_peak_ = false;          // VmHWM was reset after the memory estimate
   std::vector<std::unique_ptr<char[]>> leaked_;  // fault_leak_mb
@@ -171,7 +173,8 @@ absl::Status TrainRun::PrepareResume() {
   }
   ASSIGN_OR_RETURN(TrainArgs saved, TrainArgs::FromYaml(ckpt.meta.train_args));
   // Only these may change on resume, as in Ultralytics.
-  for (const char* key : {"imgsz", "batch", "device", "close_mosaic", "workers", "threads"}) {
+  for (const char* key :
+       {"imgsz", "batch", "device", "close_mosaic", "workers", "threads", "round_end"}) {
     if (args_.WasSet(key)) RETURN_IF_ERROR(saved.Set(key, args_.GetString(key)));
   }
   RETURN_IF_ERROR(saved.Set("resume", path));
@@ -205,6 +208,9 @@ absl::Status TrainRun::Setup() {
     }
   }
   ReadSettings(CheckImgsz(args_), batch, epochs);
+  // This process's part of the run, not the run's: never saved into args.yaml or last.pt.
+  round_end_ = static_cast<int>(args_.GetInt("round_end"));
+  RETURN_IF_ERROR(args_.Set("round_end", "0"));
   fault_leak_mb_ = args_.GetInt("fault_leak_mb");
   fault_oom_epoch_ = static_cast<int>(args_.GetInt("fault_oom_epoch"));
   const int imgsz = settings_.imgsz;
@@ -256,7 +262,8 @@ absl::Status TrainRun::Setup() {
   spdlog::info("{}", ModelSummary(model_, imgsz));
   model_->to(device_);
   model_->train();
-  RETURN_IF_ERROR(PlanMemory(autobatch, train_scan.images));
+  finish_only_ = round_end_ > 0 && resume_from_ && start_epoch_ >= round_end_;
+  if (!finish_only_) RETURN_IF_ERROR(PlanMemory(autobatch, train_scan.images));
   first_batch_ = settings_.batch;
 
   if (run_dir_.empty()) run_dir_ = NewRunDir(args_);
@@ -634,9 +641,14 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   TrainOutcome outcome;
   outcome.run_dir = run_dir_;
   run_start_ = Clock::now();
-  spdlog::info("Starting training for {} epochs...", settings_.epochs);
   int epoch = start_epoch_;
-  for (; epoch < settings_.epochs; ++epoch) {
+  if (finish_only_) {
+    spdlog::info("round_end={}: {} holds epoch {} already; finishing the run there", round_end_,
+                 resume_from_->path, start_epoch_);
+  } else {
+    spdlog::info("Starting training for {} epochs...", settings_.epochs);
+  }
+  for (; !finish_only_ && epoch < settings_.epochs; ++epoch) {
     absl::StatusOr<EpochTraining> attempt = TryTrainEpoch(epoch);
     while (!attempt.ok() && attempt.status().code() == absl::StatusCode::kResourceExhausted &&
            oom_retries_ < kMaxOomRetries && settings_.batch > 1) {
@@ -659,6 +671,13 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       ++epoch;
       break;
     }
+    if (epoch + 1 == round_end_ && epoch + 1 < settings_.epochs) {
+      spdlog::info("round_end={}: this round is done; {} resumes the run at epoch {}", round_end_,
+                   (fs::path(weights_dir_) / "last.pt").string(), epoch + 2);
+      outcome.round_ended = true;
+      ++epoch;
+      break;
+    }
     // The safe point: this epoch is checkpointed, the next has not begun.
     if (hooks_.policy != nullptr && epoch + 1 < settings_.epochs) {
       if (auto reason = hooks_.policy->Take()) RETURN_IF_ERROR(ApplyPressurePolicy(epoch, *reason));
@@ -667,7 +686,9 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   if (train_seconds_total_ > 0) {
     outcome.train_images_per_second = train_images_total_ / train_seconds_total_;
   }
-  if (!outcome.stopped) RETURN_IF_ERROR(Conclude(epoch - start_epoch_, &outcome));
+  if (!outcome.stopped && !outcome.round_ended) {
+    RETURN_IF_ERROR(Conclude(epoch - start_epoch_, &outcome));
+  }
   outcome.peak_rss_bytes = PeakRssBytes();
   if (auto self = hooks_.proc->Self(); self.ok() && measured_training_peak_) {
     outcome.training_peak_rss_bytes = self->peak_rss_bytes;

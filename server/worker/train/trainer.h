@@ -114,6 +114,7 @@ struct TrainOutcome {
   std::string run_dir;
   int epochs_completed = 0;
   bool stopped = false;                // stop_requested was honoured
+  bool round_ended = false;            // round_end's epoch is done; last.pt resumes the run
   MetricsSummary best;                 // best.pt validated at the end
   double train_images_per_second = 0;  // over the whole run, validation excluded
   long peak_rss_bytes = 0;

@@ -155,5 +155,42 @@ TEST_F(SpecCheckTest, TheWorkerGetsTheResolvedPaths) {
   EXPECT_EQ(r->args.at("data"), fs::canonical(dir_ / "data.yaml").string());
 }
 
+TEST_F(SpecCheckTest, SmartTrainingTakesItsTotalFromEpochsAndNamesBadFields) {
+  auto smart = [&](std::map<std::string, std::string> args, int total, int round,
+                   int patience) -> absl::StatusOr<std::pair<v1::SmartTraining, CheckedSpec>> {
+    auto checked = CheckSpec("n", Args(args), {});
+    if (!checked.ok()) return checked.status();
+    v1::SmartTraining s;
+    s.set_max_total_epochs(total);
+    s.set_round_epochs(round);
+    s.set_patience(patience);
+    auto out = CheckSmartTraining(s, Args(args), &*checked);
+    if (!out.ok()) return out.status();
+    return std::make_pair(*out, *checked);
+  };
+  auto from_epochs = smart({{"epochs", "30"}}, 0, 0, 2);
+  ASSERT_TRUE(from_epochs.ok()) << from_epochs.status();
+  EXPECT_EQ(from_epochs->first.max_total_epochs(), 30);
+  EXPECT_EQ(from_epochs->first.round_epochs(), 10);  // the default
+  EXPECT_EQ(from_epochs->first.patience(), 2);
+  auto total = smart({}, 12, 5, 0);
+  ASSERT_TRUE(total.ok()) << total.status();
+  EXPECT_EQ(total->second.args.at("epochs"), "12");  // every round has the whole run's schedule
+  auto capped = smart({}, 4, 10, 0);
+  ASSERT_TRUE(capped.ok());
+  EXPECT_EQ(capped->first.round_epochs(), 4);  // one round
+  auto message = [&](std::map<std::string, std::string> args, int total, int round, int patience) {
+    auto r = smart(args, total, round, patience);
+    EXPECT_FALSE(r.ok());
+    return r.ok() ? std::string() : std::string(r.status().message());
+  };
+  EXPECT_NE(message({}, -1, 2, 1).find("smart.max_total_epochs"), std::string::npos);
+  EXPECT_NE(message({}, 5, -2, 1).find("smart.round_epochs"), std::string::npos);
+  EXPECT_NE(message({}, 5, 2, -1).find("smart.patience"), std::string::npos);
+  EXPECT_NE(message({{"epochs", "3"}}, 5, 2, 1).find("disagrees with epochs=3"), std::string::npos);
+  EXPECT_NE(message({{"save", "False"}}, 5, 2, 1).find("save=True"), std::string::npos);
+  EXPECT_NE(Error(Args({{"round_end", "2"}})).find("round_end"), std::string::npos);  // yolod's
+}
+
 }  // namespace
 }  // namespace yolo

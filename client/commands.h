@@ -45,7 +45,12 @@ class Client {
   int MemoryLevels();
   // `pairs`: ram=60,70,80 and/or gpu=80,90,95.
   int SetMemoryLevels(const std::vector<std::string>& pairs);
-  int MemoryMonitor(double duration_seconds, double interval_seconds, const std::string& out_dir);
+  // Samples to <out_dir>/memory_log_YYYYMMDD_HHMMSS.json (rewritten whole at every sample) and,
+  // with `plot_interval_seconds` > 0, a PNG beside it refreshed at that interval.
+  int MemoryMonitor(double duration_seconds, double interval_seconds, const std::string& out_dir,
+                    double plot_interval_seconds);
+  // Statistics, trend, leak verdict and time at each level of a memory log; a PNG with `plot`.
+  int MemoryAnalyze(const std::string& log_file, const std::string& plot_path);
   int ConfigGet();
   int ConfigSet(const std::map<std::string, std::string>& set,
                 const std::vector<std::string>& unset);

@@ -128,10 +128,20 @@ int main(int argc, char** argv) {
   levels->add_subcommand("set", "change them (percent; from the next sample until yolod restarts)")
       ->add_option("pairs", level_pairs, "ram=N,W,D and/or gpu=N,W,D")
       ->required();
-  auto* monitor = memory->add_subcommand("monitor", "a live table, saved as memory_log_*.json");
+  auto* monitor = memory->add_subcommand(
+      "monitor", "a live table, saved as memory_log_*.json (and a PNG with --plot-interval)");
   monitor->add_option("--duration", duration, "seconds (0: until Ctrl-C)");
   monitor->add_option("--interval", interval, "seconds between samples");
   monitor->add_option("--out-dir", out_dir, "where memory_log_YYYYMMDD_HHMMSS.json goes");
+  double plot_interval = 0;
+  monitor->add_option("--plot-interval", plot_interval,
+                      "seconds between refreshes of memory_log_*.png beside the log (0: no plot)");
+  auto* analyze = memory->add_subcommand(
+      "analyze", "min/mean/max/p95, trend, leak verdict and time at each level of a memory log");
+  std::string log_file, plot_file;
+  analyze->add_option("--log-file", log_file, "a memory_log_*.json (yolod's or monitor's)")
+      ->required();
+  analyze->add_option("--plot", plot_file, "also draw it: RAM and GPU over time, bands, events");
 
   auto* config = app.add_subcommand("config", "defaults for new experiments");
   config->require_subcommand(1);
@@ -227,7 +237,8 @@ int main(int argc, char** argv) {
       return levels->got_subcommand("set") ? client.SetMemoryLevels(level_pairs)
                                            : client.MemoryLevels();
     }
-    return client.MemoryMonitor(duration, interval, out_dir);
+    if (analyze->parsed()) return client.MemoryAnalyze(log_file, plot_file);
+    return client.MemoryMonitor(duration, interval, out_dir, plot_interval);
   }
   if (config->got_subcommand("get")) return client.ConfigGet();
   if (config->got_subcommand("profiles")) return client.ListProfiles();

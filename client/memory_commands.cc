@@ -14,7 +14,9 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "client/commands.h"
+#include "client/memory_plot.h"
 #include "common/atomic_file.h"
+#include "common/memory_log.h"
 #include "common/status_macros.h"
 #include "common/yaml_file.h"
 
@@ -198,19 +200,43 @@ int Client::MemoryCleanup(double timeout_seconds) {
   return kExitOk;
 }
 
+namespace {
+
+// The log's level word; a level yolod did not set (no sample yet) counts as ok.
+std::string LogLevel(v1::MemoryLevel level) {
+  return level == v1::MEMORY_LEVEL_UNSPECIFIED ? "ok" : LevelWord(level);
+}
+
+std::vector<double> Percents(const v1::LevelThresholds& t) {
+  return {t.notice_percent(), t.warning_percent(), t.danger_percent()};
+}
+
+std::chrono::system_clock::time_point WallOf(const google::protobuf::Timestamp& t) {
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::nanoseconds(TimeUtil::TimestampToNanoseconds(t))));
+}
+
+}  // namespace
+
 int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
-                          const std::string& out_dir) {
+                          const std::string& out_dir, double plot_interval_seconds) {
   v1::WatchMemoryRequest request;
   request.set_duration_seconds(duration_seconds);
   request.set_interval_seconds(interval_seconds);
   auto ctx = Context(/*stream=*/true);
   auto reader = memory_->WatchMemory(ctx.get(), request);
-  std::time_t now = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof(stamp), "%Y%m%d_%H%M%S", std::localtime(&now));
-  const std::string path =
-      (fs::path(out_dir) / absl::StrCat("memory_log_", stamp, ".json")).string();
-  nlohmann::json samples = nlohmann::json::array();
+  const auto started = std::chrono::system_clock::now();
+  const std::string path = (fs::path(out_dir) / MemoryLogFileName(started)).string();
+  const std::string png = path.substr(0, path.size() - 5) + ".png";
+  std::unique_ptr<MemoryLogWriter> writer;
+  MemoryLog header;
+  header.source = "yoloctl memory monitor";
+  header.rss_of = "yolod and its workers";
+  header.started = started;
+  header.interval_seconds = interval_seconds;
+  int64_t last_event_ns = 0;
+  auto last_plot = std::chrono::steady_clock::now();
   v1::MemoryReport report;
   int n = 0;
   if (options_.output != "json") {
@@ -220,10 +246,46 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
   while (reader->Read(&report)) {
     int64_t workers = 0;
     for (const auto& w : report.workers()) workers += w.process().rss_bytes();
-    // protobuf's JSON mapping writes the sample (always valid JSON); the log nests it.
-    auto sample = nlohmann::json::parse(ToJson(report, false), nullptr, /*allow_exceptions=*/false);
-    if (!sample.is_discarded()) samples.push_back(std::move(sample));
+    if (!writer) {  // the thresholds as yolod has them when the first sample comes
+      header.ram_thresholds = Percents(report.ram().thresholds());
+      if (report.has_gpu()) header.gpu_thresholds = Percents(report.gpu().thresholds());
+      writer = std::make_unique<MemoryLogWriter>(path, header);
+    }
+    MemoryLogSample sample;
+    sample.t = writer->Seconds(WallOf(report.time()));
+    sample.ram_used_bytes = report.ram().used_bytes();
+    sample.ram_limit_bytes = report.ram().limit_bytes();
+    sample.ram_level = LogLevel(report.ram().level());
+    sample.rss_bytes = report.daemon().rss_bytes() + workers;
+    for (const auto& g : report.gpus()) {
+      sample.gpus.push_back({g.index(), g.used_bytes(), g.total_bytes()});
+    }
+    if (report.has_gpu()) sample.gpu_level = LogLevel(report.gpu().level());
+    if (report.has_pressure()) sample.psi_full_avg10 = report.pressure().full_avg10();
+    writer->Add(std::move(sample));
+    for (const auto& e : report.events()) {  // the newest 20: those not logged yet
+      const int64_t ns = TimeUtil::TimestampToNanoseconds(e.time());
+      if (ns <= last_event_ns) continue;
+      last_event_ns = ns;
+      writer->Add(MemoryLogEvent{writer->Seconds(WallOf(e.time())), e.kind(), e.message(),
+                                 std::nullopt, std::nullopt});
+    }
+    // Every sample: the file is whole whenever this process stops.
+    if (absl::Status w = writer->Flush(); !w.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(w.message()).c_str());
+      ctx->TryCancel();
+      return kExitUsage;
+    }
     ++n;
+    if (plot_interval_seconds > 0 && std::chrono::steady_clock::now() - last_plot >=
+                                         std::chrono::duration<double>(plot_interval_seconds)) {
+      last_plot = std::chrono::steady_clock::now();
+      auto log = ReadMemoryLog(path);
+      absl::Status plotted = log.ok() ? PlotMemoryLog(*log, png) : log.status();
+      if (!plotted.ok()) {
+        std::fprintf(stderr, "warning: no plot: %s\n", std::string(plotted.message()).c_str());
+      }
+    }
     if (options_.output == "json") {
       std::printf("%s\n", ToJson(report, false).c_str());
     } else {
@@ -237,20 +299,72 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
     std::fflush(stdout);
   }
   grpc::Status s = reader->Finish();
-  const nlohmann::ordered_json log = {{"server", options_.server},
-                                      {"interval_seconds", interval_seconds},
-                                      {"duration_seconds", duration_seconds},
-                                      {"samples", std::move(samples)}};
-  const std::string json = log.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   if (n > 0) {
-    absl::Status w = WriteFileAtomic(path, json);
-    if (!w.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(w.message()).c_str());
-      return kExitUsage;
+    if (plot_interval_seconds > 0) {
+      auto log = ReadMemoryLog(path);
+      absl::Status plotted = log.ok() ? PlotMemoryLog(*log, png) : log.status();
+      if (plotted.ok()) std::fprintf(stderr, "plot saved to %s\n", png.c_str());
     }
     std::fprintf(stderr, "%d samples saved to %s\n", n, path.c_str());
   }
   return s.ok() || s.error_code() == grpc::StatusCode::CANCELLED ? kExitOk : Fail(s);
+}
+
+int Client::MemoryAnalyze(const std::string& log_file, const std::string& plot_path) {
+  auto log = ReadMemoryLog(log_file);
+  if (!log.ok()) {
+    std::fprintf(stderr, "error: %s\n", std::string(log.status().message()).c_str());
+    return kExitUsage;
+  }
+  const MemoryAnalysis a = AnalyzeMemoryLog(*log);
+  if (options_.output == "json") {
+    auto stats = [](const SeriesStats& s) {
+      return nlohmann::ordered_json{
+          {"count", s.count}, {"min", s.min}, {"mean", s.mean}, {"max", s.max}, {"p95", s.p95}};
+    };
+    auto levels = [](const double* seconds) {
+      return nlohmann::ordered_json{{"ok", seconds[0]},
+                                    {"notice", seconds[1]},
+                                    {"warning", seconds[2]},
+                                    {"danger", seconds[3]}};
+    };
+    nlohmann::ordered_json j = {{"log_file", log_file},
+                                {"source", log->source},
+                                {"experiment_id", log->experiment_id},
+                                {"samples", log->samples.size()},
+                                {"events", log->events.size()},
+                                {"seconds", a.seconds},
+                                {"ram_used_bytes", stats(a.ram_used_bytes)},
+                                {"ram_used_percent", stats(a.ram_used_percent)},
+                                {"rss_bytes", stats(a.rss_bytes)},
+                                {"gpu_used_bytes", stats(a.gpu_used_bytes)},
+                                {"gpu_used_percent", stats(a.gpu_used_percent)},
+                                {"trend",
+                                 {{"ram_bytes_per_minute", a.ram_bytes_per_minute},
+                                  {"ram_r2", a.ram_r2},
+                                  {"rss_bytes_per_minute", a.rss_bytes_per_minute},
+                                  {"rss_r2", a.rss_r2}}},
+                                {"leak",
+                                 {{"suspected", a.leak_suspected},
+                                  {"epochs_fitted", a.epochs_fitted},
+                                  {"rss_bytes_per_epoch", a.rss_bytes_per_epoch},
+                                  {"r2", a.epoch_r2},
+                                  {"verdict", a.leak_verdict}}},
+                                {"ram_level_seconds", levels(a.ram_level_seconds)}};
+    if (a.has_gpu) j["gpu_level_seconds"] = levels(a.gpu_level_seconds);
+    std::printf("%s\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("%s", FormatMemoryAnalysis(*log, a).c_str());
+  }
+  std::fflush(stdout);
+  if (!plot_path.empty()) {
+    if (absl::Status plotted = PlotMemoryLog(*log, plot_path); !plotted.ok()) {
+      std::fprintf(stderr, "error: %s\n", std::string(plotted.message()).c_str());
+      return kExitUsage;
+    }
+    std::fprintf(stderr, "plot saved to %s\n", plot_path.c_str());
+  }
+  return kExitOk;
 }
 
 int Client::ConfigGet() {

@@ -15,6 +15,8 @@ PACKAGES=(
   # control plane: gRPC, protobuf, abseil, Prometheus exposition
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev
+  # memory plots in yoloctl: PLplot and its cairo PNG device
+  libplplot-dev plplot-driver-cairo
   # tests and benchmarks; clang and its runtime for the fuzz targets (libFuzzer, sanitizers)
   googletest libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
   prometheus python3-grpcio python3-protobuf stress-ng openssl

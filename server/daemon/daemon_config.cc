@@ -59,6 +59,8 @@ absl::Status LoadDaemonConfigFile(const std::string& path, DaemonConfig* config)
         config->gpu_levels = v.as<std::string>();
       else if (key == "watchdog_interval")
         config->watchdog_interval = v.as<double>();
+      else if (key == "memory_log_interval")
+        config->memory_log_interval = v.as<double>();
       else if (key == "danger_grace")
         config->danger_grace = v.as<double>();
       else if (key == "psi_full_limit")
@@ -103,6 +105,9 @@ absl::Status FinishDaemonConfig(DaemonConfig* config) {
        {std::pair<const char*, const std::string*>{"ram_levels", &config->ram_levels},
         {"gpu_levels", &config->gpu_levels}}) {
     if (auto t = ParseThresholds(*value, field); !t.ok()) return t.status();
+  }
+  if (!(config->memory_log_interval >= 0.1 && config->memory_log_interval <= 3600)) {
+    return absl::InvalidArgumentError("memory_log_interval: must be in [0.1, 3600] seconds");
   }
   if (!(config->watchdog_interval >= 0.05 && config->watchdog_interval <= 3600)) {
     return absl::InvalidArgumentError("watchdog_interval: must be in [0.05, 3600] seconds");

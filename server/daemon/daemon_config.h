@@ -24,6 +24,7 @@ struct DaemonConfig {
   std::string ram_levels = "70,80,90";  // notice, warning, danger: percent of the RAM limit
   std::string gpu_levels = "80,90,95";  // of each GPU's memory
   double watchdog_interval = 1;         // seconds between samples
+  double memory_log_interval = 5;       // seconds between the samples of experiments' memory logs
   double danger_grace = 30;             // seconds of danger before the newest run stops; 0 never
   double psi_full_limit = 20;           // PSI full avg10 (percent) that raises RAM's level; 0 off
   int oom_retries = 2;                  // resumes at half the batch after a worker's OOM

@@ -129,6 +129,9 @@ int main(int argc, char** argv) {
       ->default_str("70,80,90");
   app.add_option("--gpu-levels", flags.gpu_levels, "the same for each GPU's memory")
       ->default_str("80,90,95");
+  app.add_option("--memory-log-interval", flags.memory_log_interval,
+                 "seconds between the samples of each experiment's memory_log_*.json")
+      ->default_str("5");
   app.add_option("--watchdog-interval", flags.watchdog_interval, "seconds between memory samples")
       ->default_str("1");
   app.add_option("--danger-grace", flags.danger_grace,
@@ -173,6 +176,7 @@ int main(int argc, char** argv) {
     if (name == "--ram-levels") config.ram_levels = flags.ram_levels;
     if (name == "--gpu-levels") config.gpu_levels = flags.gpu_levels;
     if (name == "--watchdog-interval") config.watchdog_interval = flags.watchdog_interval;
+    if (name == "--memory-log-interval") config.memory_log_interval = flags.memory_log_interval;
     if (name == "--danger-grace") config.danger_grace = flags.danger_grace;
     if (name == "--psi-full-limit") config.psi_full_limit = flags.psi_full_limit;
     if (name == "--oom-retries") config.oom_retries = flags.oom_retries;
@@ -227,6 +231,8 @@ int main(int argc, char** argv) {
   options.allowed_roots = config.allowed_roots;
   options.has_gpu = has_gpu;
   options.oom_retries = config.oom_retries;
+  options.memory_log_interval =
+      std::chrono::milliseconds(static_cast<int64_t>(config.memory_log_interval * 1000));
   options.allow_fault_injection = config.enable_fault_injection;
   auto manager =
       yolo::ExperimentManager::Create(options, [store_ptr, has_gpu](const std::string& d) {
@@ -257,6 +263,12 @@ int main(int argc, char** argv) {
     return memory_manager.watchdog().ram_thresholds().danger * s->ram_limit_bytes -
            static_cast<double>(s->ram_used_bytes);
   });
+  (*manager)->SetMemoryLogSource({[&memory_manager] { return memory_manager.watchdog().Latest(); },
+                                  [&memory_manager] {
+                                    return std::make_pair(
+                                        memory_manager.watchdog().ram_thresholds(),
+                                        memory_manager.watchdog().gpu_thresholds());
+                                  }});
   (*manager)->SetMemorySummary(
       [&memory_manager] { return yolo::ReportSummary(memory_manager.Report()); });
   // The worker channel: a unix socket only this user may open, whose connections yolod accepts

@@ -121,7 +121,8 @@ v1::ExperimentEvent EventNow() {
 ExperimentManager::ExperimentManager(ManagerOptions options, DefaultsFn defaults)
     : options_(std::move(options)),
       defaults_(std::move(defaults)),
-      writer_((fs::path(options_.state_dir) / "runs").string()) {}
+      writer_((fs::path(options_.state_dir) / "runs").string()),
+      logs_(std::make_unique<MemoryLogBook>(options_.proc, options_.memory_log_interval)) {}
 
 v1::RoundMemory ExperimentManager::CleanupAndMeasure() const {
   v1::RoundMemory m;
@@ -258,6 +259,12 @@ void ExperimentManager::PublishLocked(const std::string& id, const v1::Experimen
 
 void ExperimentManager::PublishStateLocked(Entry& e, PendingWrites& writes) {
   writes.Add(SnapshotLocked(e));  // a failed write is logged; memory is the truth for this run
+  if (e.exp.state() != e.logged_state) {
+    e.logged_state = e.exp.state();
+    logs_->Event(e.exp.id(), "state",
+                 absl::StrCat(v1::ExperimentState_Name(e.exp.state()), ": ", e.exp.reason()));
+    if (IsFinal(e.exp.state())) logs_->Close(e.exp.id());
+  }
   v1::ExperimentEvent event = EventNow();
   *event.mutable_experiment() = e.exp;
   PublishLocked(e.exp.id(), event);
@@ -685,6 +692,8 @@ void ExperimentManager::SchedulerLoop() {
         e.exp.set_reason("stopping: the worker ends at the next batch and keeps last.pt");
         kill(*pid, SIGTERM);
       }
+      logs_->Open(id, RunDirOf(id));
+      logs_->SetWorker(id, *pid);
       spdlog::info("experiment {}: worker pid {} started (round {})", id, *pid, e.exp.rounds());
       PublishStateLocked(e, writes);
       std::thread([this, id, p = *pid] { WaitForWorker(id, p); }).detach();
@@ -717,6 +726,8 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
     if (it != entries_.end()) {
       Entry& e = *it->second;
       e.pid = 0;
+      logs_->SetWorker(id, 0);
+      logs_->Event(id, "exit", absl::StrCat("worker pid ", pid, " ended: ", end.Describe()));
       e.secret.clear();
       e.session = nullptr;
       e.exp.set_last_exit(end.exit);

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/experiments/memory_log_book.h"
 #include "server/experiments/record_writer.h"
 #include "server/experiments/spec_check.h"
 #include "server/experiments/worker_process.h"
@@ -50,6 +51,8 @@ struct ManagerOptions {
   // Rounds resumed at half the batch after a worker ran out of memory, per experiment.
   int oom_retries = 2;
   bool allow_fault_injection = false;  // fault_leak_mb and fault_oom_epoch in specs
+  // Between the samples of each experiment's memory_log_*.json.
+  std::chrono::milliseconds memory_log_interval{5000};
 };
 
 // A worker's open channel, as the manager sees it: where to send commands.
@@ -113,6 +116,8 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   }
   // The memory report in one line, logged between the rounds of a smart experiment; set once
   // before workers run. Called without the manager's lock.
+  // Where the experiments' memory logs take their samples; set once before workers run.
+  void SetMemoryLogSource(MemoryLogSource source) { logs_->SetSource(std::move(source)); }
   void SetMemorySummary(std::function<std::string()> summary) {
     memory_summary_ = std::move(summary);
   }
@@ -150,6 +155,7 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
     bool leak_reported = false;                           // this round
     bool first_epoch_seen = false;                        // this round's warm-up epoch
     int64_t version = 0;                                  // of `exp`, for RecordWriter
+    v1::ExperimentState logged_state = v1::EXPERIMENT_STATE_UNSPECIFIED;  // in its memory log
     // Smart training: the round its worker runs now.
     int round_first_epoch = 0;    // 1-based
     bool round_improved = false;  // an epoch of it raised the best fitness
@@ -216,6 +222,7 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   DefaultsFn defaults_;
   std::function<double()> danger_headroom_;
   std::function<std::string()> memory_summary_;
+  std::unique_ptr<MemoryLogBook> logs_;  // its own thread; its calls only queue
   RecordWriter writer_;
   mutable std::mutex mu_;
   std::condition_variable cv_;

@@ -6,9 +6,9 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "common/leak.h"
 #include "server/experiments/clock.h"
 #include "server/experiments/experiment_manager.h"
-#include "server/memory/leak.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -25,6 +25,7 @@ void ExperimentManager::AddMemoryActionLocked(Entry& e, v1::MemoryAction action,
   *actions->Add() = action;
   if (actions->size() > kMaxMemoryActions) actions->DeleteSubrange(0, 1);
   writes.Add(SnapshotLocked(e));
+  logs_->Event(e.exp.id(), action.kind(), action.message());
   if (log) {
     writes.AppendLine(LogPathOf(e.exp.id()), absl::StrCat("yolod: memory: ", action.message()));
   }

@@ -9,6 +9,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/secret.h"
 #include "common/user_path.h"
 #include "server/experiments/clock.h"
@@ -94,6 +95,7 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
   if (e == nullptr) return;
   if (message.has_progress()) {
     *e->exp.mutable_progress() = message.progress();
+    logs_->SetEpoch(e->exp.id(), message.progress().epoch());
     v1::ExperimentEvent event;
     *event.mutable_time() = NowTimestamp();
     *event.mutable_progress() = message.progress();
@@ -101,6 +103,11 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
   } else if (message.has_epoch()) {
     *e->exp.mutable_last_epoch() = message.epoch();
     TrackFitnessLocked(*e, message.epoch());
+    logs_->Event(e->exp.id(), "epoch",
+                 absl::StrFormat("epoch %d/%d: RSS %.1f MB, mAP50-95 %.4f", message.epoch().epoch(),
+                                 message.epoch().epochs(), message.epoch().rss_bytes() / 1e6,
+                                 message.epoch().map50_95()),
+                 message.epoch().epoch(), message.epoch().rss_bytes());
     e->exp.set_epochs_completed(message.epoch().epoch());
     TrackRssLocked(*e, message.epoch(), headroom, writes);
     writes.Add(SnapshotLocked(*e));  // a failed write is logged; the next epoch saves again

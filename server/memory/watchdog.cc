@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/line_fit.h"
 #include "server/memory/effective_ram.h"
-#include "server/memory/line_fit.h"
 
 namespace yolo {
 namespace {

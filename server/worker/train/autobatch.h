@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "server/memory/line_fit.h"
+#include "common/line_fit.h"
 #include "server/worker/train/loss.h"
 #include "server/worker/train/model.h"
 #include "server/worker/train/optim.h"

@@ -83,6 +83,9 @@ TEST_F(DaemonConfigTest, MemoryWatchdogSettingsAreChecked) {
   c.ram_levels = "70,80,90";
   c.watchdog_interval = 0;
   EXPECT_NE(FinishDaemonConfig(&c).message().find("watchdog_interval"), std::string::npos);
+  c.watchdog_interval = 1;
+  c.memory_log_interval = 0.01;
+  EXPECT_NE(FinishDaemonConfig(&c).message().find("memory_log_interval"), std::string::npos);
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
-#include "server/memory/leak.h"
+#include "common/leak.h"
 
 #include <cmath>
 
 #include "absl/strings/str_format.h"
-#include "server/memory/line_fit.h"
+#include "common/line_fit.h"
 
 namespace yolo {
 

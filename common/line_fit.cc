@@ -1,4 +1,4 @@
-#include "server/memory/line_fit.h"
+#include "common/line_fit.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "server/memory/leak.h"
+#include "common/leak.h"
 
 #include <gtest/gtest.h>
 

@@ -182,8 +182,11 @@ int main(int argc, char** argv) {
   if (start->parsed()) {
     std::vector<yolo::v1::ExperimentSpec> specs;
     if (!file.empty()) {
-      if (!words.empty() || !arg_flags.empty() || smart || !patience.empty()) {
-        std::fprintf(stderr, "error: give either -f FILE or trainer arguments, not both\n");
+      if (!words.empty() || !arg_flags.empty() || smart || !patience.empty() ||
+          smart_spec.max_total_epochs() != 0 || smart_spec.round_epochs() != 0) {
+        std::fprintf(stderr,
+                     "error: give either -f FILE or trainer arguments (and --smart ...), not both; "
+                     "in a file: smart: {max_total_epochs: N, round_epochs: K, patience: P}\n");
         return yolo::kExitUsage;
       }
       auto loaded = yolo::LoadExperimentsFile(file);

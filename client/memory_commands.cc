@@ -233,7 +233,6 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
   MemoryLog header;
   header.source = "yoloctl memory monitor";
   header.rss_of = "yolod and its workers";
-  header.started = started;
   header.interval_seconds = interval_seconds;
   int64_t last_event_ns = 0;
   auto last_plot = std::chrono::steady_clock::now();
@@ -249,6 +248,7 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
     if (!writer) {  // the thresholds as yolod has them when the first sample comes
       header.ram_thresholds = Percents(report.ram().thresholds());
       if (report.has_gpu()) header.gpu_thresholds = Percents(report.gpu().thresholds());
+      header.started = WallOf(report.time());  // yolod's clock, as the samples' times are
       writer = std::make_unique<MemoryLogWriter>(path, header);
     }
     MemoryLogSample sample;

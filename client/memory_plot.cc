@@ -1,10 +1,13 @@
 #include "client/memory_plot.h"
 
+#include <fcntl.h>
 #include <plplot.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -65,6 +68,16 @@ void Series(const std::vector<double>& x, const std::vector<double>& y, int colo
   plwidth(1);
 }
 
+// PLplot reads '#' as the start of an escape sequence: a literal one is "##".
+std::string Plain(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    out += c;
+    if (c == '#') out += '#';
+  }
+  return out;
+}
+
 // One panel: percent of a limit over time, the three bands, the series, the events.
 void Panel(const MemoryLog& log, double x_scale, double x_max, const std::vector<double>& bands,
            const std::vector<std::pair<std::vector<double>, std::vector<double>>>& series,
@@ -83,11 +96,11 @@ void Panel(const MemoryLog& log, double x_scale, double x_max, const std::vector
     pllsty(2);
     plline(2, x, y);
     pllsty(1);
-    plptex(e.t / x_scale, 96, 0, 1, 1.02, e.kind.c_str());
+    plptex(e.t / x_scale, 96, 0, 1, 1.02, Plain(e.kind).c_str());
   }
   plschr(0, 0.8);
   plcol0(1);
-  pllab(x_scale >= 60 ? "minutes" : "seconds", y_label.c_str(), title.c_str());
+  pllab(x_scale >= 60 ? "minutes" : "seconds", y_label.c_str(), Plain(title).c_str());
   plbox("g", 0, 0, "g", 0, 0);
 }
 
@@ -109,7 +122,7 @@ absl::Status PlotMemoryLog(const MemoryLog& log, const std::string& png_path) {
     t.push_back(s.t / x_scale);
     ram.push_back(100.0 * s.ram_used_bytes / s.ram_limit_bytes);
     rss.push_back(s.rss_bytes ? 100.0 * *s.rss_bytes / s.ram_limit_bytes : -1);
-    int64_t used = 0, total = 0;
+    double used = 0, total = 0;
     for (const auto& g : s.gpus) used += g.used_bytes, total += g.total_bytes;
     if (total > 0) {
       t_gpu.push_back(s.t / x_scale);
@@ -123,6 +136,13 @@ absl::Status PlotMemoryLog(const MemoryLog& log, const std::string& png_path) {
   const bool gpus = !gpu.empty();
   // Drawn beside the target and renamed over it: a reader never sees half a PNG.
   const std::string temp = absl::StrCat(png_path, ".tmp.", ::getpid(), ".png");
+  // Made here first: PLplot exits the process when it cannot open its file.
+  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot write ", png_path, ": ", std::strerror(errno)));
+  }
+  ::close(fd);
   plsdev(kDevice);
   plsfnam(temp.c_str());
   plspage(0, 0, 1200, gpus ? 900 : 520, 0, 0);

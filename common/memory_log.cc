@@ -11,13 +11,14 @@
 #include "common/atomic_file.h"
 #include "common/leak.h"
 #include "common/line_fit.h"
+#include "common/status_macros.h"
 
 namespace yolo {
 
 namespace {
 
 using Json = nlohmann::ordered_json;
-constexpr size_t kMaxLogBytes = 256u << 20;
+constexpr size_t kMaxLogBytes = 32u << 20;  // yolod's logs stay near 1 MB
 constexpr const char* kLevels[] = {"ok", "notice", "warning", "danger"};
 
 std::string Rfc3339(std::chrono::system_clock::time_point when) {
@@ -52,29 +53,42 @@ Json EventJson(const MemoryLogEvent& e) {
 // Field readers: an error names the field's path in the file.
 class Fields {
  public:
+  // `where` starts with the file's name: "f.json: samples[3]."
   Fields(const Json& object, std::string where) : o_(object), where_(std::move(where)) {}
+  // A finite number within +-1e15 (seconds, percentages).
   absl::Status Number(const char* key, double* out, bool required = true) const {
     auto it = o_.find(key);
     if (it == o_.end()) return required ? Missing(key) : absl::OkStatus();
     if (!it->is_number()) return Wrong(key, "a number");
-    *out = it->get<double>();
+    const double v = it->get<double>();
+    if (!std::isfinite(v) || std::abs(v) > 1e15) return Wrong(key, "a number within +-1e15");
+    *out = v;
     return absl::OkStatus();
   }
+  // An integer in [0, 2^62] (bytes, epochs, indices, versions).
   absl::Status Int(const char* key, int64_t* out, bool required = true) const {
-    double v = 0;
     auto it = o_.find(key);
     if (it == o_.end()) return required ? Missing(key) : absl::OkStatus();
-    if (!it->is_number()) return Wrong(key, "a number");
-    v = it->get<double>();
-    *out = static_cast<int64_t>(v);
+    if (!it->is_number_integer()) return Wrong(key, "an integer");
+    if (it->is_number_unsigned() ? it->get<uint64_t>() > (uint64_t{1} << 62)
+                                 : it->get<int64_t>() < 0) {
+      return Wrong(key, "an integer in [0, 2^62]");
+    }
+    *out = it->get<int64_t>();
     return absl::OkStatus();
   }
-  template <typename T>
-  absl::Status OptionalInt(const char* key, std::optional<T>* out) const {
+  absl::Status OptionalInt(const char* key, std::optional<int64_t>* out) const {
     if (!o_.contains(key)) return absl::OkStatus();
     int64_t v = 0;
-    if (absl::Status s = Int(key, &v); !s.ok()) return s;
-    *out = static_cast<T>(v);
+    RETURN_IF_ERROR(Int(key, &v));
+    *out = v;
+    return absl::OkStatus();
+  }
+  absl::Status OptionalInt(const char* key, std::optional<int>* out) const {
+    std::optional<int64_t> v;
+    RETURN_IF_ERROR(OptionalInt(key, &v));
+    if (v && *v > 1000000000) return Wrong(key, "an integer up to 1e9");
+    if (v) *out = static_cast<int>(*v);
     return absl::OkStatus();
   }
   absl::Status String(const char* key, std::string* out, bool required = true) const {
@@ -107,13 +121,6 @@ class Fields {
   const Json& o_;
   std::string where_;
 };
-
-#define LOG_RETURN_IF_ERROR(expr)                                                \
-  do {                                                                           \
-    if (absl::Status _s = (expr); !_s.ok()) {                                    \
-      return absl::InvalidArgumentError(absl::StrCat(name, ": ", _s.message())); \
-    }                                                                            \
-  } while (false)
 
 absl::StatusOr<std::vector<double>> Thresholds(const Json& j, const std::string& where) {
   if (!j.is_array() || j.size() != 3) {
@@ -183,8 +190,7 @@ void MemoryLogWriter::Add(MemoryLogSample sample) {
   for (size_t i = 0; i < log_.samples.size(); i += 2) kept.push_back(std::move(log_.samples[i]));
   log_.samples = std::move(kept);
   log_.interval_seconds *= 2;
-  stride_ *= 2;
-  offered_ = 1;
+  stride_ *= 2;  // the samples kept are those whose number is a multiple of it
 }
 
 void MemoryLogWriter::Add(MemoryLogEvent event) {
@@ -192,7 +198,11 @@ void MemoryLogWriter::Add(MemoryLogEvent event) {
   if (log_.events.size() > max_samples_) log_.events.erase(log_.events.begin());
 }
 
-absl::Status MemoryLogWriter::Flush() { return WriteFileAtomic(path_, MemoryLogToJson(log_)); }
+absl::Status MemoryLogWriter::Flush() {
+  const std::string text = MemoryLogToJson(log_);
+  bytes_ = text.size();
+  return WriteFileAtomic(path_, text);
+}
 
 std::string MemoryLogToJson(const MemoryLog& log) {
   Json j = {{"schema", kMemoryLogSchema}, {"version", kMemoryLogVersion}, {"source", log.source}};
@@ -241,6 +251,8 @@ absl::StatusOr<MemoryLog> ParseMemoryLog(const std::string& text, const std::str
     const bool at_end = e.byte >= text.size();
     return absl::InvalidArgumentError(absl::StrCat(
         name, ": not valid JSON", at_end ? " (it ends early: truncated?)" : "", ": ", e.what()));
+  } catch (const Json::exception& e) {  // a number out of range, and the like
+    return absl::InvalidArgumentError(absl::StrCat(name, ": not a memory log: ", e.what()));
   }
   if (!j.is_object() || !j.contains("schema") || j["schema"] != kMemoryLogSchema) {
     return absl::InvalidArgumentError(
@@ -248,26 +260,26 @@ absl::StatusOr<MemoryLog> ParseMemoryLog(const std::string& text, const std::str
                      "\"; yolod and `yoloctl memory monitor` write memory_log_*.json)"));
   }
   MemoryLog log;
-  const Fields top(j, "");
+  const Fields top(j, absl::StrCat(name, ": "));
   int64_t version = 0;
-  LOG_RETURN_IF_ERROR(top.Int("version", &version));
+  RETURN_IF_ERROR(top.Int("version", &version));
   if (version < 1 || version > kMemoryLogVersion) {
     return absl::InvalidArgumentError(absl::StrCat(
         name, ": memory log version ", version, "; this build reads version ", kMemoryLogVersion));
   }
   log.version = static_cast<int>(version);
-  LOG_RETURN_IF_ERROR(top.String("source", &log.source, false));
-  LOG_RETURN_IF_ERROR(top.String("experiment_id", &log.experiment_id, false));
-  LOG_RETURN_IF_ERROR(top.String("rss_of", &log.rss_of, false));
+  RETURN_IF_ERROR(top.String("source", &log.source, false));
+  RETURN_IF_ERROR(top.String("experiment_id", &log.experiment_id, false));
+  RETURN_IF_ERROR(top.String("rss_of", &log.rss_of, false));
   std::string started;
-  LOG_RETURN_IF_ERROR(top.String("started", &started));
+  RETURN_IF_ERROR(top.String("started", &started));
   absl::Time when;
   std::string err;
   if (!absl::ParseTime(absl::RFC3339_full, started, &when, &err)) {
     return absl::InvalidArgumentError(absl::StrCat(name, ": started: '", started, "': ", err));
   }
   log.started = absl::ToChronoTime(when);
-  LOG_RETURN_IF_ERROR(top.Number("interval_seconds", &log.interval_seconds, false));
+  RETURN_IF_ERROR(top.Number("interval_seconds", &log.interval_seconds, false));
   if (j.contains("thresholds")) {
     const Json& t = j["thresholds"];
     if (!t.is_object())
@@ -280,62 +292,64 @@ absl::StatusOr<MemoryLog> ParseMemoryLog(const std::string& text, const std::str
     }
   }
   const Json* samples = nullptr;
-  LOG_RETURN_IF_ERROR(top.Array("samples", &samples));
+  RETURN_IF_ERROR(top.Array("samples", &samples));
   for (size_t i = 0; i < samples->size(); ++i) {
     const Json& o = (*samples)[i];
-    const std::string where = absl::StrCat("samples[", i, "].");
+    const std::string where = absl::StrCat(name, ": samples[", i, "].");
     if (!o.is_object())
       return absl::InvalidArgumentError(
           absl::StrCat(name, ": samples[", i, "]: must be an object"));
     const Fields f(o, where);
     MemoryLogSample s;
-    LOG_RETURN_IF_ERROR(f.Number("t", &s.t));
-    LOG_RETURN_IF_ERROR(f.Int("ram_used_bytes", &s.ram_used_bytes));
-    LOG_RETURN_IF_ERROR(f.Int("ram_limit_bytes", &s.ram_limit_bytes));
-    LOG_RETURN_IF_ERROR(f.Level("ram_level", &s.ram_level));
-    LOG_RETURN_IF_ERROR(f.OptionalInt("rss_bytes", &s.rss_bytes));
-    LOG_RETURN_IF_ERROR(f.OptionalInt("epoch", &s.epoch));
+    RETURN_IF_ERROR(f.Number("t", &s.t));
+    RETURN_IF_ERROR(f.Int("ram_used_bytes", &s.ram_used_bytes));
+    RETURN_IF_ERROR(f.Int("ram_limit_bytes", &s.ram_limit_bytes));
+    RETURN_IF_ERROR(f.Level("ram_level", &s.ram_level));
+    RETURN_IF_ERROR(f.OptionalInt("rss_bytes", &s.rss_bytes));
+    RETURN_IF_ERROR(f.OptionalInt("epoch", &s.epoch));
     if (o.contains("gpu_level")) {
       std::string level;
-      LOG_RETURN_IF_ERROR(f.Level("gpu_level", &level));
+      RETURN_IF_ERROR(f.Level("gpu_level", &level));
       s.gpu_level = level;
     }
     if (o.contains("psi_full_avg10")) {
       double psi = 0;
-      LOG_RETURN_IF_ERROR(f.Number("psi_full_avg10", &psi));
+      RETURN_IF_ERROR(f.Number("psi_full_avg10", &psi));
       s.psi_full_avg10 = psi;
     }
     const Json* gpus = nullptr;
-    LOG_RETURN_IF_ERROR(f.Array("gpus", &gpus, false));
+    RETURN_IF_ERROR(f.Array("gpus", &gpus, false));
     for (size_t g = 0; gpus != nullptr && g < gpus->size(); ++g) {
       const Json& go = (*gpus)[g];
       if (!go.is_object())
-        return absl::InvalidArgumentError(
-            absl::StrCat(name, ": ", where, "gpus[", g, "]: must be an object"));
+        return absl::InvalidArgumentError(absl::StrCat(where, "gpus[", g, "]: must be an object"));
       const Fields gf(go, absl::StrCat(where, "gpus[", g, "]."));
       MemoryLogGpu gpu;
       int64_t index = 0;
-      LOG_RETURN_IF_ERROR(gf.Int("index", &index));
+      RETURN_IF_ERROR(gf.Int("index", &index));
+      if (index > 4096) {
+        return absl::InvalidArgumentError(absl::StrCat(where, "gpus[", g, "].index: above 4096"));
+      }
       gpu.index = static_cast<int>(index);
-      LOG_RETURN_IF_ERROR(gf.Int("used_bytes", &gpu.used_bytes));
-      LOG_RETURN_IF_ERROR(gf.Int("total_bytes", &gpu.total_bytes));
+      RETURN_IF_ERROR(gf.Int("used_bytes", &gpu.used_bytes));
+      RETURN_IF_ERROR(gf.Int("total_bytes", &gpu.total_bytes));
       s.gpus.push_back(gpu);
     }
     log.samples.push_back(std::move(s));
   }
   const Json* events = nullptr;
-  LOG_RETURN_IF_ERROR(top.Array("events", &events, false));
+  RETURN_IF_ERROR(top.Array("events", &events, false));
   for (size_t i = 0; events != nullptr && i < events->size(); ++i) {
     const Json& o = (*events)[i];
     if (!o.is_object())
       return absl::InvalidArgumentError(absl::StrCat(name, ": events[", i, "]: must be an object"));
-    const Fields f(o, absl::StrCat("events[", i, "]."));
+    const Fields f(o, absl::StrCat(name, ": events[", i, "]."));
     MemoryLogEvent e;
-    LOG_RETURN_IF_ERROR(f.Number("t", &e.t));
-    LOG_RETURN_IF_ERROR(f.String("kind", &e.kind));
-    LOG_RETURN_IF_ERROR(f.String("message", &e.message, false));
-    LOG_RETURN_IF_ERROR(f.OptionalInt("epoch", &e.epoch));
-    LOG_RETURN_IF_ERROR(f.OptionalInt("rss_bytes", &e.rss_bytes));
+    RETURN_IF_ERROR(f.Number("t", &e.t));
+    RETURN_IF_ERROR(f.String("kind", &e.kind));
+    RETURN_IF_ERROR(f.String("message", &e.message, false));
+    RETURN_IF_ERROR(f.OptionalInt("epoch", &e.epoch));
+    RETURN_IF_ERROR(f.OptionalInt("rss_bytes", &e.rss_bytes));
     log.events.push_back(std::move(e));
   }
   return log;
@@ -353,11 +367,11 @@ MemoryAnalysis AnalyzeMemoryLog(const MemoryLog& log) {
       rss.push_back(static_cast<double>(*s.rss_bytes));
       t_rss.push_back(s.t / 60);
     }
-    int64_t used = 0, total = 0;
+    double used = 0, total = 0;
     for (const auto& g : s.gpus) used += g.used_bytes, total += g.total_bytes;
     if (!s.gpus.empty()) {
       a.has_gpu = true;
-      gpu.push_back(static_cast<double>(used));
+      gpu.push_back(used);
       if (total > 0) gpu_pct.push_back(100.0 * used / total);
     }
     // Time at a level: from this sample to the next (the last one counts nothing).
@@ -382,19 +396,29 @@ MemoryAnalysis AnalyzeMemoryLog(const MemoryLog& log) {
   const LineFit rss_fit = FitLeastSquares(t_rss, rss);
   a.rss_bytes_per_minute = rss_fit.slope, a.rss_r2 = rss_fit.r2;
 
-  // The leak rule over the epoch ends, as yolod applies it while the run trains.
-  std::vector<std::pair<double, double>> by_epoch;
-  bool first = true;
+  // The leak rule over the epoch ends, as yolod applies it while the run trains: each worker
+  // (a round, split at its "exit" event) fitted on its own, its first epoch (the warm-up:
+  // allocator and caches fill) left out. The reported fit is a suspected one, else the longest.
+  std::vector<std::vector<std::pair<double, double>>> rounds(1);
+  bool warm_up = true;
   for (const auto& e : log.events) {
-    if (e.kind != "epoch" || !e.epoch || !e.rss_bytes) continue;
-    if (first) {  // the warm-up: allocator and caches fill
-      first = false;
-      continue;
+    if (e.kind == "exit") {
+      if (!rounds.back().empty()) rounds.emplace_back();
+      warm_up = true;
+    } else if (e.kind == "epoch" && e.epoch && e.rss_bytes) {
+      if (!warm_up) rounds.back().emplace_back(*e.epoch, static_cast<double>(*e.rss_bytes));
+      warm_up = false;
     }
-    by_epoch.emplace_back(*e.epoch, static_cast<double>(*e.rss_bytes));
   }
   const LeakCriteria criteria;
-  const LeakFit fit = FitLeak(by_epoch, criteria);
+  LeakFit fit;
+  for (const auto& round : rounds) {
+    const LeakFit f = FitLeak(round, criteria);
+    if ((f.suspected && !fit.suspected) ||
+        (f.suspected == fit.suspected && f.epochs > fit.epochs)) {
+      fit = f;
+    }
+  }
   a.epochs_fitted = fit.epochs;
   a.rss_bytes_per_epoch = fit.bytes_per_epoch;
   a.epoch_r2 = fit.r2;

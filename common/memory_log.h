@@ -88,13 +88,15 @@ class MemoryLogWriter {
   void Add(MemoryLogEvent event);
   // The whole log to disk, replacing the file atomically.
   absl::Status Flush();
+  size_t bytes() const { return bytes_; }  // of the last write
 
  private:
   std::string path_;
   MemoryLog log_;
   size_t max_samples_;
-  int64_t offered_ = 0;  // samples offered since the last thinning
+  int64_t offered_ = 0;  // samples offered
   int stride_ = 1;       // of them, every stride-th is kept
+  size_t bytes_ = 0;
 };
 
 // The log as JSON text (the schema above).

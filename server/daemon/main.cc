@@ -257,20 +257,29 @@ int main(int argc, char** argv) {
       std::chrono::seconds(static_cast<int64_t>(config.danger_grace));
   memory_options.watchdog.psi_full_avg10 = config.psi_full_limit;
   yolo::MemoryManager memory_manager(manager->get(), manager->get(), memory_options);
-  (*manager)->SetDangerHeadroom([&memory_manager] {
-    const auto s = memory_manager.watchdog().Latest();
-    if (!s || s->ram_limit_bytes <= 0) return 0.0;
-    return memory_manager.watchdog().ram_thresholds().danger * s->ram_limit_bytes -
-           static_cast<double>(s->ram_used_bytes);
-  });
-  (*manager)->SetMemoryLogSource({[&memory_manager] { return memory_manager.watchdog().Latest(); },
-                                  [&memory_manager] {
-                                    return std::make_pair(
-                                        memory_manager.watchdog().ram_thresholds(),
-                                        memory_manager.watchdog().gpu_thresholds());
-                                  }});
-  (*manager)->SetMemorySummary(
-      [&memory_manager] { return yolo::ReportSummary(memory_manager.Report()); });
+  (*manager)->SetMemoryHooks(
+      [&memory_manager] {
+        const auto s = memory_manager.watchdog().Latest();
+        if (!s || s->ram_limit_bytes <= 0) return 0.0;
+        return memory_manager.watchdog().ram_thresholds().danger * s->ram_limit_bytes -
+               static_cast<double>(s->ram_used_bytes);
+      },
+      [&memory_manager] { return yolo::ReportSummary(memory_manager.Report()); },
+      {[&memory_manager] { return memory_manager.watchdog().Latest(); },
+       [&memory_manager] {
+         return std::make_pair(memory_manager.watchdog().ram_thresholds(),
+                               memory_manager.watchdog().gpu_thresholds());
+       }});
+  // Whichever way main returns from here: the watchdog stops (it calls the experiments), then
+  // the experiments go, before the memory manager (their threads call the hooks above).
+  struct ManagerFirst {
+    yolo::MemoryManager* memory;
+    std::unique_ptr<yolo::ExperimentManager>* manager;
+    ~ManagerFirst() {
+      memory->StopWatchdog();
+      manager->reset();
+    }
+  } manager_first{&memory_manager, &*manager};
   // The worker channel: a unix socket only this user may open, whose connections yolod accepts
   // itself (WorkerListener) to check that the caller is a worker it spawned.
   const std::string socket_path = (fs::path(config.state_dir) / "worker.sock").string();
@@ -349,6 +358,7 @@ int main(int argc, char** argv) {
   worker_server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   worker_listener.reset();
   fs::remove(addr_file, ec);
+  memory_manager.StopWatchdog();
   manager->reset();
   spdlog::info("yolod stopped");
   return 0;

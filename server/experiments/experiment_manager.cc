@@ -474,6 +474,7 @@ absl::Status ExperimentManager::Delete(const std::string& id) {
     }
     entries_.erase(id);
   }
+  logs_->Forget(id);  // no write of its memory log into the folder as it goes
   RETURN_IF_ERROR(writer_.Remove(id));
   spdlog::info("experiment {} deleted with {}", id, RunDirOf(id));
   return absl::OkStatus();
@@ -630,7 +631,7 @@ void ExperimentManager::SchedulerLoop() {
       if (later_round && batch > 0) launch.args["batch"] = std::to_string(batch);
     }
     lock.lock();
-    AddSmartRoundArgsLocked(e, &launch.args);
+    PlanSmartRoundLocked(e, &launch.args);
     lock.unlock();
     const auto group_before = options_.cgroup
                                   ? options_.cgroup->Read()
@@ -658,10 +659,11 @@ void ExperimentManager::SchedulerLoop() {
       e.first_epoch_seen = false;
       e.leak_reported = false;
       e.exp.clear_rss_trend();
-      e.round_first_epoch = e.exp.epochs_completed() + 1;
-      e.round_improved = false;
-      e.round_pending = false;
-      e.round_start = std::chrono::steady_clock::now();
+      e.worker_start = std::chrono::steady_clock::now();
+      e.policy_sent = false;  // a new worker: a policy in force must reach it too
+      logs_->Open(id, RunDirOf(id));
+      logs_->SetWorker(id, *pid);
+      SmartWorkerStartedLocked(e, memory_before);
       e.exp.set_worker_pid(*pid);
       *e.exp.mutable_memory_before() = memory_before;
       if (memory_before.host_used_ratio() > kPreflightWarnRatio) {
@@ -677,23 +679,23 @@ void ExperimentManager::SchedulerLoop() {
       e.exp.set_state(v1::RUNNING);
       e.exp.set_reason(launch.args.count("resume") ? "resumed from weights/last.pt" : "training");
       if (e.exp.spec().has_smart()) {
-        const int total = e.exp.spec().smart().max_total_epochs();
         const auto end = launch.args.find("round_end");
-        const std::string last = end == launch.args.end() ? std::to_string(total) : end->second;
-        e.exp.set_reason(last == std::to_string(e.exp.epochs_completed())
-                             ? absl::StrCat("smart: finishing the run at epoch ", last,
-                                            " (optimizer stripped, best.pt validated)")
-                             : absl::StrCat("smart round ", e.exp.smart_rounds_size() + 1,
-                                            ": epochs ", e.round_first_epoch, " to ", last, " of ",
-                                            total));
+        const v1::SmartRound& round = e.exp.smart_round();
+        e.exp.set_reason(
+            !e.exp.has_smart_round()
+                ? absl::StrCat("smart: finishing the run at epoch ", e.exp.epochs_completed(),
+                               " (optimizer stripped, best.pt validated)")
+                : absl::StrCat(
+                      "smart round ", e.exp.smart_rounds_size() + 1, ": epochs ",
+                      round.first_epoch(), " to ",
+                      end == launch.args.end() ? std::to_string(round.last_epoch()) : end->second,
+                      " of ", e.exp.spec().smart().max_total_epochs()));
       }
       e.exp.clear_end_time();
       if (e.stop_requested || shutting_down_) {  // asked while it was starting
         e.exp.set_reason("stopping: the worker ends at the next batch and keeps last.pt");
         kill(*pid, SIGTERM);
       }
-      logs_->Open(id, RunDirOf(id));
-      logs_->SetWorker(id, *pid);
       spdlog::info("experiment {}: worker pid {} started (round {})", id, *pid, e.exp.rounds());
       PublishStateLocked(e, writes);
       std::thread([this, id, p = *pid] { WaitForWorker(id, p); }).detach();
@@ -719,6 +721,25 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
   const auto group_after = end.signal == SIGKILL && options_.cgroup
                                ? options_.cgroup->Read()
                                : absl::StatusOr<CgroupMemory>(absl::NotFoundError(""));
+  // Smart training: the cleanup between rounds and the memory report come before the round is
+  // recorded and the next one queued, so that nothing of this worker's is in the figures.
+  bool smart = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (auto it = entries_.find(id); it != entries_.end())
+      smart = it->second->exp.spec().has_smart();
+  }
+  std::optional<v1::RoundMemory> smart_after;
+  std::string summary;
+  if (smart) {
+    smart_after = CleanupAndMeasure();
+    std::function<std::string()> summarize;
+    {
+      std::lock_guard<std::mutex> lock(hooks_mu_);
+      summarize = memory_summary_;
+    }
+    if (summarize) summary = summarize();
+  }
   {
     PendingWrites writes(&writer_);  // written once the lock below is released
     std::lock_guard<std::mutex> lock(mu_);
@@ -734,6 +755,10 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
       e.exp.set_exit_code(end.code);
       e.exp.set_exit_signal(end.signal);
       *e.exp.mutable_end_time() = NowTimestamp();
+      if (smart_after) {
+        *e.exp.mutable_memory_after() = *smart_after;
+        SmartWorkerEndedLocked(e, *smart_after, peak_rss, summary, writes);
+      }
       if (end.exit == v1::WORKER_SUCCEEDED) {
         e.exp.set_state(v1::SUCCEEDED);
         e.exp.set_reason(e.exp.spec().has_smart()
@@ -749,9 +774,7 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
         e.exp.set_reason("stopped by request while the worker was starting");
       } else if (end.exit == v1::WORKER_ROUND_ENDED && !e.stop_requested &&
                  !e.exp.stopped_for_memory()) {
-        // Measured and decided once yolod has cleaned up, below; nothing starts before.
-        e.round_pending = true;
-        e.exp.set_reason("smart: the round's worker has ended; cleaning up between rounds");
+        QueueNextSmartRoundLocked(e);
       } else if ((end.exit == v1::WORKER_STOPPED || end.exit == v1::WORKER_ROUND_ENDED) &&
                  e.exp.stopped_for_memory()) {
         e.exp.set_state(v1::STOPPED);
@@ -817,26 +840,13 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
   }
   // A cleanup between rounds: what yolod held for this one goes back; the record keeps the
   // memory after it.
-  const v1::RoundMemory memory_after = CleanupAndMeasure();
-  bool smart = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (auto it = entries_.find(id); it != entries_.end())
-      smart = it->second->exp.spec().has_smart();
-  }
-  const std::string summary = smart && memory_summary_ ? memory_summary_() : "";
-  {
+  if (!smart) {
+    const v1::RoundMemory memory_after = CleanupAndMeasure();
     PendingWrites writes(&writer_);
     std::lock_guard<std::mutex> lock(mu_);
     if (auto it = entries_.find(id); it != entries_.end()) {
-      Entry& e = *it->second;
-      *e.exp.mutable_memory_after() = memory_after;
-      if (smart) {
-        EndSmartRoundLocked(e, memory_after, peak_rss, summary, writes);
-        PublishStateLocked(e, writes);
-      } else {
-        writes.Add(SnapshotLocked(e));
-      }
+      *it->second->exp.mutable_memory_after() = memory_after;
+      writes.Add(SnapshotLocked(*it->second));
     }
   }
   // Last: once the count is 0 and the lock released, Shutdown may return and the manager go.

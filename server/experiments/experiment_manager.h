@@ -109,16 +109,17 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   bool IsWorkerPid(pid_t pid) const;
   void DetachWorker(WorkerSession* session);
   void OnWorkerMessage(WorkerSession* session, const v1::WorkerMessage& message);
-  // Bytes of RAM left before the danger level (the watchdog's latest sample), for the leak
-  // forecast; set once before workers run. Called without the manager's lock.
-  void SetDangerHeadroom(std::function<double()> headroom) {
-    danger_headroom_ = std::move(headroom);
-  }
-  // The memory report in one line, logged between the rounds of a smart experiment; set once
-  // before workers run. Called without the manager's lock.
-  // Where the experiments' memory logs take their samples; set once before workers run.
-  void SetMemoryLogSource(MemoryLogSource source) { logs_->SetSource(std::move(source)); }
-  void SetMemorySummary(std::function<std::string()> summary) {
+  // What the manager asks of the memory side, which is made after it (it needs the manager):
+  // bytes of RAM left before the danger level (the watchdog's latest sample), for the leak
+  // forecast; the memory report in one line, logged between the rounds of a smart experiment;
+  // where the memory logs take their samples. Set once, before or while workers run (queued
+  // experiments may start as soon as the manager exists); called without the manager's lock.
+  // Whoever made them must reset the manager before they go.
+  void SetMemoryHooks(std::function<double()> danger_headroom, std::function<std::string()> summary,
+                      MemoryLogSource log_source) {
+    logs_->SetSource(std::move(log_source));
+    std::lock_guard<std::mutex> lock(hooks_mu_);
+    danger_headroom_ = std::move(danger_headroom);
     memory_summary_ = std::move(summary);
   }
 
@@ -156,11 +157,7 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
     bool first_epoch_seen = false;                        // this round's warm-up epoch
     int64_t version = 0;                                  // of `exp`, for RecordWriter
     v1::ExperimentState logged_state = v1::EXPERIMENT_STATE_UNSPECIFIED;  // in its memory log
-    // Smart training: the round its worker runs now.
-    int round_first_epoch = 0;    // 1-based
-    bool round_improved = false;  // an epoch of it raised the best fitness
-    bool round_pending = false;   // its worker ended the round; yolod measures, then decides
-    std::chrono::steady_clock::time_point round_start{};
+    std::chrono::steady_clock::time_point worker_start{};                 // of its running worker
     v1::WorkerMemoryStats memory;                              // as the worker last reported
     std::map<int64_t, v1::WorkerCleanupDone> cleanup_answers;  // by request id
   };
@@ -178,14 +175,20 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   absl::Status Recover();
   void SchedulerLoop();
   void WaitForWorker(std::string id, pid_t pid);
-  // Smart training. The arguments of the next round's worker: round_end, the epoch it ends
-  // after, or (the best fitness not improved for `patience` rounds) the epoch last.pt holds, so
-  // that it only finishes the run; none for the last round. Caller holds mu_.
-  void AddSmartRoundArgsLocked(const Entry& e, std::map<std::string, std::string>* args) const;
-  // A round's worker has exited and yolod cleaned up: the round's record, then the next round
-  // (or the finishing one) queued. `peak_rss` is the kernel's count for the worker.
-  void EndSmartRoundLocked(Entry& e, const v1::RoundMemory& after, int64_t peak_rss,
-                           const std::string& memory_summary, PendingWrites& writes);
+  // Smart training (experiment_manager_smart.cc); callers hold mu_. The next worker's round:
+  // the one in progress, or a new one; its round_end, or (the best fitness not improved for
+  // `patience` rounds) the epoch last.pt holds, so that it only finishes the run; none for the
+  // run's last round.
+  void PlanSmartRoundLocked(Entry& e, std::map<std::string, std::string>* args);
+  // A smart experiment's worker started: the round's memory before it, if it is the first.
+  void SmartWorkerStartedLocked(Entry& e, const v1::RoundMemory& before);
+  // Its worker exited and yolod has cleaned up (`after`): the round's peak and end RSS; a round
+  // that reached its last epoch goes into smart_rounds, with a "round" memory action (and
+  // `memory_summary`), and counts for patience. Before the state is decided.
+  void SmartWorkerEndedLocked(Entry& e, const v1::RoundMemory& after, int64_t peak_rss,
+                              const std::string& memory_summary, PendingWrites& writes);
+  // A round ended as planned (exit code 5): the next round, or the finishing worker, queued.
+  void QueueNextSmartRoundLocked(Entry& e);
   // Why a smart experiment SUCCEEDED: every epoch done, or no better fitness for `patience`
   // rounds, or the trainer's own patience. Caller holds mu_.
   std::string SmartSucceededReasonLocked(const Entry& e) const;
@@ -220,10 +223,11 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
 
   ManagerOptions options_;
   DefaultsFn defaults_;
+  RecordWriter writer_;
+  mutable std::mutex hooks_mu_;  // guards the two hooks; never held while one runs
   std::function<double()> danger_headroom_;
   std::function<std::string()> memory_summary_;
   std::unique_ptr<MemoryLogBook> logs_;  // its own thread; its calls only queue
-  RecordWriter writer_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::unique_ptr<Entry>> entries_;

@@ -85,7 +85,12 @@ void ExperimentManager::DetachWorker(WorkerSession* session) {
 
 void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::WorkerMessage& message) {
   // Read before the lock: it takes the watchdog's.
-  const double headroom = message.has_epoch() && danger_headroom_ ? danger_headroom_() : 0;
+  std::function<double()> headroom_of;
+  if (message.has_epoch()) {
+    std::lock_guard<std::mutex> lock(hooks_mu_);
+    headroom_of = danger_headroom_;
+  }
+  const double headroom = headroom_of ? headroom_of() : 0;
   PendingWrites writes(&writer_);  // written once the lock is released
   std::lock_guard<std::mutex> lock(mu_);
   Entry* e = nullptr;

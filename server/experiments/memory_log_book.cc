@@ -94,10 +94,10 @@ void MemoryLogBook::Close(const std::string& id) {
   if (auto it = logs_.find(id); it != logs_.end()) it->second.closing = true;
 }
 
-std::string MemoryLogBook::PathOf(const std::string& id) const {
+void MemoryLogBook::Forget(const std::string& id) {
+  std::lock_guard<std::mutex> writing(write_mu_);
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = logs_.find(id);
-  return it == logs_.end() || !it->second.writer ? "" : it->second.writer->path();
+  logs_.erase(id);
 }
 
 void MemoryLogBook::Loop() {
@@ -172,6 +172,10 @@ void MemoryLogBook::WriteAll(bool final) {
       s.epoch = w.epoch;
       log.writer->Add(std::move(s));
     }
+    const bool due = !w.events.empty() || w.closing ||
+                     ++log.unwritten >= 1 + static_cast<int>(log.writer->bytes() / (256 << 10));
+    if (!due) continue;
+    log.unwritten = 0;
     if (absl::Status written = log.writer->Flush(); !written.ok()) {
       spdlog::warn("experiment {}: memory log not written: {}", w.id,
                    std::string(written.message()));

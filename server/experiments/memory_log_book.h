@@ -2,7 +2,9 @@
 // its run folder: opened when it first runs in this yolod, a sample every interval while a
 // worker of it runs (the watchdog's latest sample and the worker's RSS), its events (state
 // changes, epoch ends with the RSS, every memory action), closed at a final state. The file is
-// replaced whole at each interval, so that it is valid JSON whenever yolod dies.
+// replaced whole (common/memory_log.h), so that it is valid JSON whenever yolod dies: at each
+// interval with an event, else every 1 + size/256 KiB intervals, so that a long log does not
+// keep the disk busy (a crash loses at most those samples).
 //
 // A thread of its own writes the files; the calls only queue, so that the manager may call
 // them with its lock held. LibTorch-free.
@@ -50,8 +52,8 @@ class MemoryLogBook {
              std::optional<int64_t> rss_bytes = std::nullopt);
   // Written once more and forgotten.
   void Close(const std::string& id);
-  // The path of `id`'s open log, "" when none is open (for tests and the record).
-  std::string PathOf(const std::string& id) const;
+  // Forgotten without a write, once no write of it is under way (before its folder goes).
+  void Forget(const std::string& id);
 
  private:
   struct Log {
@@ -62,6 +64,7 @@ class MemoryLogBook {
     std::optional<int> epoch;
     std::vector<std::pair<std::chrono::system_clock::time_point, MemoryLogEvent>> pending;
     bool closing = false;
+    int unwritten = 0;  // intervals since the last write
   };
   void Loop();
   void WriteAll(bool final);

@@ -177,7 +177,12 @@ absl::StatusOr<v1::SmartTraining> CheckSmartTraining(
   TrainArgs parsed;  // the checked values, canonical already
   for (const auto& [key, value] : checked->args) RETURN_IF_ERROR(parsed.Set(key, value));
   if (!parsed.GetBool("save")) {
-    return Bad("smart", "needs save=True: each round resumes from weights/last.pt");
+    return Bad("save", "smart training needs save=True: each round resumes from weights/last.pt");
+  }
+  if (smart.patience() > 0 && !parsed.GetBool("val")) {
+    return Bad("smart.patience",
+               "needs val=True: without validation every epoch's fitness is 0 and no round "
+               "could improve it");
   }
   v1::SmartTraining out = smart;
   const int epochs = static_cast<int>(parsed.GetInt("epochs"));
@@ -187,6 +192,11 @@ absl::StatusOr<v1::SmartTraining> CheckSmartTraining(
     return Bad("smart.max_total_epochs",
                absl::StrCat(out.max_total_epochs(), " disagrees with epochs=", epochs,
                             ": give one of them (both are the run's total)"));
+  } else if (absl::Status s = parsed.Set("epochs", std::to_string(out.max_total_epochs()));
+             !s.ok()) {  // the range of epochs
+    absl::string_view why = s.message();
+    absl::ConsumePrefix(&why, "argument 'epochs': ");
+    return Bad("smart.max_total_epochs", std::string(why));
   }
   if (out.round_epochs() == 0) out.set_round_epochs(10);
   out.set_round_epochs(std::min(out.round_epochs(), out.max_total_epochs()));

@@ -113,11 +113,21 @@ TEST(MemoryLogTest, TruncatedForeignAndMalformedFilesAreNamed) {
   EXPECT_NE(Error(newer).find("version 7"), std::string::npos);
   std::string wrong = good;
   wrong.replace(wrong.find("\"ram_used_bytes\":10"), 19, "\"ram_used_bytes\":\"x\"");
-  EXPECT_NE(Error(wrong).find("samples[0].ram_used_bytes: must be a number"), std::string::npos)
+  EXPECT_NE(Error(wrong).find("samples[0].ram_used_bytes: must be an integer"), std::string::npos)
       << Error(wrong);
   std::string level = good;
   level.replace(level.find("\"ok\""), 4, "\"high\"");
   EXPECT_NE(Error(level).find("samples[0].ram_level"), std::string::npos);
+  // Numbers a crafted file may hold: too large for a double, not integers, out of range.
+  for (const char* bad : {"1e400", "1.5", "9223372036854775808", "-3"}) {
+    std::string crafted = good;
+    crafted.replace(crafted.find("\"ram_used_bytes\":10"), 19,
+                    std::string("\"ram_used_bytes\":") + bad);
+    EXPECT_NE(Error(crafted).find("f.json"), std::string::npos) << bad;
+  }
+  std::string far = good;
+  far.replace(far.find("\"t\":0.0"), 7, "\"t\":1e300");
+  EXPECT_NE(Error(far).find("samples[0].t"), std::string::npos) << Error(far);
   EXPECT_EQ(ReadMemoryLog("/nonexistent/memory_log.json").status().code(),
             absl::StatusCode::kNotFound);
 }

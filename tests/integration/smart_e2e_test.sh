@@ -58,6 +58,22 @@ PLAIN=$(ctl start-experiment "${TRAIN[@]}" --epochs 5 --follow | new_id)
   fail "the rounds trained otherwise than one run: $(diff <(results "$SMART") <(results "$PLAIN"))"
 grep -q "Optimizer stripped" "$STATE/runs/$SMART/train.log" || fail "the last round did not finish the run"
 
+echo "== stopped inside a round: resumed to the same round's end"
+STOPPED=$(ctl start-experiment "${TRAIN[@]}" --smart --max-total-epochs 10 --round-epochs 5 | new_id)
+trained() { [[ $(json "$1" "e.get('epochs_completed', 0) >= 1") == True ]]; }
+wait_for 120 trained "$STOPPED" ||
+  fail "the smart run did not train: $(ctl describe experiment "$STOPPED")"
+expect 0 "" ctl stop "$STOPPED"
+wait_for 60 bash -c "'$YOLOCTL' -s '$SERVER' get experiments | grep '$STOPPED' | grep -q STOPPED" ||
+  fail "not stopped: $(ctl describe experiment "$STOPPED")"
+# (Stopped before epoch 5 on this machine: an epoch takes about half a second.)
+json "$STOPPED" "e['smart_round']['last_epoch'], len(e.get('smart_rounds', []))" | grep -q "^5 0$" ||
+  fail "the round in progress: $(json "$STOPPED" "e.get('smart_round'), e.get('smart_rounds')")"
+expect 0 "" ctl resume "$STOPPED" --follow
+[[ $(json "$STOPPED" "[(r['first_epoch'], r['last_epoch']) for r in e['smart_rounds']]") == "[(1, 5), (6, 10)]" ]] ||
+  fail "rounds after the stop: $(ctl describe experiment "$STOPPED")"
+json "$STOPPED" "e['state'], e['rounds'] >= 3" | grep -q "SUCCEEDED True" || fail "after the resume: $(ctl describe experiment "$STOPPED")"
+
 echo "== patience: no better fitness for a round ends the run, finished by a last worker"
 cat >"$T/smart.yaml" <<YAML
 - {data: $T/data/data.yaml, imgsz: 64, workers: 2, plots: False, batch: 8, seed: 1,

@@ -188,7 +188,10 @@ TEST_F(SpecCheckTest, SmartTrainingTakesItsTotalFromEpochsAndNamesBadFields) {
   EXPECT_NE(message({}, 5, -2, 1).find("smart.round_epochs"), std::string::npos);
   EXPECT_NE(message({}, 5, 2, -1).find("smart.patience"), std::string::npos);
   EXPECT_NE(message({{"epochs", "3"}}, 5, 2, 1).find("disagrees with epochs=3"), std::string::npos);
-  EXPECT_NE(message({{"save", "False"}}, 5, 2, 1).find("save=True"), std::string::npos);
+  EXPECT_NE(message({{"save", "False"}}, 5, 2, 1).find("field 'save'"), std::string::npos);
+  EXPECT_NE(message({{"val", "False"}}, 5, 2, 1).find("field 'smart.patience'"), std::string::npos);
+  EXPECT_TRUE(smart({{"val", "False"}}, 5, 2, 0).ok());  // no patience: no validation needed
+  EXPECT_NE(message({}, 200000, 2, 1).find("field 'smart.max_total_epochs'"), std::string::npos);
   EXPECT_NE(Error(Args({{"round_end", "2"}})).find("round_end"), std::string::npos);  // yolod's
 }
 

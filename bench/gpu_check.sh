@@ -2,7 +2,10 @@
 # The CUDA check, for a machine with an NVIDIA GPU and a CUDA LibTorch 2.x: configures and builds
 # with -DYOLO_WITH_CUDA=ON, runs the test suite (whose end-to-end test then trains on GPU 0),
 # trains yolov8n at imgsz 320, batch 16 on 256 generated images on GPU 0 with amp=True and
-# amp=False, and prints a table (images/s, s/epoch, GPU memory, peak RSS, mAP50-95).
+# amp=False, and prints a table (images/s, s/epoch, GPU memory, peak RSS, mAP50-95); then the
+# memory side on the GPU: AutoBatch's predicted against measured peak, NVML and the CUDA
+# allocator statistics in yolod's report, and a real CUDA out-of-memory error (another process
+# takes the card after the estimate) recovered by halving the batch.
 #
 # Usage: bench/gpu_check.sh [build dir (default build-cuda)]
 # Environment: TORCH_PREFIX (LibTorch's CMake prefix; default: the one of python3's torch),
@@ -79,6 +82,12 @@ for row in sys.argv[2:]:
 print(f"(yolov8n, imgsz 320, batch 16, 256 images, {epochs} epochs; speed: epochs after the first)")
 PY
 
+echo "== memory on GPU 0: AutoBatch's prediction against the step it measured"
+"$WORKER" train data="$T/data/data.yaml" model=yolov8n imgsz=640 batch=-1 epochs=1 device=0 \
+  workers=8 project="$T/runs" name=autobatch plots=False >"$T/autobatch.log" 2>&1 ||
+  tail -20 "$T/autobatch.log"
+grep -E "AutoBatch|peak RSS" "$T/autobatch.log" | cut -c1-400
+
 echo "== yolod on GPU 0: device profile, GPU memory in the report, cleanup of the CUDA cache"
 S=$T/state
 "$BUILD/server/daemon/yolod" --listen 127.0.0.1:0 --state-dir "$S" >"$T/yolod.log" 2>&1 &
@@ -93,7 +102,8 @@ for _ in $(seq 300); do
   sleep 0.2
 done
 $CTL describe experiment "$ID" | grep -E "State|Device|batch=|workers=|amp="
-$CTL memory report
+$CTL memory report                       # NVML's GPUs, and the worker's CUDA allocator line
+$CTL -o json memory report | python3 -c 'import json,sys; r=json.load(sys.stdin); print("allocator:", [w.get("cuda") for w in r.get("workers", [])]); print("gpus:", [(g["index"], g.get("usedBytes", g.get("used_bytes"))) for g in r.get("gpus", [])])'
 $CTL memory cleanup --timeout-seconds 30
 $CTL stop "$ID"
 for _ in $(seq 300); do
@@ -101,6 +111,26 @@ for _ in $(seq 300); do
   sleep 0.2
 done
 $CTL describe experiment "$ID" | grep -E "State|Reason|Epochs"
+echo "== a real CUDA out-of-memory: another process takes the GPU after the estimate"
+# The run is estimated at batch 64; once the estimate is logged, a hog leaves about what batch
+# 32 needs, so the first step at 64 runs out of CUDA memory and the worker halves the batch.
+ID=$($CTL start-experiment data="$T/data/data.yaml" imgsz=640 batch=64 epochs=2 |
+  sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p')
+for _ in $(seq 600); do
+  $CTL -o json describe experiment "$ID" | grep -q '"memory_estimate"' && break
+  sleep 0.1
+done
+NEED32=$($CTL -o json describe experiment "$ID" | python3 -c 'import json,sys; m=json.load(sys.stdin)["memory_estimate"]; print(int(float(m.get("intercept_bytes",0)) + 32*float(m["bytes_per_image"])))')
+python3 -c 'import sys,time,torch; free,_=torch.cuda.mem_get_info(0); keep=int(sys.argv[1])*13//10; x=torch.empty(max(free-keep,0),dtype=torch.uint8,device="cuda:0"); print("hog holds", x.numel()>>20, "MiB, leaves", keep>>20, "MiB", flush=True); time.sleep(120)' "$NEED32" &
+HOG=$!
+for _ in $(seq 1200); do
+  $CTL describe experiment "$ID" | grep -qE "State: *(SUCCEEDED|FAILED)" && break
+  sleep 0.2
+done
+kill "$HOG" 2>/dev/null
+$CTL describe experiment "$ID" | grep -E "State|Reason|batch|oom_retry|oom_resume" | cut -c1-300
+grep -E "out of memory|OutOfMemory" "$S/runs/$ID/train.log" | head -3 | cut -c1-300
+
 kill -TERM "$YOLOD_PID"
 wait "$YOLOD_PID"
 echo "yolod exited with $?"

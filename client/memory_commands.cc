@@ -83,6 +83,17 @@ void PrintReport(const v1::MemoryReport& r) {
                 HumanBytes(w.process().peak_rss_bytes()).c_str(),
                 HumanBytes(w.cpu_cached_bytes()).c_str(),
                 HumanBytes(w.gpu_reserved_bytes()).c_str());
+    if (w.has_cuda()) {
+      const v1::CudaAllocatorStats& c = w.cuda();
+      std::printf(
+          "  cuda:%d allocator: allocated %s (peak %s), reserved %s (peak %s), active %s, "
+          "inactive split %s, %lld alloc retries, %lld OOMs\n",
+          c.device(), HumanBytes(c.allocated_bytes()).c_str(),
+          HumanBytes(c.allocated_peak_bytes()).c_str(), HumanBytes(c.reserved_bytes()).c_str(),
+          HumanBytes(c.reserved_peak_bytes()).c_str(), HumanBytes(c.active_bytes()).c_str(),
+          HumanBytes(c.inactive_split_bytes()).c_str(), static_cast<long long>(c.alloc_retries()),
+          static_cast<long long>(c.ooms()));
+    }
   }
   bool any_run = false;
   for (const auto& w : r.workers()) {

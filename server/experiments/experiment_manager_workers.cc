@@ -206,6 +206,7 @@ std::vector<v1::WorkerMemory> ExperimentManager::WorkerMemory() const {
     w.set_gpu_reserved_bytes(s.gpu_reserved_bytes());
     w.set_cpu_cached_bytes(s.cpu_cached_bytes());
     w.set_cpu_allocated_bytes(s.cpu_allocated_bytes());
+    if (s.has_cuda()) *w.mutable_cuda() = s.cuda();
     out.push_back(w);
   }
   return out;

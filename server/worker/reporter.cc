@@ -75,7 +75,8 @@ void WorkerReporter::Send(const v1::WorkerMessage& message) {
   if (!stream_->Write(message)) broken_ = true;
 }
 
-void WorkerReporter::SendMemory(int64_t rss_bytes, int64_t gpu_reserved_bytes) {
+void WorkerReporter::SendMemory(int64_t rss_bytes, int64_t gpu_reserved_bytes,
+                                const std::optional<v1::CudaAllocatorStats>& cuda) {
   v1::WorkerMessage m;
   auto* mem = m.mutable_memory();
   const CpuAllocatorStats cpu = GetCpuAllocatorStats();
@@ -83,6 +84,7 @@ void WorkerReporter::SendMemory(int64_t rss_bytes, int64_t gpu_reserved_bytes) {
   mem->set_gpu_reserved_bytes(gpu_reserved_bytes);
   mem->set_cpu_cached_bytes(cpu.cached_bytes);
   mem->set_cpu_allocated_bytes(cpu.allocated_bytes);
+  if (cuda) *mem->mutable_cuda() = *cuda;
   Send(m);
 }
 
@@ -104,7 +106,7 @@ void WorkerReporter::OnBatch(const BatchReport& report) {
   p->set_rss_bytes(rss);
   p->set_gpu_reserved_bytes(report.gpu_reserved_bytes);
   Send(m);
-  SendMemory(rss, report.gpu_reserved_bytes);
+  SendMemory(rss, report.gpu_reserved_bytes, report.cuda);
 }
 
 void WorkerReporter::OnEpoch(const EpochReport& report) {

@@ -44,7 +44,8 @@ class WorkerReporter {
                  std::shared_ptr<const ProcProbe> proc);
   void ReadLoop();
   void Send(const v1::WorkerMessage& message);
-  void SendMemory(int64_t rss_bytes, int64_t gpu_reserved_bytes);
+  void SendMemory(int64_t rss_bytes, int64_t gpu_reserved_bytes,
+                  const std::optional<v1::CudaAllocatorStats>& cuda = std::nullopt);
 
   std::atomic<bool>* stop_;
   std::atomic<bool>* cleanup_;

@@ -57,6 +57,30 @@ int64_t GpuReservedBytes(const c10::Device& device) {
   return 0;
 }
 
+std::optional<v1::CudaAllocatorStats> CudaAllocatorStatsOf(const c10::Device& device) {
+#ifdef YOLO_WITH_CUDA
+  if (device.is_cuda()) {
+    const auto s = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index());
+    v1::CudaAllocatorStats out;
+    out.set_device(device.index());
+    // [0]: StatType::AGGREGATE, the small and the large pool together.
+    out.set_allocated_bytes(s.allocated_bytes[0].current);
+    out.set_allocated_peak_bytes(s.allocated_bytes[0].peak);
+    out.set_reserved_bytes(s.reserved_bytes[0].current);
+    out.set_reserved_peak_bytes(s.reserved_bytes[0].peak);
+    out.set_active_bytes(s.active_bytes[0].current);
+    out.set_active_peak_bytes(s.active_bytes[0].peak);
+    out.set_inactive_split_bytes(s.inactive_split_bytes[0].current);
+    out.set_inactive_split_peak_bytes(s.inactive_split_bytes[0].peak);
+    out.set_alloc_retries(s.num_alloc_retries);
+    out.set_ooms(s.num_ooms);
+    return out;
+  }
+#endif
+  (void)device;
+  return std::nullopt;
+}
+
 int64_t EmptyDeviceCache(const c10::Device& device) {
   const int64_t before = GpuReservedBytes(device);
 #ifdef YOLO_WITH_CUDA

@@ -15,6 +15,7 @@
 #include "server/worker/train/loader.h"
 #include "server/worker/train/metrics.h"
 #include "server/worker/train/model.h"
+#include "yolo/v1/experiment.pb.h"
 
 namespace yolo {
 
@@ -41,6 +42,8 @@ int64_t CurrentRssBytes(const ProcProbe& proc);
 
 // Bytes the CUDA caching allocator holds on `device` (0 on the CPU or without CUDA).
 int64_t GpuReservedBytes(const c10::Device& device);
+// The CUDA caching allocator's statistics on `device`; none on the CPU or in a CPU build.
+std::optional<v1::CudaAllocatorStats> CudaAllocatorStatsOf(const c10::Device& device);
 // Gives the CUDA caching allocator's unused blocks back to the driver; returns the bytes
 // released (0 on the CPU or without CUDA).
 int64_t EmptyDeviceCache(const c10::Device& device);

@@ -758,6 +758,7 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
       report.box_loss = tloss[0], report.cls_loss = tloss[1], report.dfl_loss = tloss[2];
       report.images_per_second = out.images / std::max(Since(epoch_start), 1e-9);
       report.gpu_reserved_bytes = GpuReservedBytes(device_);
+      report.cuda = CudaAllocatorStatsOf(device_);
       hooks_.on_batch(report);
     }
     ServeCleanup();

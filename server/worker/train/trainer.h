@@ -39,6 +39,7 @@ struct BatchReport {
   double box_loss = 0, cls_loss = 0, dfl_loss = 0;  // running means over the epoch
   double images_per_second = 0;                     // this epoch so far
   int64_t gpu_reserved_bytes = 0;
+  std::optional<v1::CudaAllocatorStats> cuda;  // on a GPU
 };
 
 // What a cleanup gave back.

@@ -1,7 +1,8 @@
 # Helpers of the end-to-end scripts (sourced first). Sourcing makes T (the test's temp folder)
 # and PIDS, and on exit kills what the script started (PIDS, and anything run from $T), calls
 # on_exit if the script defines one, and removes $T. fail reports the tail of $T/yolod.log;
-# start_yolod and ctl need YOLOD, WORKER, YOLOCTL and STATE (the state dir of the yolod to start).
+# start_yolod, ctl, json and new_id need YOLOD, WORKER, YOLOCTL and STATE (the state dir of the
+# yolod to start).
 T=$(mktemp -d)
 PIDS=()
 CGROUPS=()
@@ -45,6 +46,12 @@ start_yolod() {
   SERVER=$(cat "$STATE/yolod.addr")
 }
 ctl() { "$YOLOCTL" -s "$SERVER" "$@"; }
+# json ID PYTHON_EXPRESSION_ON_e: a value of `describe experiment ID -o json`.
+json() {
+  ctl -o json describe experiment "$1" | /usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin); print($2)"
+}
+# The id in start-experiment's output.
+new_id() { sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p'; }
 # make_cgroup LIMIT_BYTES: a memory cgroup of this test's own with that limit (cgroup v2's
 # memory.max, or v1's memory.limit_in_bytes) that a process may be moved into; sets CGROUP to
 # its folder, or returns 1 where this machine does not let the test make one.

@@ -12,13 +12,9 @@ YOLOD=$1 YOLOCTL=$2 WORKER=$3
 source "$(dirname "$0")/lib.sh"
 
 STATE=$T/state
-json() {  # json ID PYTHON_EXPRESSION_ON_e: a value of describe -o json
-  ctl -o json describe experiment "$1" | /usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin); print($2)"
-}
 # says ID EXPRESSION PATTERN: the value matches (for wait_for, which runs it again each time).
 says() { json "$1" "$2" | grep -q -- "$3"; }
 report_says() { "$YOLOCTL" -s "$SERVER" -o json memory report | grep -q -- "$1"; }
-new_id() { sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p'; }
 # The host's RAM in use now, in percent, and levels that put it at warning or danger.
 used_pct() { awk '/MemTotal/{t=$2} /MemAvailable/{a=$2} END{printf "%d", (t-a)*100/t}' /proc/meminfo; }
 warning_levels() { local u; u=$(used_pct); echo "ram=$(((u - 2) / 2 > 0 ? (u - 2) / 2 : 1)),$((u - 2 > 1 ? u - 2 : 2)),99"; }

@@ -12,7 +12,6 @@ source "$(dirname "$0")/lib.sh"
 
 STATE=$T/state
 PY=/usr/bin/python3
-new_id() { sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p'; }
 log_of() { ls "$STATE/runs/$1"/memory_log_*.json 2>/dev/null | head -1; }
 has_log() { [[ -n $(log_of "$1") ]]; }
 # logq FILE EXPRESSION_ON_l: a value of the log, read with Python's own JSON parser.

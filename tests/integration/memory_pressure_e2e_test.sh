@@ -13,7 +13,6 @@ source "$(dirname "$0")/lib.sh"
 command -v stress-ng >/dev/null || fail "stress-ng is not installed (scripts/setup.sh installs it)"
 report() { ctl -o json memory report | /usr/bin/python3 -c "import json,sys; r=json.load(sys.stdin); print($1)"; }
 level_is() { report "r['ram']['level']" | grep -q -- "$1"; }
-new_id() { sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p'; }
 
 echo "== a forced cleanup frees the RAM cache of a running cache=ram experiment"
 "$WORKER" make-dataset shapes out="$T/data" train=192 val=8 imgsz=320 seed=1 >/dev/null || fail "make-dataset"

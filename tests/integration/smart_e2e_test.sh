@@ -10,10 +10,6 @@ YOLOD=$1 YOLOCTL=$2 WORKER=$3
 source "$(dirname "$0")/lib.sh"
 
 STATE=$T/state
-json() {  # json ID PYTHON_EXPRESSION_ON_e: a value of describe -o json
-  ctl -o json describe experiment "$1" | /usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin); print($2)"
-}
-new_id() { sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p'; }
 # All columns of results.csv but time (the second).
 results() { cut -d, -f1,3- "$STATE/runs/$1/results.csv"; }
 

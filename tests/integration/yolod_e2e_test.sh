@@ -13,7 +13,6 @@ field() {  # field ID JSON_KEY: a top-level value of describe -o json
 }
 state() { field "$1" state; }
 epochs_done() { field "$1" epochs_completed; }
-new_id() { sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p'; }
 
 "$WORKER" make-dataset shapes out="$T/data" train=16 val=8 imgsz=96 seed=0 >/dev/null ||
   fail "make-dataset"

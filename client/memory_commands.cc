@@ -232,6 +232,11 @@ std::chrono::system_clock::time_point WallOf(const google::protobuf::Timestamp& 
 
 int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
                           const std::string& out_dir, double plot_interval_seconds) {
+  std::error_code dir_ec;
+  if (!fs::is_directory(out_dir, dir_ec)) {
+    std::fprintf(stderr, "error: --out-dir %s: not a folder\n", out_dir.c_str());
+    return kExitUsage;
+  }
   v1::WatchMemoryRequest request;
   request.set_duration_seconds(duration_seconds);
   request.set_interval_seconds(interval_seconds);
@@ -244,7 +249,7 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
   MemoryLog header;
   header.source = "yoloctl memory monitor";
   header.rss_of = "yolod and its workers";
-  header.interval_seconds = interval_seconds;
+  header.interval_seconds = interval_seconds > 0 ? interval_seconds : 1;  // yolod's default
   int64_t last_event_ns = 0;
   auto last_plot = std::chrono::steady_clock::now();
   v1::MemoryReport report;
@@ -292,7 +297,7 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
                                          std::chrono::duration<double>(plot_interval_seconds)) {
       last_plot = std::chrono::steady_clock::now();
       auto log = ReadMemoryLog(path);
-      absl::Status plotted = log.ok() ? PlotMemoryLog(*log, png) : log.status();
+      absl::Status plotted = log.ok() ? PlotMemoryLog(*log, png, path) : log.status();
       if (!plotted.ok()) {
         std::fprintf(stderr, "warning: no plot: %s\n", std::string(plotted.message()).c_str());
       }
@@ -313,7 +318,7 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
   if (n > 0) {
     if (plot_interval_seconds > 0) {
       auto log = ReadMemoryLog(path);
-      absl::Status plotted = log.ok() ? PlotMemoryLog(*log, png) : log.status();
+      absl::Status plotted = log.ok() ? PlotMemoryLog(*log, png, path) : log.status();
       if (plotted.ok()) std::fprintf(stderr, "plot saved to %s\n", png.c_str());
     }
     std::fprintf(stderr, "%d samples saved to %s\n", n, path.c_str());
@@ -369,7 +374,7 @@ int Client::MemoryAnalyze(const std::string& log_file, const std::string& plot_p
   }
   std::fflush(stdout);
   if (!plot_path.empty()) {
-    if (absl::Status plotted = PlotMemoryLog(*log, plot_path); !plotted.ok()) {
+    if (absl::Status plotted = PlotMemoryLog(*log, plot_path, log_file); !plotted.ok()) {
       std::fprintf(stderr, "error: %s\n", std::string(plotted.message()).c_str());
       return kExitUsage;
     }

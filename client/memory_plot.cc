@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <plplot.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -106,7 +107,8 @@ void Panel(const MemoryLog& log, double x_scale, double x_max, const std::vector
 
 }  // namespace
 
-absl::Status PlotMemoryLog(const MemoryLog& log, const std::string& png_path) {
+absl::Status PlotMemoryLog(const MemoryLog& log, const std::string& png_path,
+                           const std::string& source_path) {
   if (!HasDevice(kDevice)) {
     return absl::FailedPreconditionError(
         "PLplot has no PNG device here (Debian's plplot-driver-cairo provides pngcairo)");
@@ -135,6 +137,22 @@ absl::Status PlotMemoryLog(const MemoryLog& log, const std::string& png_path) {
   }
   const bool gpus = !gpu.empty();
   // Drawn beside the target and renamed over it: a reader never sees half a PNG.
+  // Only a regular file is replaced: never a device, a FIFO, a folder or a link (yoloctl may
+  // run as root), nor the log being drawn.
+  struct stat st {};
+  if (::lstat(png_path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        png_path,
+        ": exists and is not a regular file (a device, FIFO, folder or link); the plot "
+        "replaces only a regular file"));
+  }
+  if (!source_path.empty()) {
+    std::error_code same_ec;
+    if (fs::equivalent(png_path, source_path, same_ec)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(png_path, " is the memory log itself; give the plot another name"));
+    }
+  }
   const std::string temp = absl::StrCat(png_path, ".tmp.", ::getpid(), ".png");
   // Made here first: PLplot exits the process when it cannot open its file.
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
@@ -149,7 +167,10 @@ absl::Status PlotMemoryLog(const MemoryLog& log, const std::string& png_path) {
   plssub(1, gpus ? 2 : 1);
   SetColours();
   plinit();
-  const std::string what = log.experiment_id.empty() ? log.source : log.experiment_id;
+  std::string what = log.experiment_id.empty() ? log.source : log.experiment_id;
+  for (char& c : what) {
+    if (static_cast<unsigned char>(c) < 0x20) c = '?';
+  }
   const std::string ram_title =
       absl::StrFormat("%s: RAM used (blue)%s; notice %.0f, warning %.0f, danger %.0f %%", what,
                       rss_kept.empty() ? "" : absl::StrCat(", RSS of ", log.rss_of, " (green)"),

@@ -10,7 +10,10 @@
 
 namespace yolo {
 
-// Replaces `png_path` atomically. FAILED_PRECONDITION when PLplot has no PNG device.
-absl::Status PlotMemoryLog(const MemoryLog& log, const std::string& png_path);
+// Replaces `png_path` atomically, when it is missing or a regular file other than
+// `source_path` (the log's own file); INVALID_ARGUMENT otherwise. FAILED_PRECONDITION when
+// PLplot has no PNG device.
+absl::Status PlotMemoryLog(const MemoryLog& log, const std::string& png_path,
+                           const std::string& source_path = "");
 
 }  // namespace yolo

@@ -335,6 +335,11 @@ absl::StatusOr<MemoryLog> ParseMemoryLog(const std::string& text, const std::str
       RETURN_IF_ERROR(gf.Int("total_bytes", &gpu.total_bytes));
       s.gpus.push_back(gpu);
     }
+    if (!log.samples.empty() && s.t < log.samples.back().t) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, "t: ", s.t, " is before the sample ahead of it (",
+                       log.samples.back().t, "): samples are in time order"));
+    }
     log.samples.push_back(std::move(s));
   }
   const Json* events = nullptr;
@@ -424,9 +429,11 @@ MemoryAnalysis AnalyzeMemoryLog(const MemoryLog& log) {
   a.epoch_r2 = fit.r2;
   a.leak_suspected = fit.suspected;
   if (fit.epochs < criteria.min_epochs) {
-    a.leak_verdict =
-        absl::StrFormat("not enough epochs to judge: %d epoch ends after the first, %d needed",
-                        fit.epochs, criteria.min_epochs);
+    a.leak_verdict = absl::StrFormat(
+        "not enough epochs to judge: the longest worker has %d epoch ends after "
+        "its first, %d needed (each worker, a smart round too, is fitted on its "
+        "own, as yolod does)",
+        fit.epochs, criteria.min_epochs);
   } else if (fit.suspected) {
     a.leak_verdict = absl::StrCat("leak suspected: ", DescribeLeak(fit));
   } else {
@@ -440,11 +447,18 @@ MemoryAnalysis AnalyzeMemoryLog(const MemoryLog& log) {
 }
 
 std::string FormatMemoryAnalysis(const MemoryLog& log, const MemoryAnalysis& a) {
+  auto shown = [](std::string text) {  // the file's own text, without control characters
+    for (char& c : text) {
+      if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = '?';
+    }
+    return text;
+  };
   std::string out = absl::StrFormat(
-      "%s%s: %d samples over %.0f s (every %g s), %d events%s\n", log.source,
-      log.experiment_id.empty() ? "" : absl::StrCat(", experiment ", log.experiment_id),
+      "%s%s: %d samples over %.0f s (every %g s), %d events%s\n",
+      log.source.empty() ? "memory log" : shown(log.source),
+      log.experiment_id.empty() ? "" : absl::StrCat(", experiment ", shown(log.experiment_id)),
       log.samples.size(), a.seconds, log.interval_seconds, log.events.size(),
-      log.rss_of.empty() ? "" : absl::StrCat("; RSS of ", log.rss_of));
+      log.rss_of.empty() ? "" : absl::StrCat("; RSS of ", shown(log.rss_of)));
   absl::StrAppend(&out,
                   absl::StrFormat("%-18s %12s %12s %12s %12s\n", "", "MIN", "MEAN", "MAX", "P95"));
   auto row = [&](const std::string& label, const SeriesStats& s, double scale, const char* unit) {

@@ -696,7 +696,8 @@ void ExperimentManager::SchedulerLoop() {
         e.exp.set_reason("stopping: the worker ends at the next batch and keeps last.pt");
         kill(*pid, SIGTERM);
       }
-      spdlog::info("experiment {}: worker pid {} started (round {})", id, *pid, e.exp.rounds());
+      spdlog::info("experiment {}: worker pid {} started (worker #{} of it)", id, *pid,
+                   e.exp.rounds());
       PublishStateLocked(e, writes);
       std::thread([this, id, p = *pid] { WaitForWorker(id, p); }).detach();
     }
@@ -767,7 +768,10 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
       } else if (shutting_down_ && (end.exit == v1::WORKER_STOPPED ||
                                     end.exit == v1::WORKER_ROUND_ENDED || end.signal != 0)) {
         e.exp.set_state(v1::INTERRUPTED);
-        e.exp.set_reason("yolod shut down; resume continues from weights/last.pt");
+        e.exp.set_reason(has_checkpoint
+                             ? "yolod shut down; resume continues from weights/last.pt"
+                             : "yolod shut down before its first epoch ended: no checkpoint; "
+                               "start it again");
       } else if (e.stop_requested && end.signal == SIGTERM) {
         // Stopped while it was still starting, before it could take the signal itself.
         e.exp.set_state(v1::STOPPED);
@@ -783,8 +787,14 @@ void ExperimentManager::WaitForWorker(std::string id, pid_t pid) {
             "itself when memory is back to ok");
       } else if (end.exit == v1::WORKER_STOPPED || end.exit == v1::WORKER_ROUND_ENDED) {
         e.exp.set_state(v1::STOPPED);
-        e.exp.set_reason(e.stop_requested ? "stopped by request; weights/last.pt is resumable"
-                                          : "the worker was stopped by a signal from outside");
+        e.exp.set_reason(!has_checkpoint
+                             ? (e.stop_requested
+                                    ? "stopped by request before its first epoch ended: no "
+                                      "checkpoint; start it again"
+                                    : "the worker was stopped by a signal from outside before its "
+                                      "first epoch ended: no checkpoint")
+                         : e.stop_requested ? "stopped by request; weights/last.pt is resumable"
+                                            : "the worker was stopped by a signal from outside");
       } else if (OutOfMemoryEnd(end, e.stop_requested) && has_checkpoint &&
                  e.exp.oom_resumes() < options_.oom_retries && e.exp.batch() > 1) {
         // Out of memory: resume from last.pt at half the batch, a bounded number of times.

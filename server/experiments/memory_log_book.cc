@@ -155,13 +155,17 @@ void MemoryLogBook::WriteAll(bool final) {
       log.writer->Add(std::move(event));
     }
     // A sample older than the log (taken before its worker started) is not the run's.
-    if (sample && w.pid > 0 && sample->host && sample->wall >= log.opened) {
+    // Nor the one already logged (the watchdog samples at its own interval).
+    if (sample && w.pid > 0 && sample->host && sample->wall >= log.opened &&
+        sample->wall > log.last_sample) {
+      log.last_sample = sample->wall;
       MemoryLogSample s;
       s.t = log.writer->Seconds(sample->wall);
       s.ram_used_bytes = sample->ram_used_bytes;
       s.ram_limit_bytes = sample->ram_limit_bytes;
       s.ram_level = LevelName(sample->ram_level);
-      if (auto p = proc_->Process(w.pid); p.ok()) s.rss_bytes = p->rss_bytes;
+      // A worker that has just exited reads as no RSS, not 0.
+      if (auto p = proc_->Process(w.pid); p.ok() && p->rss_bytes > 0) s.rss_bytes = p->rss_bytes;
       if (sample->gpus) {
         for (const auto& g : *sample->gpus) {
           s.gpus.push_back({g.index, g.used_bytes, g.total_bytes});

@@ -64,7 +64,8 @@ class MemoryLogBook {
     std::optional<int> epoch;
     std::vector<std::pair<std::chrono::system_clock::time_point, MemoryLogEvent>> pending;
     bool closing = false;
-    int unwritten = 0;  // intervals since the last write
+    int unwritten = 0;                                    // intervals since the last write
+    std::chrono::system_clock::time_point last_sample{};  // the watchdog's, as last logged
   };
   void Loop();
   void WriteAll(bool final);

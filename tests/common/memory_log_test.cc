@@ -128,6 +128,9 @@ TEST(MemoryLogTest, TruncatedForeignAndMalformedFilesAreNamed) {
   std::string far = good;
   far.replace(far.find("\"t\":0.0"), 7, "\"t\":1e300");
   EXPECT_NE(Error(far).find("samples[0].t"), std::string::npos) << Error(far);
+  MemoryLog backwards = Header();
+  backwards.samples = {Sample(5, 10), Sample(1, 10)};
+  EXPECT_NE(Error(MemoryLogToJson(backwards)).find("samples[1].t"), std::string::npos);
   EXPECT_EQ(ReadMemoryLog("/nonexistent/memory_log.json").status().code(),
             absl::StatusCode::kNotFound);
 }

@@ -42,7 +42,8 @@ wait_for 180 bash -c "'$YOLOCTL' -s '$SERVER' get experiments | grep '$ID' | gre
 sleep 1  # the last write after the final state
 [[ $(logq "$LOG" "l['schema'], l['version'], l['experiment_id']") == "yolod.memory_log 1 $ID" ]] ||
   fail "header: $(head -c 400 "$LOG")"
-logq "$LOG" "all(s['rss_bytes'] > 50e6 and s['ram_limit_bytes'] >= s['ram_used_bytes'] > 0 for s in l['samples'])" | grep -q True ||
+# RSS where the worker could be read (from its first moments on), RAM against the limit.
+logq "$LOG" "all(s.get('rss_bytes', 1) > 0 and s['ram_limit_bytes'] >= s['ram_used_bytes'] > 0 for s in l['samples']) and max(s.get('rss_bytes', 0) for s in l['samples']) > 50e6" | grep -q True ||
   fail "samples: $(head -c 1500 "$LOG")"
 logq "$LOG" "sorted(set(s['ram_level'] for s in l['samples']))" | grep -q "warning" || fail "no sample at the warning level"
 [[ $(logq "$LOG" "len([e for e in l['events'] if e['kind'] == 'epoch' and e['rss_bytes'] > 0])") == 9 ]] ||
@@ -72,6 +73,12 @@ expect 2 "$T/missing.json" ctl memory analyze --log-file "$T/missing.json"
 sed 's/"version": 1/"version": 9/' "$LOG" >"$T/newer.json"
 expect 2 "version 9" ctl memory analyze --log-file "$T/newer.json"
 expect 2 "required" ctl memory analyze
+# The plot replaces a regular file only: not a FIFO (nor a device: yoloctl may run as root), not
+# the log itself.
+mkfifo "$T/fifo.png"
+expect 2 "not a regular file" ctl memory analyze --log-file "$LOG" --plot "$T/fifo.png"
+[[ -p $T/fifo.png ]] || fail "the FIFO was replaced"
+expect 2 "the memory log itself" ctl memory analyze --log-file "$LOG" --plot "$LOG"
 
 echo "== yolod killed while a run logs: the log is whole"
 ID2=$(ctl start-experiment "${TRAIN[@]}" --epochs 300 | new_id)

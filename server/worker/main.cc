@@ -220,6 +220,11 @@ int RunTrain(const yolo::TrainArgs& args) {
       std::fprintf(stderr, "error: %s\n", std::string(out.status().message()).c_str());
       return kOutOfMemory;
     }
+    if (out.status().code() == absl::StatusCode::kCancelled && g_stop) {
+      std::fprintf(stderr, "stopped before the first epoch: %s\n",
+                   std::string(out.status().message()).c_str());
+      return kStopped;
+    }
     return Fail(out.status());
   }
   std::printf("training: %.2f images/s (validation excluded), peak RSS %.0f MB",

@@ -113,6 +113,9 @@ void StepProfiler::Synthetic(int batch, at::Tensor* images, DetectionTargets* ta
 }
 
 absl::StatusOr<int64_t> StepProfiler::Measure(const std::function<void()>& step) {
+  if (spec_.stop != nullptr && spec_.stop->load()) {
+    return absl::CancelledError("stop requested during the memory estimate");
+  }
   try {
 #ifdef YOLO_WITH_CUDA
     if (spec_.device.is_cuda()) {

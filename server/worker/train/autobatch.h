@@ -12,6 +12,7 @@
 
 #include <c10/core/Device.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -59,6 +60,8 @@ struct StepSpec {
   bool amp = false;
   OptimizerChoice optimizer;  // optimizer=auto is measured as AdamW, the larger state
   LossGains gains;
+  // A stop request: each step checks it first and answers CANCELLED once it is set.
+  const std::atomic<bool>* stop = nullptr;
 };
 
 // Measures steps on models of its own (built with the global random state saved and restored).

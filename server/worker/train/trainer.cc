@@ -388,8 +388,12 @@ absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecor
                                    args_.GetFloat("momentum"), args_.GetFloat("warmup_bias_lr"),
                                    /*iterations=*/0, model_->nc);
   spec.gains = {args_.GetFloat("box"), args_.GetFloat("cls"), args_.GetFloat("dfl")};
+  spec.stop = hooks_.stop_requested;
   StepProfiler profiler(spec);
   auto estimate = EstimateMemory(profiler, in);
+  // Once a stop is asked, the steps left answer at once: whatever the estimate made of that,
+  // the run stops here (nothing is written yet).
+  if (StopRequested()) return absl::CancelledError("stop requested during the memory estimate");
   if (!estimate.ok()) {
     return absl::FailedPreconditionError(
         absl::StrCat(estimate.status().message(),

@@ -296,9 +296,7 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
     if (plot_interval_seconds > 0 && std::chrono::steady_clock::now() - last_plot >=
                                          std::chrono::duration<double>(plot_interval_seconds)) {
       last_plot = std::chrono::steady_clock::now();
-      auto log = ReadMemoryLog(path);
-      absl::Status plotted = log.ok() ? PlotMemoryLog(*log, png, path) : log.status();
-      if (!plotted.ok()) {
+      if (absl::Status plotted = PlotMemoryLog(writer->log(), png, path); !plotted.ok()) {
         std::fprintf(stderr, "warning: no plot: %s\n", std::string(plotted.message()).c_str());
       }
     }
@@ -316,10 +314,8 @@ int Client::MemoryMonitor(double duration_seconds, double interval_seconds,
   }
   grpc::Status s = reader->Finish();
   if (n > 0) {
-    if (plot_interval_seconds > 0) {
-      auto log = ReadMemoryLog(path);
-      absl::Status plotted = log.ok() ? PlotMemoryLog(*log, png, path) : log.status();
-      if (plotted.ok()) std::fprintf(stderr, "plot saved to %s\n", png.c_str());
+    if (plot_interval_seconds > 0 && PlotMemoryLog(writer->log(), png, path).ok()) {
+      std::fprintf(stderr, "plot saved to %s\n", png.c_str());
     }
     std::fprintf(stderr, "%d samples saved to %s\n", n, path.c_str());
   }

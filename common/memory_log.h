@@ -88,7 +88,8 @@ class MemoryLogWriter {
   void Add(MemoryLogEvent event);
   // The whole log to disk, replacing the file atomically.
   absl::Status Flush();
-  size_t bytes() const { return bytes_; }  // of the last write
+  size_t bytes() const { return bytes_; }        // of the last write
+  const MemoryLog& log() const { return log_; }  // as the next write will have it
 
  private:
   std::string path_;

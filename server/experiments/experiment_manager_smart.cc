@@ -15,16 +15,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/bytes.h"
 #include "server/experiments/experiment_manager.h"
 
 namespace yolo {
 
 namespace {
 
-std::string Mb(int64_t bytes) {
-  return bytes >= 10e9 ? absl::StrFormat("%.2f GB", bytes / 1e9)
-                       : absl::StrFormat("%.1f MB", bytes / 1e6);
-}
+std::string Mb(int64_t bytes) { return MegaOrGigaBytes(static_cast<double>(bytes)); }
 
 bool Finishing(const v1::Experiment& exp) {
   const v1::SmartTraining& smart = exp.spec().smart();

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/bytes.h"
 #include "server/memory/proc_probe.h"
 #include "server/worker/train/cpu_allocator.h"
 #include "server/worker/train/run_support.h"
@@ -26,10 +27,7 @@
 namespace yolo {
 namespace {
 
-std::string Bytes(double b) {
-  if (std::abs(b) >= 1e9) return absl::StrFormat("%.2f GB", b / 1e9);
-  return absl::StrFormat("%.1f MB", b / 1e6);
-}
+std::string Bytes(double b) { return MegaOrGigaBytes(b); }
 
 }  // namespace
 

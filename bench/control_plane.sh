@@ -9,7 +9,7 @@ IDLE=${2:-20}
 B=build
 [[ -x $B/bench/memory_report_latency && -x $B/server/daemon/yolod ]] || scripts/build.sh
 T=$(mktemp -d)
-"$B/server/daemon/yolod" --listen 127.0.0.1:0 --state-dir "$T/state" >"$T/yolod.log" 2>&1 &
+"$B/server/daemon/yolod" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --state-dir "$T/state" >"$T/yolod.log" 2>&1 &
 PID=$!
 trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$T"' EXIT
 for _ in $(seq 100); do [[ -s $T/state/yolod.addr ]] && break; sleep 0.1; done

@@ -90,7 +90,7 @@ grep -E "AutoBatch|peak RSS" "$T/autobatch.log" | cut -c1-400
 
 echo "== yolod on GPU 0: device profile, GPU memory in the report, cleanup of the CUDA cache"
 S=$T/state
-"$BUILD/server/daemon/yolod" --listen 127.0.0.1:0 --state-dir "$S" >"$T/yolod.log" 2>&1 &
+"$BUILD/server/daemon/yolod" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --state-dir "$S" >"$T/yolod.log" 2>&1 &
 YOLOD_PID=$!
 for _ in $(seq 100); do [[ -s $S/yolod.addr ]] && break; sleep 0.1; done
 CTL="$BUILD/client/yoloctl -s $(cat "$S/yolod.addr")"

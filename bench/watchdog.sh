@@ -21,7 +21,7 @@ W=$B/server/worker/yolo-worker
 "$W" make-dataset shapes out="$T/small" train=64 val=8 imgsz=64 seed=0 >/dev/null
 "$W" make-dataset shapes out="$T/data" train=128 val=16 imgsz=320 seed=0 >/dev/null
 
-"$B/server/daemon/yolod" --listen 127.0.0.1:0 --state-dir "$T/state" --worker "$W" \
+"$B/server/daemon/yolod" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --state-dir "$T/state" --worker "$W" \
   --max-running-per-device 4 --watchdog-interval 1 >"$T/yolod.log" 2>&1 &
 PID=$!
 for _ in $(seq 100); do [[ -s $T/state/yolod.addr ]] && break; sleep 0.1; done

@@ -16,7 +16,7 @@ DATA=datasets/shapes
 [[ -f $DATA/data.yaml ]] ||
   "$WORKER" make-dataset shapes out="$DATA" train=256 val=64 imgsz=320 seed=0
 STATE=$(mktemp -d /tmp/yolod-demo.XXXXXX)
-"$YOLOD" --listen 127.0.0.1:0 --state-dir "$STATE" >"$STATE/yolod.out" 2>&1 &
+"$YOLOD" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --state-dir "$STATE" >"$STATE/yolod.out" 2>&1 &
 YOLOD_PID=$!
 stop_daemon() {
   if kill -0 "$YOLOD_PID" 2>/dev/null; then

@@ -11,7 +11,8 @@ if [[ ! -f build-asan/build.ninja ]]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS="$SAN" \
     -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=address,undefined" >/dev/null
 fi
-TESTS=(common_tests data_tests train_tests experiments_tests memory_tests daemon_tests client_tests)
+TESTS=(common_tests data_tests train_tests experiments_tests memory_tests daemon_tests client_tests
+  metrics_tests)
 ninja -C build-asan -j"${JOBS:-2}" "${TESTS[@]}"
 # Leaks are not checked: LibTorch, gRPC and protobuf keep process-wide singletons by design.
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1

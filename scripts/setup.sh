@@ -15,6 +15,8 @@ PACKAGES=(
   # control plane: gRPC, protobuf, abseil, Prometheus exposition
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   prometheus-cpp-dev
+  # the status page's charts (embedded at build time); tests: its browser, Alertmanager, Compose
+  libjs-chart.js chromium prometheus-alertmanager docker-compose
   # memory plots in yoloctl: PLplot and its cairo PNG device
   libplplot-dev plplot-driver-cairo
   # tests and benchmarks; clang and its runtime for the fuzz targets (libFuzzer, sanitizers)

@@ -51,6 +51,10 @@ absl::Status LoadDaemonConfigFile(const std::string& path, DaemonConfig* config)
         config->token_file = v.as<std::string>();
       else if (key == "open_reads")
         config->open_reads = v.as<bool>();
+      else if (key == "metrics_listen")
+        config->metrics_listen = v.as<std::string>();
+      else if (key == "metrics_open")
+        config->metrics_open = v.as<bool>();
       else if (key == "allowed_roots")
         config->allowed_roots = v.as<std::vector<std::string>>();
       else if (key == "ram_levels")
@@ -130,6 +134,21 @@ absl::Status FinishDaemonConfig(DaemonConfig* config) {
         "listen: ", config->listen,
         " is reachable from other hosts; yolod serves it only with TLS (--tls-cert, --tls-key) "
         "and a token (--token-file)"));
+  }
+  if (config->metrics_listen != "off" && !IsLoopbackAddress(config->metrics_listen)) {
+    if (config->tls_cert.empty() || config->token_file.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("metrics_listen: ", config->metrics_listen,
+                       " is reachable from other hosts; yolod serves /metrics there only with TLS "
+                       "(--tls-cert, --tls-key) and a token (--token-file)"));
+    }
+    if (config->metrics_open) {
+      return absl::InvalidArgumentError(
+          "metrics_open: leaves /metrics without a token, which yolod allows on loopback only");
+    }
+  }
+  if (absl::StartsWith(config->metrics_listen, "unix:")) {
+    return absl::InvalidArgumentError("metrics_listen: expected HOST:PORT, not a unix socket");
   }
   for (const auto& f : {config->tls_cert, config->tls_key, config->token_file}) {
     if (!f.empty() && !fs::is_regular_file(f)) {

@@ -19,6 +19,10 @@ struct DaemonConfig {
   std::string tls_cert, tls_key;           // PEM files
   std::string token_file;                  // one line: the bearer token
   bool open_reads = false;                 // with a token: read-only calls need none
+  // /metrics and the status page; port 0 picks a free one (written to metrics.addr); "off"
+  // serves none. Off loopback, the same TLS and token as gRPC.
+  std::string metrics_listen = "127.0.0.1:9464";
+  bool metrics_open = false;  // with a token: /metrics needs none (loopback only)
   std::vector<std::string> allowed_roots;  // data and weights must lie under these
   // The memory watchdog.
   std::string ram_levels = "70,80,90";  // notice, warning, danger: percent of the RAM limit

@@ -25,6 +25,8 @@
 #include "server/api/services.h"
 #include "server/api/worker_listener.h"
 #include "server/daemon/daemon_config.h"
+#include "server/metrics/grpc_metrics.h"
+#include "server/metrics/metrics_endpoint.h"
 
 namespace {
 namespace fs = std::filesystem;
@@ -123,6 +125,12 @@ int main(int argc, char** argv) {
   app.add_option("--tls-key", flags.tls_key, "PEM private key");
   app.add_option("--token-file", flags.token_file, "file holding the bearer token");
   app.add_flag("--open-reads", flags.open_reads, "read-only calls need no token");
+  app.add_option("--metrics-listen", flags.metrics_listen,
+                 "address of /metrics and the status page (/); port 0 picks a free one, "
+                 "written to metrics.addr; off: none")
+      ->default_str("127.0.0.1:9464");
+  app.add_flag("--metrics-open", flags.metrics_open,
+               "with a token: /metrics and the status data need none (loopback only)");
   app.add_option("--allowed-root", flags.allowed_roots, "data and weights must lie under these");
   app.add_option("--ram-levels", flags.ram_levels,
                  "memory watchdog: notice,warning,danger in percent of the RAM limit")
@@ -172,6 +180,8 @@ int main(int argc, char** argv) {
     if (name == "--tls-key") config.tls_key = flags.tls_key;
     if (name == "--token-file") config.token_file = flags.token_file;
     if (name == "--open-reads") config.open_reads = flags.open_reads;
+    if (name == "--metrics-listen") config.metrics_listen = flags.metrics_listen;
+    if (name == "--metrics-open") config.metrics_open = flags.metrics_open;
     if (name == "--allowed-root") config.allowed_roots = flags.allowed_roots;
     if (name == "--ram-levels") config.ram_levels = flags.ram_levels;
     if (name == "--gpu-levels") config.gpu_levels = flags.gpu_levels;
@@ -324,6 +334,13 @@ int main(int argc, char** argv) {
     ssl.pem_key_cert_pairs.push_back({key, cert});
     creds = grpc::SslServerCredentials(ssl);
   }
+  // Metrics: gRPC's calls are counted by an interceptor; the rest is read at each scrape.
+  auto registry = std::make_shared<prometheus::Registry>();
+  yolo::GrpcMetrics grpc_metrics(
+      *registry, {"yolo.v1.ExperimentService", "yolo.v1.MemoryService", "yolo.v1.ConfigService"});
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(yolo::MakeGrpcMetricsInterceptor(&grpc_metrics));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   int port = 0;
   builder.AddListeningPort(config.listen, creds, &port);
   builder.RegisterService(&experiments);
@@ -342,13 +359,61 @@ int main(int argc, char** argv) {
     spdlog::error("{}", std::string(w.message()));
     return kExitError;
   }
-  spdlog::info("yolod {} serving on {} (state {}, worker {}, {}, token {})", YOLOD_VERSION, bound,
-               config.state_dir, config.worker, has_gpu ? "GPU found" : "no GPU",
-               token->empty() ? "off" : "on");
+
+  yolo::Watchdog& watchdog = memory_manager.watchdog();
+  yolo::StatusBoard board(
+      {[&watchdog] { return watchdog.Latest(); },
+       [manager_ptr] { return manager_ptr->WorkerMemory(); },
+       [manager_ptr] { return manager_ptr->List(); },
+       [&watchdog] { return std::make_pair(watchdog.ram_thresholds(), watchdog.gpu_thresholds()); },
+       [&watchdog] { return watchdog.Events(); }});
+  board.Start();
+  std::unique_ptr<yolo::MetricsEndpoint> metrics;
+  const std::string metrics_addr_file = (fs::path(config.state_dir) / "metrics.addr").string();
+  std::string metrics_bound = "off";
+  if (config.metrics_listen != "off") {
+    yolo::MetricsSources sources;
+    sources.memory = [&watchdog, &memory_manager, manager_ptr] {
+      yolo::MemorySnapshot s;
+      s.sample = watchdog.Latest();
+      s.ram = watchdog.ram_thresholds();
+      s.gpu = watchdog.gpu_thresholds();
+      s.watchdog = watchdog.Counters();
+      s.cleanups = memory_manager.Cleanups();
+      s.starts_held = watchdog.starts_held();
+      if (auto self = yolo::ProcProbe().Self(); self.ok()) s.yolod = *self;
+      s.workers = manager_ptr->WorkerMemory();
+      s.worker_freed_bytes = manager_ptr->Counters().worker_freed_bytes;
+      return s;
+    };
+    sources.experiments = [manager_ptr] {
+      return yolo::ExperimentSnapshot{manager_ptr->List(), manager_ptr->Counters()};
+    };
+    auto started = yolo::MetricsEndpoint::Start(
+        {config.metrics_listen, *token, config.metrics_open}, registry, std::move(sources), &board);
+    if (!started.ok()) {
+      spdlog::error("{}", std::string(started.status().message()));
+      return kExitError;
+    }
+    metrics = std::move(*started);
+    const std::string metrics_host =
+        config.metrics_listen.substr(0, config.metrics_listen.rfind(':'));
+    metrics_bound = absl::StrCat(metrics_host, ":", metrics->port());
+    if (absl::Status w = yolo::WriteFileAtomic(metrics_addr_file, metrics_bound + "\n"); !w.ok()) {
+      spdlog::error("{}", std::string(w.message()));
+      return kExitError;
+    }
+  }
+  spdlog::info("yolod {} serving on {} (metrics {}, state {}, worker {}, {}, token {})",
+               YOLOD_VERSION, bound, metrics_bound, config.state_dir, config.worker,
+               has_gpu ? "GPU found" : "no GPU", token->empty() ? "off" : "on");
 
   int signal = 0;
   sigwait(&signals, &signal);
   spdlog::info("{}: shutting down; running workers checkpoint and stop", strsignal(signal));
+  if (metrics) metrics->Stop();  // it and the board read the managers
+  board.Stop();
+  fs::remove(metrics_addr_file, ec);
   memory_manager.StopWatchdog();  // it acts on the experiments: before they shut down
   (*manager)->Shutdown(std::chrono::seconds(12));
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));

@@ -257,8 +257,17 @@ void ExperimentManager::PublishLocked(const std::string& id, const v1::Experimen
   }
 }
 
+ExperimentCounters ExperimentManager::Counters() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return counters_;
+}
+
 void ExperimentManager::PublishStateLocked(Entry& e, PendingWrites& writes) {
   writes.Add(SnapshotLocked(e));  // a failed write is logged; memory is the truth for this run
+  if (e.exp.state() != e.counted_state) {
+    e.counted_state = e.exp.state();
+    ++counters_.entered[v1::ExperimentState_Name(e.exp.state())];
+  }
   if (e.exp.state() != e.logged_state) {
     e.logged_state = e.exp.state();
     logs_->Event(e.exp.id(), "state",

@@ -62,6 +62,15 @@ class WorkerSession {
   virtual void Send(const v1::WorkerCommand& command) = 0;
 };
 
+// What the experiments did since yolod started, for the metrics.
+struct ExperimentCounters {
+  std::map<std::string, int64_t> memory_actions;  // by MemoryAction kind
+  // Experiments that entered each state ("QUEUED", "RUNNING", "FAILED", ...) in this yolod,
+  // once per entry into it.
+  std::map<std::string, int64_t> entered;
+  std::map<std::string, int64_t> worker_freed_bytes;  // workers' cleanups, by trigger
+};
+
 class ExperimentManager final : public WorkerFleet, public PressureTarget {
  public:
   using EventSink = std::function<void(const v1::ExperimentEvent&)>;
@@ -125,7 +134,10 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
 
   // WorkerFleet.
   std::vector<v1::WorkerMemory> WorkerMemory() const override;
-  std::vector<v1::CleanupResult> CleanupWorkers(std::chrono::milliseconds timeout) override;
+  std::vector<v1::CleanupResult> CleanupWorkers(std::chrono::milliseconds timeout,
+                                                const std::string& trigger) override;
+
+  ExperimentCounters Counters() const;
 
   // PressureTarget: what the memory watchdog asks. Each action is a MemoryAction in the
   // experiment's record, its watch stream and train.log.
@@ -159,7 +171,10 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
     v1::ExperimentState logged_state = v1::EXPERIMENT_STATE_UNSPECIFIED;  // in its memory log
     std::chrono::steady_clock::time_point worker_start{};                 // of its running worker
     v1::WorkerMemoryStats memory;                              // as the worker last reported
-    std::map<int64_t, v1::WorkerCleanupDone> cleanup_answers;  // by request id
+    std::map<int64_t, v1::WorkerCleanupDone> cleanup_answers;  // by request id, when awaited
+    // Cleanup requests not answered yet: their trigger, and whether CleanupWorkers waits.
+    std::map<int64_t, std::pair<std::string, bool>> cleanup_requests;
+    v1::ExperimentState counted_state = v1::EXPERIMENT_STATE_UNSPECIFIED;  // in counters_
   };
   struct Watcher {
     std::string id;
@@ -237,6 +252,7 @@ class ExperimentManager final : public WorkerFleet, public PressureTarget {
   int64_t next_watch_ = 1;
   int64_t last_sequence_ = 0;  // of the newest experiment
   int64_t next_cleanup_ = 1;
+  ExperimentCounters counters_;
   std::condition_variable cleanup_cv_;
   bool shutting_down_ = false;
   bool starts_held_ = false;  // by the watchdog, at the danger level

@@ -21,6 +21,7 @@ constexpr int kMaxMemoryActions = 100;  // kept in each record
 void ExperimentManager::AddMemoryActionLocked(Entry& e, v1::MemoryAction action,
                                               PendingWrites& writes, bool log) {
   if (!action.has_time()) *action.mutable_time() = NowTimestamp();
+  ++counters_.memory_actions[action.kind()];
   auto* actions = e.exp.mutable_memory_actions();
   *actions->Add() = action;
   if (actions->size() > kMaxMemoryActions) actions->DeleteSubrange(0, 1);

@@ -78,7 +78,9 @@ bool ExperimentManager::AttachWorker(const std::string& id, pid_t pid, const std
 void ExperimentManager::DetachWorker(WorkerSession* session) {
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& [id, e] : entries_) {
-    if (e->session == session) e->session = nullptr;
+    if (e->session != session) continue;
+    e->session = nullptr;
+    e->cleanup_requests.clear();  // no answer can come now
   }
   cleanup_cv_.notify_all();
 }
@@ -155,7 +157,13 @@ void ExperimentManager::OnWorkerMessage(WorkerSession* session, const v1::Worker
       AddMemoryActionLocked(*e, WorkerAction("preflight", m.warning()), writes, /*log=*/false);
     }
   } else if (message.has_cleanup_done()) {
-    e->cleanup_answers[message.cleanup_done().request_id()] = message.cleanup_done();
+    const v1::WorkerCleanupDone& done = message.cleanup_done();
+    auto request = e->cleanup_requests.find(done.request_id());
+    if (request == e->cleanup_requests.end()) return;  // not asked, or answered already
+    counters_.worker_freed_bytes[request->second.first] +=
+        std::max<int64_t>(done.rss_before_bytes() - done.rss_after_bytes(), 0);
+    if (request->second.second) e->cleanup_answers[done.request_id()] = done;
+    e->cleanup_requests.erase(request);
     cleanup_cv_.notify_all();
   }
 }
@@ -212,8 +220,8 @@ std::vector<v1::WorkerMemory> ExperimentManager::WorkerMemory() const {
   return out;
 }
 
-std::vector<v1::CleanupResult> ExperimentManager::CleanupWorkers(
-    std::chrono::milliseconds timeout) {
+std::vector<v1::CleanupResult> ExperimentManager::CleanupWorkers(std::chrono::milliseconds timeout,
+                                                                 const std::string& trigger) {
   std::unique_lock<std::mutex> lock(mu_);
   std::map<std::string, int64_t> asked;  // experiment id -> request id
   for (auto& [id, e] : entries_) {
@@ -221,6 +229,7 @@ std::vector<v1::CleanupResult> ExperimentManager::CleanupWorkers(
     const int64_t request = next_cleanup_++;
     asked[id] = request;
     if (e->session != nullptr) {
+      e->cleanup_requests[request] = {trigger, timeout.count() > 0};
       v1::WorkerCommand cleanup;
       cleanup.mutable_cleanup()->set_request_id(request);
       e->session->Send(cleanup);
@@ -253,6 +262,10 @@ std::vector<v1::CleanupResult> ExperimentManager::CleanupWorkers(
       r.set_detail(answer->second.detail());
       e.cleanup_answers.erase(answer);
     } else {
+      // A late answer is counted, not kept.
+      if (auto late = e.cleanup_requests.find(request); late != e.cleanup_requests.end()) {
+        late->second.second = false;
+      }
       r.set_detail(e.session == nullptr ? "no channel to the worker yet"
                                         : "no answer in time (it cleans up at its next batch)");
     }

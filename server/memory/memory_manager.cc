@@ -69,8 +69,8 @@ MemoryManager::MemoryManager(WorkerFleet* fleet, PressureTarget* target, MemoryO
   watchdog_ = std::make_unique<Watchdog>(
       probes, options_.clock, options_.watchdog, target, [this](const std::string& trigger) {
         // At once and without waiting: the workers clean up at their next batch.
-        const v1::CleanupResult self = TrimSelf();
-        fleet_->CleanupWorkers(std::chrono::milliseconds(0));
+        const v1::CleanupResult self = TrimSelf(trigger);
+        fleet_->CleanupWorkers(std::chrono::milliseconds(0), trigger);
         spdlog::info("cleanup ({}): yolod gave back {:.1f} MB; workers asked to clean up", trigger,
                      self.freed_bytes() / 1e6);
       });
@@ -205,7 +205,12 @@ absl::StatusOr<v1::MemoryLevels> MemoryManager::SetLevels(
   return Levels();
 }
 
-v1::CleanupResult MemoryManager::TrimSelf() const {
+CleanupCounters MemoryManager::Cleanups() const {
+  std::lock_guard<std::mutex> lock(counters_mu_);
+  return cleanups_;
+}
+
+v1::CleanupResult MemoryManager::TrimSelf(const std::string& trigger) {
   const ProcProbe& probe = *options_.proc;
   v1::CleanupResult self;
   self.set_component("yolod");
@@ -216,13 +221,18 @@ v1::CleanupResult MemoryManager::TrimSelf() const {
   if (auto after = probe.Self(); after.ok()) self.set_rss_after_bytes(after->rss_bytes);
   self.set_freed_bytes(std::max<int64_t>(self.rss_before_bytes() - self.rss_after_bytes(), 0));
   self.set_detail("malloc_trim");
+  std::lock_guard<std::mutex> lock(counters_mu_);
+  ++cleanups_.runs[trigger];
+  cleanups_.yolod_freed_bytes[trigger] += self.freed_bytes();
   return self;
 }
 
 v1::ForceCleanupResponse MemoryManager::Cleanup(std::chrono::milliseconds timeout) {
   v1::ForceCleanupResponse response;
-  *response.add_results() = TrimSelf();
-  for (auto& r : fleet_->CleanupWorkers(timeout)) *response.add_results() = std::move(r);
+  *response.add_results() = TrimSelf("manual");
+  for (auto& r : fleet_->CleanupWorkers(timeout, "manual")) {
+    *response.add_results() = std::move(r);
+  }
   int64_t total = 0;
   for (const auto& r : response.results()) total += r.freed_bytes();
   response.set_total_freed_bytes(total);

@@ -3,7 +3,10 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -24,7 +27,16 @@ class WorkerFleet {
   // Memory of each running worker: /proc for RSS and PSS, the worker's reports for the rest.
   virtual std::vector<v1::WorkerMemory> WorkerMemory() const = 0;
   // Asks every worker to clean up and waits up to `timeout` for their answers (0: asks only).
-  virtual std::vector<v1::CleanupResult> CleanupWorkers(std::chrono::milliseconds timeout) = 0;
+  // `trigger` ("warning", "danger", "manual") labels the bytes the workers free in the metrics.
+  virtual std::vector<v1::CleanupResult> CleanupWorkers(std::chrono::milliseconds timeout,
+                                                        const std::string& trigger) = 0;
+};
+
+// yolod's cleanups since it started, by trigger ("warning", "danger": the watchdog's;
+// "manual": ForceCleanup), and what yolod's own malloc_trim gave back in them.
+struct CleanupCounters {
+  std::map<std::string, int64_t> runs;
+  std::map<std::string, int64_t> yolod_freed_bytes;
 };
 
 struct MemoryOptions {
@@ -55,13 +67,17 @@ class MemoryManager {
   v1::ForceCleanupResponse Cleanup(std::chrono::milliseconds timeout);
 
   Watchdog& watchdog() { return *watchdog_; }
+  CleanupCounters Cleanups() const;
 
  private:
-  v1::CleanupResult TrimSelf() const;
+  // malloc_trim, counted under `trigger`.
+  v1::CleanupResult TrimSelf(const std::string& trigger);
 
   WorkerFleet* fleet_;
   MemoryOptions options_;
   std::unique_ptr<Watchdog> watchdog_;
+  mutable std::mutex counters_mu_;
+  CleanupCounters cleanups_;  // guarded by counters_mu_
 };
 
 // The report in one line, for logs: "RAM ok 23.4 % of 24.0 GB, 18.4 GB available, yolod RSS

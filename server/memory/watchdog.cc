@@ -146,6 +146,7 @@ MemorySample Watchdog::Peek() const {
 
 void Watchdog::SampleOnce() {
   const double cpu_start = ThreadCpuSeconds();
+  const auto wall_start = std::chrono::steady_clock::now();
   MemorySample s = Read();
   Level ram_before, gpu_before;
   {
@@ -157,8 +158,14 @@ void Watchdog::SampleOnce() {
   }
   Act(s, ram_before, gpu_before);
   s.cpu_seconds = ThreadCpuSeconds() - cpu_start;
+  const double wall =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  size_t bucket = 0;
+  while (bucket + 1 < kSampleSecondsBuckets && wall > kSampleSecondsBounds[bucket]) ++bucket;
   std::lock_guard<std::mutex> lock(mu_);
   ++counters_.samples;
+  ++counters_.sample_seconds_buckets[bucket];
+  counters_.sample_seconds_total += wall;
   counters_.sample_cpu_seconds_total += s.cpu_seconds;
   history_.push_back(std::move(s));
   while (history_.size() > std::max<size_t>(options_.history, 1)) history_.pop_front();

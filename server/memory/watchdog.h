@@ -7,11 +7,13 @@
 // LibTorch-free. One thread of its own (Start); tests call SampleOnce with a manual clock.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -86,9 +88,18 @@ struct WatchdogEvent {
   std::string message;
 };
 
+// Upper bounds (seconds) of the buckets of WatchdogCounters::sample_seconds_buckets.
+inline constexpr double kSampleSecondsBounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                                  0.025,  0.05,  0.1,    0.25,  1};
+inline constexpr size_t kSampleSecondsBuckets = std::size(kSampleSecondsBounds) + 1;  // and +Inf
+
 // Counts since yolod started, for reports and metrics.
 struct WatchdogCounters {
   int64_t samples = 0;
+  // Each sample's wall time (probes read, levels derived, actions taken), bucketed by the
+  // bounds above; not cumulative, the last bucket for longer ones.
+  std::array<int64_t, kSampleSecondsBuckets> sample_seconds_buckets{};
+  double sample_seconds_total = 0;
   std::map<std::string, int64_t> cleanups;  // by trigger: "warning", "danger"
   std::map<std::string, int64_t> actions;   // by kind: "policy", "hold", "stop", "resume"
   double sample_cpu_seconds_total = 0;

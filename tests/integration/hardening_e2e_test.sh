@@ -60,7 +60,7 @@ stop_yolod
 
 echo "== a token file that others may read is refused"
 echo secret-token >"$T/token" && chmod 644 "$T/token"
-expect 2 "chmod 600" "$YOLOD" --listen 127.0.0.1:0 --state-dir "$T/tok" --worker "$WORKER" \
+expect 2 "chmod 600" "$YOLOD" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --state-dir "$T/tok" --worker "$WORKER" \
   --token-file "$T/token"
 
 echo "== a full disk: the start fails and says so, nothing half-written, a restart is true"

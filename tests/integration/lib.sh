@@ -39,7 +39,7 @@ expect() {
 # SERVER once it has written its address. YOLOD_WRAP=in_cgroup starts it inside $CGROUP.
 start_yolod() {
   rm -f "$STATE/yolod.addr"
-  ${YOLOD_WRAP:-} "$YOLOD" --listen 127.0.0.1:0 --state-dir "$STATE" --worker "$WORKER" "$@" >>"$T/yolod.log" 2>&1 &
+  ${YOLOD_WRAP:-} "$YOLOD" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --state-dir "$STATE" --worker "$WORKER" "$@" >>"$T/yolod.log" 2>&1 &
   YOLOD_PID=$!
   PIDS+=("$YOLOD_PID")
   wait_for 20 test -s "$STATE/yolod.addr" || fail "yolod did not start"

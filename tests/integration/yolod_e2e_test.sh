@@ -150,7 +150,7 @@ echo secret-token >"$T/token" && chmod 600 "$T/token"
 start_yolod --token-file "$T/token"
 expect 2 "token" ctl get experiments
 expect 0 "$ID" "$YOLOCTL" -s "$SERVER" --token-file "$T/token" get experiments
-expect 2 "TLS" "$YOLOD" --listen 0.0.0.0:0 --state-dir "$T/other" --worker "$WORKER"
+expect 2 "TLS" "$YOLOD" --listen 0.0.0.0:0 --metrics-listen 127.0.0.1:0 --state-dir "$T/other" --worker "$WORKER"
 stat -c %a "$STATE/worker.sock" | grep -qx 600 || fail "worker.sock is not 0600"
 
 # Under a capped address space the allocation that fails is a std::bad_alloc. The worker's
@@ -159,7 +159,7 @@ stat -c %a "$STATE/worker.sock" | grep -qx 600 || fail "worker.sock is not 0600"
 echo "== a real out-of-memory (address space capped): FAILED, and says why"
 STATE=$T/oom
 rm -f "$STATE/yolod.addr"
-(ulimit -v 3000000 && exec "$YOLOD" --listen 127.0.0.1:0 --state-dir "$STATE" --worker "$WORKER") \
+(ulimit -v 3000000 && exec "$YOLOD" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --state-dir "$STATE" --worker "$WORKER") \
   >>"$T/yolod.log" 2>&1 &
 PIDS+=($!)
 wait_for 20 test -s "$STATE/yolod.addr" || fail "capped yolod did not start"

@@ -88,5 +88,20 @@ TEST_F(DaemonConfigTest, MemoryWatchdogSettingsAreChecked) {
   EXPECT_NE(FinishDaemonConfig(&c).message().find("memory_log_interval"), std::string::npos);
 }
 
+TEST_F(DaemonConfigTest, MetricsFollowTheListenRules) {
+  DaemonConfig c;
+  ASSERT_TRUE(LoadDaemonConfigFile(Write("metrics_listen: 127.0.0.1:0\nmetrics_open: true\n"), &c)
+                  .ok());
+  c.worker = worker_;
+  c.state_dir = dir_.string();
+  EXPECT_TRUE(FinishDaemonConfig(&c).ok());
+  c.metrics_listen = "0.0.0.0:9464";
+  absl::Status s = FinishDaemonConfig(&c);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("metrics_listen: 0.0.0.0:9464"), std::string::npos) << s;
+  c.metrics_listen = "off";
+  EXPECT_TRUE(FinishDaemonConfig(&c).ok());
+}
+
 }  // namespace
 }  // namespace yolo

@@ -50,6 +50,12 @@ ctl() { "$YOLOCTL" -s "$SERVER" "$@"; }
 json() {
   ctl -o json describe experiment "$1" | /usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin); print($2)"
 }
+# The host's RAM in use now, in percent, and watchdog levels that put it at warning or danger.
+used_pct() { awk '/MemTotal/{t=$2} /MemAvailable/{a=$2} END{printf "%d", (t-a)*100/t}' /proc/meminfo; }
+warning_levels() { local u; u=$(used_pct); echo "ram=$(((u - 2) / 2 > 0 ? (u - 2) / 2 : 1)),$((u - 2 > 1 ? u - 2 : 2)),99"; }
+danger_levels() { local u; u=$(used_pct); echo "ram=$(((u - 3) / 3 > 0 ? (u - 3) / 3 : 1)),$((2 * (u - 3) / 3 > 1 ? 2 * (u - 3) / 3 : 2)),$((u - 3 > 2 ? u - 3 : 3))"; }
+# free_port: a TCP port free on loopback now (for servers that cannot take port 0).
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # The id in start-experiment's output.
 new_id() { sed -n 's/^experiment \(exp-[0-9a-f]*\) created.*/\1/p'; }
 # make_cgroup LIMIT_BYTES: a memory cgroup of this test's own with that limit (cgroup v2's

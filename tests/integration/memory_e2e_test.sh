@@ -15,10 +15,6 @@ STATE=$T/state
 # says ID EXPRESSION PATTERN: the value matches (for wait_for, which runs it again each time).
 says() { json "$1" "$2" | grep -q -- "$3"; }
 report_says() { "$YOLOCTL" -s "$SERVER" -o json memory report | grep -q -- "$1"; }
-# The host's RAM in use now, in percent, and levels that put it at warning or danger.
-used_pct() { awk '/MemTotal/{t=$2} /MemAvailable/{a=$2} END{printf "%d", (t-a)*100/t}' /proc/meminfo; }
-warning_levels() { local u; u=$(used_pct); echo "ram=$(((u - 2) / 2 > 0 ? (u - 2) / 2 : 1)),$((u - 2 > 1 ? u - 2 : 2)),99"; }
-danger_levels() { local u; u=$(used_pct); echo "ram=$(((u - 3) / 3 > 0 ? (u - 3) / 3 : 1)),$((2 * (u - 3) / 3 > 1 ? 2 * (u - 3) / 3 : 2)),$((u - 3 > 2 ? u - 3 : 3))"; }
 
 "$WORKER" make-dataset shapes out="$T/data" train=32 val=8 imgsz=96 seed=0 >/dev/null ||
   fail "make-dataset"

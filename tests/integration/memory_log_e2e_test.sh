@@ -17,7 +17,6 @@ has_log() { [[ -n $(log_of "$1") ]]; }
 # logq FILE EXPRESSION_ON_l: a value of the log, read with Python's own JSON parser.
 logq() { $PY -c "import json,sys; l=json.load(open(sys.argv[1])); print($2)" "$1"; }
 is_png() { [[ $(head -c 8 "$1" | od -An -tx1 | tr -d ' \n') == 89504e470d0a1a0a ]]; }
-used_pct() { awk '/MemTotal/{t=$2} /MemAvailable/{a=$2} END{printf "%d", (t-a)*100/t}' /proc/meminfo; }
 
 "$WORKER" make-dataset shapes out="$T/data" train=32 val=8 imgsz=96 seed=0 >/dev/null ||
   fail "make-dataset"

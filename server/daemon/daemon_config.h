@@ -12,17 +12,17 @@ struct DaemonConfig {
   std::string listen = "127.0.0.1:50051";  // port 0 picks a free one, written to yolod.addr
   std::string state_dir;                   // default: $XDG_STATE_HOME/yolod
   int max_running_per_device = 1;
-  int worker_nice = 10;                    // workers' niceness, 0..19: below yolod's
-  std::string log_level = "info";          // trace, debug, info, warn, error
-  std::string log_format = "text";         // text or json (one object per line)
-  std::string worker;                      // yolo-worker; default: beside yolod
-  std::string tls_cert, tls_key;           // PEM files
-  std::string token_file;                  // one line: the bearer token
-  bool open_reads = false;                 // with a token: read-only calls need none
+  int worker_nice = 10;             // workers' niceness, 0..19: below yolod's
+  std::string log_level = "info";   // trace, debug, info, warn, error
+  std::string log_format = "text";  // text or json (one object per line)
+  std::string worker;               // yolo-worker; default: beside yolod
+  std::string tls_cert, tls_key;    // PEM files
+  std::string token_file;           // one line: the bearer token
+  bool open_reads = false;          // with a token: read-only calls need none
   // /metrics and the status page; port 0 picks a free one (written to metrics.addr); "off"
   // serves none. Off loopback, the same TLS and token as gRPC.
   std::string metrics_listen = "127.0.0.1:9464";
-  bool metrics_open = false;  // with a token: /metrics needs none (loopback only)
+  bool metrics_open = false;               // with a token: /metrics needs none (loopback only)
   std::vector<std::string> allowed_roots;  // data and weights must lie under these
   // The memory watchdog.
   std::string ram_levels = "70,80,90";  // notice, warning, danger: percent of the RAM limit

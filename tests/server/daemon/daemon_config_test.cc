@@ -90,8 +90,8 @@ TEST_F(DaemonConfigTest, MemoryWatchdogSettingsAreChecked) {
 
 TEST_F(DaemonConfigTest, MetricsFollowTheListenRules) {
   DaemonConfig c;
-  ASSERT_TRUE(LoadDaemonConfigFile(Write("metrics_listen: 127.0.0.1:0\nmetrics_open: true\n"), &c)
-                  .ok());
+  ASSERT_TRUE(
+      LoadDaemonConfigFile(Write("metrics_listen: 127.0.0.1:0\nmetrics_open: true\n"), &c).ok());
   c.worker = worker_;
   c.state_dir = dir_.string();
   EXPECT_TRUE(FinishDaemonConfig(&c).ok());

@@ -14,7 +14,7 @@ PACKAGES=(
   nlohmann-json3-dev
   # control plane: gRPC, protobuf, abseil, Prometheus exposition
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
-  prometheus-cpp-dev
+  prometheus-cpp-dev libssl-dev
   # the status page's charts (embedded at build time); tests: its browser, Alertmanager, Compose
   libjs-chart.js chromium prometheus-alertmanager docker-compose
   # memory plots in yoloctl: PLplot and its cairo PNG device

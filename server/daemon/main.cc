@@ -389,8 +389,10 @@ int main(int argc, char** argv) {
     sources.experiments = [manager_ptr] {
       return yolo::ExperimentSnapshot{manager_ptr->List(), manager_ptr->Counters()};
     };
+    // With a certificate, /metrics speaks HTTPS as gRPC speaks TLS: on every address.
     auto started = yolo::MetricsEndpoint::Start(
-        {config.metrics_listen, *token, config.metrics_open}, registry, std::move(sources), &board);
+        {config.metrics_listen, *token, config.metrics_open, config.tls_cert, config.tls_key},
+        registry, std::move(sources), &board);
     if (!started.ok()) {
       spdlog::error("{}", std::string(started.status().message()));
       return kExitError;
@@ -398,7 +400,7 @@ int main(int argc, char** argv) {
     metrics = std::move(*started);
     const std::string metrics_host =
         config.metrics_listen.substr(0, config.metrics_listen.rfind(':'));
-    metrics_bound = absl::StrCat(metrics_host, ":", metrics->port());
+    metrics_bound = absl::StrCat(metrics_host, ":", metrics->port());  // metrics.addr: no scheme
     if (absl::Status w = yolo::WriteFileAtomic(metrics_addr_file, metrics_bound + "\n"); !w.ok()) {
       spdlog::error("{}", std::string(w.message()));
       return kExitError;

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -127,6 +129,30 @@ absl::StatusOr<std::pair<std::string, std::string>> SplitHostPort(const std::str
   return std::make_pair(host, port);
 }
 
+std::string TlsError() {
+  char buffer[256];
+  ERR_error_string_n(ERR_get_error(), buffer, sizeof(buffer));
+  return buffer;
+}
+
+// An SSL_CTX for the PEM files, or the reason there is none.
+absl::StatusOr<SSL_CTX*> MakeTls(const std::string& cert, const std::string& key) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  if (ctx == nullptr) return absl::InternalError("TLS: " + TlsError());
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
+    SSL_CTX_free(ctx);
+    return absl::InvalidArgumentError(absl::StrCat(cert, ": not a PEM certificate: ", TlsError()));
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+      SSL_CTX_check_private_key(ctx) != 1) {
+    SSL_CTX_free(ctx);
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, ": not the PEM private key of ", cert, ": ", TlsError()));
+  }
+  return ctx;
+}
+
 }  // namespace
 
 void SplitTarget(const std::string& target, std::string* path, std::string* query) {
@@ -174,13 +200,24 @@ absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string&
   const int port = bound.ss_family == AF_INET6
                        ? ntohs(reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port)
                        : ntohs(reinterpret_cast<sockaddr_in*>(&bound)->sin_port);
+  SSL_CTX* tls = nullptr;
+  if (!options.tls_cert_file.empty() || !options.tls_key_file.empty()) {
+    auto made = MakeTls(options.tls_cert_file, options.tls_key_file);
+    if (!made.ok()) {
+      close(fd);
+      return made.status();
+    }
+    tls = *made;
+  }
   const int wake = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake < 0) {
     close(fd);
+    if (tls != nullptr) SSL_CTX_free(tls);
     return absl::InternalError(absl::StrCat("eventfd: ", std::strerror(errno)));
   }
   std::unique_ptr<HttpServer> server(
       new HttpServer(fd, wake, port, std::move(handler), std::move(options)));
+  server->tls_ = tls;
   server->thread_ = std::thread([s = server.get()] { s->Loop(); });
   return server;
 }
@@ -196,6 +233,7 @@ HttpServer::~HttpServer() {
   Stop();
   close(listen_fd_);
   close(wake_fd_);
+  if (tls_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(tls_));
 }
 
 void HttpServer::Stop() {
@@ -209,15 +247,49 @@ void HttpServer::Loop() {
   struct Connection {
     int fd;
     Clock::time_point deadline;
+    SSL* ssl = nullptr;  // HTTPS
     std::string in, out;
     size_t sent = 0;
     bool writing = false;
+    short wait_for = POLLIN;  // what the next read or write waits on (TLS may want the other)
   };
+  SSL_CTX* const tls = static_cast<SSL_CTX*>(tls_);
   std::list<Connection> connections;
-  auto respond = [this](Connection& c, const HttpResponse& r, bool head) {
+  auto respond = [](Connection& c, const HttpResponse& r, bool head) {
     c.out = Serialize(r, head);
     c.writing = true;
-    shutdown(c.fd, SHUT_RD);
+    c.wait_for = POLLOUT;
+  };
+  auto finish = [](Connection& c) {
+    if (c.ssl != nullptr) {
+      SSL_shutdown(c.ssl);  // one close_notify, not waiting for the client's
+      SSL_free(c.ssl);
+    }
+    close(c.fd);
+  };
+  // A read or write's result: bytes, 0 to wait (c.wait_for set), -1 when the connection is over.
+  auto io = [](Connection& c, bool write, char* buffer, size_t size) -> ssize_t {
+    if (c.ssl == nullptr) {
+      const ssize_t n =
+          write ? send(c.fd, buffer, size, MSG_NOSIGNAL) : recv(c.fd, buffer, size, 0);
+      if (n > 0) return n;
+      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return 0;
+      return -1;
+    }
+    ERR_clear_error();
+    const int n = write ? SSL_write(c.ssl, buffer, static_cast<int>(size))
+                        : SSL_read(c.ssl, buffer, static_cast<int>(size));
+    if (n > 0) return n;
+    switch (SSL_get_error(c.ssl, n)) {
+      case SSL_ERROR_WANT_READ:
+        c.wait_for = POLLIN;
+        return 0;
+      case SSL_ERROR_WANT_WRITE:
+        c.wait_for = POLLOUT;
+        return 0;
+      default:
+        return -1;  // a failed handshake (plain HTTP to an HTTPS port), or the client left
+    }
   };
   while (!stop_.load()) {
     std::vector<pollfd> fds;
@@ -225,7 +297,7 @@ void HttpServer::Loop() {
     fds.push_back({listen_fd_, POLLIN, 0});
     Clock::time_point next = Clock::now() + std::chrono::seconds(60);
     for (const Connection& c : connections) {
-      fds.push_back({c.fd, static_cast<short>(c.writing ? POLLOUT : POLLIN), 0});
+      fds.push_back({c.fd, c.wait_for, 0});
       next = std::min(next, c.deadline);
     }
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next - Clock::now());
@@ -241,7 +313,17 @@ void HttpServer::Loop() {
           close(fd);  // the oldest keep their turn; Prometheus retries at the next scrape
           continue;
         }
-        connections.push_back({fd, Clock::now() + options_.timeout, {}, {}, 0, false});
+        Connection c{fd, Clock::now() + options_.timeout};
+        if (tls != nullptr) {
+          c.ssl = SSL_new(tls);
+          if (c.ssl == nullptr || SSL_set_fd(c.ssl, fd) != 1) {
+            if (c.ssl != nullptr) SSL_free(c.ssl);
+            close(fd);
+            continue;
+          }
+          SSL_set_accept_state(c.ssl);
+        }
+        connections.push_back(std::move(c));
       }
     }
     // Connections accepted just now have no pollfd yet: they are served next time round.
@@ -249,50 +331,51 @@ void HttpServer::Loop() {
     for (size_t i = 2; i < fds.size() && it != connections.end(); ++i) {
       Connection& c = *it;
       bool done = false;
-      const short revents = fds[i].revents;
-      if (!c.writing && (revents & (POLLIN | POLLHUP | POLLERR))) {
-        char buffer[4096];
-        const ssize_t n = recv(c.fd, buffer, sizeof(buffer), 0);
-        if (n > 0) {
-          c.in.append(buffer, static_cast<size_t>(n));
-          const size_t end = c.in.find("\r\n\r\n");
-          if (end == std::string::npos && c.in.size() > options_.max_head_bytes) {
-            respond(c, Error(431, "request head too large"), false);
-          } else if (end != std::string::npos) {
-            HttpRequest request;
-            HttpResponse refusal;
-            if (end > options_.max_head_bytes) {
+      if (fds[i].revents != 0) {
+        if (!c.writing) {
+          char buffer[4096];
+          const ssize_t n = io(c, false, buffer, sizeof(buffer));
+          if (n < 0) done = true;  // the client left before asking
+          if (n > 0) {
+            c.in.append(buffer, static_cast<size_t>(n));
+            const size_t end = c.in.find("\r\n\r\n");
+            if (end == std::string::npos && c.in.size() > options_.max_head_bytes) {
               respond(c, Error(431, "request head too large"), false);
-            } else if (!ParseHead(c.in.substr(0, end), &request, &refusal)) {
-              respond(c, refusal, false);
-            } else {
-              HttpResponse response;
-              try {
-                response = handler_(request);
-              } catch (const std::exception& e) {
-                response = Error(500, e.what());
+            } else if (end != std::string::npos) {
+              HttpRequest request;
+              HttpResponse refusal;
+              if (end > options_.max_head_bytes) {
+                respond(c, Error(431, "request head too large"), false);
+              } else if (!ParseHead(c.in.substr(0, end), &request, &refusal)) {
+                respond(c, refusal, false);
+              } else {
+                HttpResponse response;
+                try {
+                  response = handler_(request);
+                } catch (const std::exception& e) {
+                  response = Error(500, e.what());
+                }
+                respond(c, response, request.method == "HEAD");
               }
-              respond(c, response, request.method == "HEAD");
             }
           }
-        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
-          done = true;  // the client left before asking
         }
-      } else if (c.writing && (revents & (POLLOUT | POLLHUP | POLLERR))) {
-        const ssize_t n = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
-        if (n > 0) c.sent += static_cast<size_t>(n);
-        if (c.sent == c.out.size() || (n < 0 && errno != EAGAIN && errno != EINTR)) done = true;
+        if (c.writing && !done) {
+          const ssize_t n = io(c, true, c.out.data() + c.sent, c.out.size() - c.sent);
+          if (n > 0) c.sent += static_cast<size_t>(n);
+          if (n < 0 || c.sent == c.out.size()) done = true;
+        }
       }
       if (!done && Clock::now() >= c.deadline) done = true;
       if (done) {
-        close(c.fd);
+        finish(c);
         it = connections.erase(it);
       } else {
         ++it;
       }
     }
   }
-  for (const Connection& c : connections) close(c.fd);
+  for (Connection& c : connections) finish(c);
 }
 
 }  // namespace yolo

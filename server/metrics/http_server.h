@@ -2,7 +2,8 @@
 // connection (Connection: close), on one thread of its own that polls every socket without
 // blocking, so that a slow or silent client delays no one else. Bounded: request heads over
 // `max_head_bytes` get 431, connections beyond `max_connections` are closed at once, and each
-// connection has `timeout` from accept to its last byte written. LibTorch-free.
+// connection has `timeout` from accept to its last byte written. With a certificate and key it
+// speaks HTTPS only (TLS 1.2 or newer, OpenSSL). LibTorch-free.
 #pragma once
 
 #include <atomic>
@@ -44,6 +45,7 @@ class HttpServer {
     size_t max_connections = 64;
     size_t max_head_bytes = 16 << 10;
     std::chrono::milliseconds timeout{10000};
+    std::string tls_cert_file, tls_key_file;  // PEM; both or neither
   };
 
   // Listens on `listen` ("127.0.0.1:9464", "[::1]:0", "localhost:9464"; port 0 picks a free one).
@@ -64,6 +66,7 @@ class HttpServer {
   void Loop();
 
   const int listen_fd_, wake_fd_, port_;
+  void* tls_ = nullptr;  // SSL_CTX, when serving HTTPS
   const Handler handler_;
   const Options options_;
   std::atomic<bool> stop_{false};

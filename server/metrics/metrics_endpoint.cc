@@ -24,8 +24,11 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
     MetricsSources sources, const StatusBoard* board) {
   std::unique_ptr<MetricsEndpoint> endpoint(
       new MetricsEndpoint(options, std::move(registry), std::move(sources), board));
+  HttpServer::Options http;
+  http.tls_cert_file = options.tls_cert_file;
+  http.tls_key_file = options.tls_key_file;
   auto server = HttpServer::Start(
-      options.listen, [e = endpoint.get()](const HttpRequest& r) { return e->Handle(r); });
+      options.listen, [e = endpoint.get()](const HttpRequest& r) { return e->Handle(r); }, http);
   if (!server.ok()) return server.status();
   endpoint->server_ = std::move(*server);
   return endpoint;

@@ -25,8 +25,9 @@ struct MetricsSources {
 
 struct MetricsEndpointOptions {
   std::string listen = "127.0.0.1:9464";
-  std::string token;  // empty: none needed
-  bool open = false;  // with a token: /metrics and /api/status need none
+  std::string token;                        // empty: none needed
+  bool open = false;                        // with a token: /metrics and /api/status need none
+  std::string tls_cert_file, tls_key_file;  // PEM: HTTPS only
 };
 
 class MetricsEndpoint {

@@ -36,10 +36,11 @@ expect() {
   [[ -z $pattern || $out == *"$pattern"* ]] || fail "'$*' did not say '$pattern': $out"
 }
 # start_yolod EXTRA_FLAGS...: a yolod on a free port with state dir $STATE; sets YOLOD_PID and
-# SERVER once it has written its address. YOLOD_WRAP=in_cgroup starts it inside $CGROUP.
+# SERVER once it has written its address. YOLOD_WRAP=in_cgroup starts it inside $CGROUP;
+# METRICS_LISTEN replaces its metrics address (127.0.0.1:0).
 start_yolod() {
   rm -f "$STATE/yolod.addr"
-  ${YOLOD_WRAP:-} "$YOLOD" --listen 127.0.0.1:0 --metrics-listen 127.0.0.1:0 --state-dir "$STATE" --worker "$WORKER" "$@" >>"$T/yolod.log" 2>&1 &
+  ${YOLOD_WRAP:-} "$YOLOD" --listen 127.0.0.1:0 --metrics-listen "${METRICS_LISTEN:-127.0.0.1:0}" --state-dir "$STATE" --worker "$WORKER" "$@" >>"$T/yolod.log" 2>&1 &
   YOLOD_PID=$!
   PIDS+=("$YOLOD_PID")
   wait_for 20 test -s "$STATE/yolod.addr" || fail "yolod did not start"

@@ -7,7 +7,7 @@
 # Prometheus' HTTP API; with the RAM thresholds lowered through yoloctl, YolodRamWarning fires in
 # Prometheus and reaches the webhook through Alertmanager. The status page is shown in headless
 # Chromium with its charts filled and no error of its own (SCREENSHOT=FILE keeps the picture).
-# Then /metrics with a token: refused without it, served with it.
+# Then /metrics with a token: refused without it, served with it; off loopback, HTTPS only.
 # Usage: metrics_e2e_test.sh YOLOD YOLOCTL YOLO_WORKER REPO_ROOT
 set -uo pipefail
 YOLOD=$1 YOLOCTL=$2 WORKER=$3 REPO=$4
@@ -131,7 +131,28 @@ METRICS=$(cat "$T/state2/metrics.addr")
 [[ $(curl -s -o /dev/null -w '%{http_code}' "http://$METRICS/metrics") == 401 ]] || fail "metrics served without the token"
 [[ $(curl -s -o /dev/null -w '%{http_code}' -H 'Authorization: Bearer wrong' "http://$METRICS/api/status") == 401 ]] ||
   fail "status served with a wrong token"
-curl -sf -H 'Authorization: Bearer s3cret-token' "http://$METRICS/metrics" | grep -q yolod_experiments ||
-  fail "metrics refused with the token"
-curl -sf "http://$METRICS/" | grep -q '<canvas id="ram">' || fail "the page itself should need no token"
+# (Each answer goes to a file first: grep -q stopping early would fail curl under pipefail.)
+curl -sf -H 'Authorization: Bearer s3cret-token' "http://$METRICS/metrics" >"$T/m.txt" &&
+  grep -q yolod_experiments "$T/m.txt" || fail "metrics refused with the token"
+curl -sf "http://$METRICS/" >"$T/page.html" && grep -q '<canvas id="ram">' "$T/page.html" ||
+  fail "the page itself should need no token"
+kill "$YOLOD_PID"; wait "$YOLOD_PID" 2>/dev/null
+
+echo "== off loopback: HTTPS with the gRPC certificate, and the token"
+expect 2 "metrics_listen: 0.0.0.0:0" "$YOLOD" --listen 127.0.0.1:0 --metrics-listen 0.0.0.0:0 \
+  --state-dir "$T/state3" --worker "$WORKER"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$T/key.pem" -out "$T/cert.pem" -days 1 \
+  -subj /CN=localhost -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" >/dev/null 2>&1 ||
+  fail "openssl req"
+METRICS_LISTEN=0.0.0.0:0 STATE=$T/state3 start_yolod --tls-cert "$T/cert.pem" \
+  --tls-key "$T/key.pem" --token-file "$T/token"
+PORT=$(sed 's/.*://' "$T/state3/metrics.addr")
+curl -sf --cacert "$T/cert.pem" -H 'Authorization: Bearer s3cret-token' \
+  "https://127.0.0.1:$PORT/metrics" >"$T/m.txt" && grep -q yolod_experiments "$T/m.txt" ||
+  fail "no /metrics over HTTPS"
+[[ $(curl -s -o /dev/null -w '%{http_code}' --cacert "$T/cert.pem" "https://127.0.0.1:$PORT/metrics") == 401 ]] ||
+  fail "HTTPS /metrics served without the token"
+! curl -sf -m 5 "http://127.0.0.1:$PORT/metrics" >/dev/null 2>&1 || fail "plain HTTP answered off loopback"
+curl -sf --cacert "$T/cert.pem" -H 'Authorization: Bearer s3cret-token' \
+  "https://127.0.0.1:$PORT/metrics" >/dev/null || fail "a plain request broke the HTTPS server"
 echo "PASS"

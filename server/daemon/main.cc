@@ -373,7 +373,7 @@ int main(int argc, char** argv) {
   std::string metrics_bound = "off";
   if (config.metrics_listen != "off") {
     yolo::MetricsSources sources;
-    sources.memory = [&watchdog, &memory_manager, manager_ptr] {
+    sources.memory = [&watchdog, &memory_manager, &board, manager_ptr] {
       yolo::MemorySnapshot s;
       s.sample = watchdog.Latest();
       s.ram = watchdog.ram_thresholds();
@@ -382,7 +382,7 @@ int main(int argc, char** argv) {
       s.cleanups = memory_manager.Cleanups();
       s.starts_held = watchdog.starts_held();
       if (auto self = yolo::ProcProbe().Self(); self.ok()) s.yolod = *self;
-      s.workers = manager_ptr->WorkerMemory();
+      s.workers = board.Workers();  // sampled every 5 s: smaps_rollup is not free
       s.worker_freed_bytes = manager_ptr->Counters().worker_freed_bytes;
       return s;
     };

@@ -66,17 +66,23 @@ void StatusBoard::SampleOnce() {
       names[g.index] = absl::StrCat(g.name, " (", g.uuid, ")");
     }
   }
-  if (sources_.workers) {
-    for (const v1::WorkerMemory& w : sources_.workers()) {
-      p.worker_rss[w.experiment_id()] = w.process().rss_bytes();
-    }
+  std::vector<v1::WorkerMemory> workers;
+  if (sources_.workers) workers = sources_.workers();
+  for (const v1::WorkerMemory& w : workers) {
+    p.worker_rss[w.experiment_id()] = w.process().rss_bytes();
   }
   std::lock_guard<std::mutex> lock(mu_);
+  workers_ = std::move(workers);
   for (auto& [index, name] : names) gpu_names_[index] = name;
   points_.push_back(std::move(p));
   while (!points_.empty() && points_.back().wall - points_.front().wall > options_.window) {
     points_.pop_front();
   }
+}
+
+std::vector<v1::WorkerMemory> StatusBoard::Workers() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return workers_;
 }
 
 std::string StatusBoard::Json() const {

@@ -44,6 +44,9 @@ class StatusBoard {
   void SampleOnce();  // the thread's work; tests call it
   // The page's JSON. Any thread.
   std::string Json() const;
+  // The workers' memory as of the latest sample: /metrics serves it, since reading each
+  // worker's smaps_rollup costs milliseconds that a scrape should not pay. Any thread.
+  std::vector<v1::WorkerMemory> Workers() const;
 
  private:
   struct Point {
@@ -59,7 +62,8 @@ class StatusBoard {
   const Options options_;
   mutable std::mutex mu_;
   std::deque<Point> points_;
-  std::map<int, std::string> gpu_names_;  // index -> "NVIDIA H200 (GPU-...)"
+  std::map<int, std::string> gpu_names_;   // index -> "NVIDIA H200 (GPU-...)"
+  std::vector<v1::WorkerMemory> workers_;  // as of the latest sample
   bool stop_ = false;
   std::condition_variable cv_;
   std::thread thread_;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
 #include "common/user_path.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -321,6 +322,17 @@ int Client::Follow(const std::string& id) {
     return kExitUnreachable;
   }
   return ExitFor(exp.state());
+}
+
+int Client::Health() {
+  auto stub = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckResponse response;
+  grpc::Status s = stub->Check(Context().get(), {}, &response);
+  if (!s.ok()) return Fail(s);
+  std::printf("%s\n",
+              grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status()).c_str());
+  const bool serving = response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+  return serving ? kExitOk : 1;  // 1, as for a run that failed
 }
 
 int Client::Stop(const std::string& id) {

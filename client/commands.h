@@ -55,6 +55,8 @@ class Client {
   int ConfigSet(const std::map<std::string, std::string>& set,
                 const std::vector<std::string>& unset);
   int ListProfiles();
+  // grpc.health.v1 Check: prints SERVING (exit 0) or the status (exit 1); for health checks.
+  int Health();
 
  private:
   std::unique_ptr<grpc::ClientContext> Context(bool stream = false) const;

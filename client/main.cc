@@ -155,6 +155,7 @@ int main(int argc, char** argv) {
       ->add_option("keys", unset_keys, "keys")
       ->required();
   config->add_subcommand("profiles", "list the device profiles");
+  app.add_subcommand("health", "ask yolod's grpc.health.v1 service: SERVING, exit 0");
   app.add_subcommand("version", "print yoloctl's version");
 
   try {
@@ -227,6 +228,7 @@ int main(int argc, char** argv) {
     }
     return client.StartExperiments(specs, follow);
   }
+  if (app.got_subcommand("health")) return client.Health();
   if (get->parsed()) return client.GetExperiments();
   if (describe->parsed()) return client.DescribeExperiment(id);
   if (logs->parsed()) return client.Logs(id, follow);

@@ -48,6 +48,7 @@ wait_for 30 curl -sf "http://127.0.0.1:$AM_PORT/-/ready" || fail "Alertmanager d
 "$WORKER" make-dataset shapes out="$T/data" train=32 val=8 imgsz=64 seed=0 >/dev/null || fail "make-dataset"
 start_yolod --watchdog-interval 0.2 --enable-fault-injection
 wait_for 10 test -s "$STATE/metrics.addr" || fail "no metrics.addr"
+expect 0 "SERVING" ctl health  # grpc.health.v1, as the Compose and Kubernetes health checks ask
 METRICS=$(cat "$STATE/metrics.addr")
 curl -sf "http://$METRICS/metrics" >"$T/scrape.txt" || fail "no /metrics"
 promtool check metrics <"$T/scrape.txt" || fail "promtool check metrics found problems"
@@ -99,6 +100,7 @@ CHECK=(--rules "$REPO/deploy/prometheus/rules/yolod.yml")
 $PY "$(dirname "$0")/promql_check.py" "$PROM" "$START" "${CHECK[@]}" --skip-gpu >"$T/promql.txt" 2>&1 ||
   fail "expressions without data: $(grep -v '^ok\|^skip' "$T/promql.txt")"
 tail -1 "$T/promql.txt"
+[[ -n ${PROMQL_OUT:-} ]] && cp "$T/promql.txt" "$PROMQL_OUT"
 
 echo "== the status page in headless Chromium"
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)

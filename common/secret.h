@@ -14,4 +14,9 @@ inline bool SecretsEqual(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// Whether an Authorization header (HTTP, or gRPC's metadata) carries `token` as "Bearer <token>".
+inline bool BearerMatches(const std::string& authorization, const std::string& token) {
+  return SecretsEqual(authorization, "Bearer " + token);
+}
+
 }  // namespace yolo

@@ -24,9 +24,8 @@ grpc::Status Authorizer::Check(const grpc::CallbackServerContext* context, bool 
   if (token_.empty() || (!mutating && open_reads_)) return grpc::Status::OK;
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("authorization");
-  const std::string expected = "Bearer " + token_;
   if (it != metadata.end() &&
-      SecretsEqual(std::string(it->second.data(), it->second.size()), expected)) {
+      BearerMatches(std::string(it->second.data(), it->second.size()), token_)) {
     return grpc::Status::OK;
   }
   return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,

@@ -98,6 +98,15 @@ absl::StatusOr<std::string> ReadToken(const std::string& path) {
   return token;
 }
 
+// "host:port" as bound (the port picked when `listen` asked for 0), written to `file` for
+// clients and tests to find.
+absl::StatusOr<std::string> WriteBoundAddress(const std::string& listen, int port,
+                                              const std::string& file) {
+  const std::string bound = absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
+  if (absl::Status w = yolo::WriteFileAtomic(file, bound + "\n"); !w.ok()) return w;
+  return bound;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -352,13 +361,13 @@ int main(int argc, char** argv) {
     spdlog::error("cannot listen on {}", config.listen);
     return kExitError;
   }
-  const std::string host = config.listen.substr(0, config.listen.rfind(':'));
-  const std::string bound = absl::StrCat(host, ":", port);
   const std::string addr_file = (fs::path(config.state_dir) / "yolod.addr").string();
-  if (absl::Status w = yolo::WriteFileAtomic(addr_file, bound + "\n"); !w.ok()) {
-    spdlog::error("{}", std::string(w.message()));
+  auto written = WriteBoundAddress(config.listen, port, addr_file);
+  if (!written.ok()) {
+    spdlog::error("{}", std::string(written.status().message()));
     return kExitError;
   }
+  const std::string bound = *written;
 
   yolo::Watchdog& watchdog = memory_manager.watchdog();
   yolo::StatusBoard board(
@@ -398,13 +407,13 @@ int main(int argc, char** argv) {
       return kExitError;
     }
     metrics = std::move(*started);
-    const std::string metrics_host =
-        config.metrics_listen.substr(0, config.metrics_listen.rfind(':'));
-    metrics_bound = absl::StrCat(metrics_host, ":", metrics->port());  // metrics.addr: no scheme
-    if (absl::Status w = yolo::WriteFileAtomic(metrics_addr_file, metrics_bound + "\n"); !w.ok()) {
-      spdlog::error("{}", std::string(w.message()));
+    auto metrics_written = WriteBoundAddress(config.metrics_listen, metrics->port(),
+                                             metrics_addr_file);  // no scheme, even for HTTPS
+    if (!metrics_written.ok()) {
+      spdlog::error("{}", std::string(metrics_written.status().message()));
       return kExitError;
     }
+    metrics_bound = *metrics_written;
   }
   spdlog::info("yolod {} serving on {} (metrics {}, state {}, worker {}, {}, token {})",
                YOLOD_VERSION, bound, metrics_bound, config.state_dir, config.worker,

@@ -266,7 +266,7 @@ void ExperimentManager::PublishStateLocked(Entry& e, PendingWrites& writes) {
   writes.Add(SnapshotLocked(e));  // a failed write is logged; memory is the truth for this run
   if (e.exp.state() != e.counted_state) {
     e.counted_state = e.exp.state();
-    ++counters_.entered[v1::ExperimentState_Name(e.exp.state())];
+    ++counters_.entered[e.exp.state()];
   }
   if (e.exp.state() != e.logged_state) {
     e.logged_state = e.exp.state();

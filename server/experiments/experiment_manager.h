@@ -67,7 +67,7 @@ struct ExperimentCounters {
   std::map<std::string, int64_t> memory_actions;  // by MemoryAction kind
   // Experiments that entered each state ("QUEUED", "RUNNING", "FAILED", ...) in this yolod,
   // once per entry into it.
-  std::map<std::string, int64_t> entered;
+  std::map<v1::ExperimentState, int64_t> entered;
   std::map<std::string, int64_t> worker_freed_bytes;  // workers' cleanups, by trigger
 };
 

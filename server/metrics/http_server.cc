@@ -70,6 +70,13 @@ HttpResponse Error(int status, const std::string& message) {
   return r;
 }
 
+// "/metrics?x=1" as a request line's target: path and query.
+void SplitTarget(const std::string& target, std::string* path, std::string* query) {
+  const size_t q = target.find('?');
+  *path = target.substr(0, q);
+  *query = q == std::string::npos ? "" : target.substr(q + 1);
+}
+
 // The head of a request (up to the blank line): the response it gets when it is refused,
 // or the parsed request.
 bool ParseHead(const std::string& head, HttpRequest* request, HttpResponse* refusal) {
@@ -154,12 +161,6 @@ absl::StatusOr<SSL_CTX*> MakeTls(const std::string& cert, const std::string& key
 }
 
 }  // namespace
-
-void SplitTarget(const std::string& target, std::string* path, std::string* query) {
-  const size_t q = target.find('?');
-  *path = target.substr(0, q);
-  *query = q == std::string::npos ? "" : target.substr(q + 1);
-}
 
 absl::StatusOr<std::unique_ptr<HttpServer>> HttpServer::Start(const std::string& listen,
                                                               Handler handler, Options options) {

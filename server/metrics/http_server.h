@@ -34,9 +34,6 @@ struct HttpResponse {
   std::vector<std::pair<std::string, std::string>> headers;  // extra ones
 };
 
-// "/metrics?x=1" as a request line's target: path and query.
-void SplitTarget(const std::string& target, std::string* path, std::string* query);
-
 class HttpServer {
  public:
   // Called on the server's thread, one request at a time: it must answer within milliseconds.

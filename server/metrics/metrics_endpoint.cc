@@ -4,7 +4,6 @@
 
 #include <sstream>
 
-#include "absl/strings/match.h"
 #include "common/secret.h"
 
 extern "C" {
@@ -58,7 +57,7 @@ HttpResponse MetricsEndpoint::Handle(const HttpRequest& request) {
   if (data && !options_.token.empty() && !options_.open) {
     auto it = request.headers.find("authorization");
     const std::string given = it == request.headers.end() ? "" : it->second;
-    if (!absl::StartsWith(given, "Bearer ") || !SecretsEqual(given.substr(7), options_.token)) {
+    if (!BearerMatches(given, options_.token)) {
       r.status = 401;
       r.headers.push_back({"WWW-Authenticate", "Bearer realm=\"yolod\""});
       r.body = "a bearer token is needed (Authorization: Bearer <token>)\n";

@@ -2,8 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "server/metrics/yolod_metrics.h"  // StateLabel
 
 namespace yolo {
 namespace {
@@ -16,10 +16,6 @@ double Seconds(std::chrono::system_clock::time_point t) {
 
 json ThresholdsJson(const Thresholds& t) {
   return {{"notice", t.notice}, {"warning", t.warning}, {"danger", t.danger}};
-}
-
-std::string StateName(v1::ExperimentState state) {
-  return absl::AsciiStrToLower(v1::ExperimentState_Name(state));
 }
 
 }  // namespace
@@ -140,7 +136,7 @@ std::string StatusBoard::Json() const {
       const v1::Progress& p = e.progress();
       json x = {{"id", e.id()},
                 {"name", e.spec().name()},
-                {"state", StateName(e.state())},
+                {"state", StateLabel(e.state())},
                 {"reason", e.reason()},
                 {"device", e.device()},
                 {"epoch", e.state() == v1::RUNNING ? p.epoch() : e.epochs_completed()},

@@ -11,13 +11,13 @@ namespace {
 
 using prometheus::Labels;
 
-prometheus::Family<prometheus::Gauge>& Gauge(prometheus::Registry& r, const std::string& name,
-                                             const std::string& help) {
-  return prometheus::BuildGauge().Name(name).Help(help).Register(r);
+GaugeSeries Gauge(prometheus::Registry& r, SeriesGroup& group, const std::string& name,
+                  const std::string& help) {
+  return GaugeSeries(prometheus::BuildGauge().Name(name).Help(help).Register(r), group);
 }
-prometheus::Family<prometheus::Counter>& Counter(prometheus::Registry& r, const std::string& name,
-                                                 const std::string& help) {
-  return prometheus::BuildCounter().Name(name).Help(help).Register(r);
+CounterSeries Counter(prometheus::Registry& r, SeriesGroup& group, const std::string& name,
+                      const std::string& help) {
+  return CounterSeries(prometheus::BuildCounter().Name(name).Help(help).Register(r), group);
 }
 
 constexpr Level kLevels[] = {Level::kOk, Level::kNotice, Level::kWarning, Level::kDanger};
@@ -33,7 +33,6 @@ void SetTotals(Series& series, const Map& totals, const std::string& label) {
   for (const auto& [key, value] : totals) {
     series.SetTotal({{label, key}}, static_cast<double>(value));
   }
-  series.Sweep();
 }
 
 }  // namespace
@@ -61,57 +60,58 @@ std::string StateLabel(v1::ExperimentState state) {
 }
 
 MemoryMetrics::MemoryMetrics(prometheus::Registry& r)
-    : host_total(Gauge(r, "yolod_host_memory_total_bytes", "The host's RAM (MemTotal).")),
-      host_available(Gauge(r, "yolod_host_memory_available_bytes",
+    : host_total(Gauge(r, all_, "yolod_host_memory_total_bytes", "The host's RAM (MemTotal).")),
+      host_available(Gauge(r, all_, "yolod_host_memory_available_bytes",
                            "RAM available for new work without swapping (MemAvailable).")),
-      host_used(Gauge(r, "yolod_host_memory_used_bytes", "MemTotal less MemAvailable.")),
-      swap_total(Gauge(r, "yolod_host_swap_total_bytes", "Swap space (SwapTotal).")),
-      swap_free(Gauge(r, "yolod_host_swap_free_bytes", "Unused swap space (SwapFree).")),
-      cgroup_usage(Gauge(r, "yolod_cgroup_memory_usage_bytes",
+      host_used(Gauge(r, all_, "yolod_host_memory_used_bytes", "MemTotal less MemAvailable.")),
+      swap_total(Gauge(r, all_, "yolod_host_swap_total_bytes", "Swap space (SwapTotal).")),
+      swap_free(Gauge(r, all_, "yolod_host_swap_free_bytes", "Unused swap space (SwapFree).")),
+      cgroup_usage(Gauge(r, all_, "yolod_cgroup_memory_usage_bytes",
                          "Memory charged to yolod's cgroup (memory.current).")),
-      cgroup_limit(Gauge(r, "yolod_cgroup_memory_limit_bytes",
+      cgroup_limit(Gauge(r, all_, "yolod_cgroup_memory_limit_bytes",
                          "The cgroup's hard limit (memory.max); absent when unlimited.")),
-      cgroup_working_set(Gauge(r, "yolod_cgroup_memory_working_set_bytes",
+      cgroup_working_set(Gauge(r, all_, "yolod_cgroup_memory_working_set_bytes",
                                "Usage less inactive file pages, as the kubelet counts it.")),
-      cgroup_oom_kills(Counter(r, "yolod_cgroup_oom_kills_total",
+      cgroup_oom_kills(Counter(r, all_, "yolod_cgroup_oom_kills_total",
                                "Processes the kernel's OOM killer killed in the cgroup.")),
-      limit(Gauge(r, "yolod_memory_limit_bytes",
+      limit(Gauge(r, all_, "yolod_memory_limit_bytes",
                   "The effective limit: the smaller of host RAM and the cgroup's limit.")),
-      used(Gauge(r, "yolod_memory_used_bytes", "Memory in use against the effective limit.")),
-      used_ratio(Gauge(r, "yolod_memory_used_ratio",
+      used(Gauge(r, all_, "yolod_memory_used_bytes", "Memory in use against the effective limit.")),
+      used_ratio(Gauge(r, all_, "yolod_memory_used_ratio",
                        "Used share (0..1) of the effective RAM limit, or of the fullest GPU.")),
-      pressure(Gauge(r, "yolod_memory_pressure_ratio",
+      pressure(Gauge(r, all_, "yolod_memory_pressure_ratio",
                      "PSI: share of time (0..1) some or all tasks stalled on memory.")),
-      pressure_stalled(Counter(r, "yolod_memory_pressure_stalled_seconds_total",
+      pressure_stalled(Counter(r, all_, "yolod_memory_pressure_stalled_seconds_total",
                                "PSI: time some or all tasks stalled on memory.")),
-      level(Gauge(r, "yolod_memory_level",
+      level(Gauge(r, all_, "yolod_memory_level",
                   "The watchdog's level: 0 ok, 1 notice, 2 warning, 3 danger.")),
-      level_state(Gauge(r, "yolod_memory_level_state",
+      level_state(Gauge(r, all_, "yolod_memory_level_state",
                         "1 for the level each resource is at, 0 for the others.")),
-      threshold(Gauge(r, "yolod_memory_threshold_ratio",
+      threshold(Gauge(r, all_, "yolod_memory_threshold_ratio",
                       "The used share (0..1) at which each level starts.")),
-      gpu_total(Gauge(r, "yolod_gpu_memory_total_bytes", "Each GPU's memory (NVML).")),
-      gpu_used(Gauge(r, "yolod_gpu_memory_used_bytes", "Each GPU's memory in use (NVML).")),
-      gpu_free(Gauge(r, "yolod_gpu_memory_free_bytes", "Each GPU's free memory (NVML).")),
-      process_rss(Gauge(r, "yolod_process_rss_bytes", "Resident memory of yolod and each worker.")),
-      process_pss(Gauge(r, "yolod_process_pss_bytes",
+      gpu_total(Gauge(r, all_, "yolod_gpu_memory_total_bytes", "Each GPU's memory (NVML).")),
+      gpu_used(Gauge(r, all_, "yolod_gpu_memory_used_bytes", "Each GPU's memory in use (NVML).")),
+      gpu_free(Gauge(r, all_, "yolod_gpu_memory_free_bytes", "Each GPU's free memory (NVML).")),
+      process_rss(
+          Gauge(r, all_, "yolod_process_rss_bytes", "Resident memory of yolod and each worker.")),
+      process_pss(Gauge(r, all_, "yolod_process_pss_bytes",
                         "Proportional set size of yolod and each worker (smaps_rollup).")),
-      torch_allocated(Gauge(r, "yolod_torch_allocated_bytes",
+      torch_allocated(Gauge(r, all_, "yolod_torch_allocated_bytes",
                             "LibTorch memory held by live tensors, per experiment and device.")),
-      torch_reserved(Gauge(r, "yolod_torch_reserved_bytes",
+      torch_reserved(Gauge(r, all_, "yolod_torch_reserved_bytes",
                            "LibTorch memory taken from the system: allocated plus cached.")),
-      torch_allocated_peak(Gauge(r, "yolod_torch_allocated_peak_bytes",
+      torch_allocated_peak(Gauge(r, all_, "yolod_torch_allocated_peak_bytes",
                                  "The CUDA caching allocator's peak allocated bytes.")),
-      torch_reserved_peak(Gauge(r, "yolod_torch_reserved_peak_bytes",
+      torch_reserved_peak(Gauge(r, all_, "yolod_torch_reserved_peak_bytes",
                                 "The CUDA caching allocator's peak reserved bytes.")),
-      torch_alloc_retries(Counter(r, "yolod_torch_alloc_retries_total",
+      torch_alloc_retries(Counter(r, all_, "yolod_torch_alloc_retries_total",
                                   "cudaMalloc calls retried after the cache was freed.")),
-      torch_ooms(Counter(r, "yolod_torch_ooms_total",
+      torch_ooms(Counter(r, all_, "yolod_torch_ooms_total",
                          "Out-of-memory errors the CUDA caching allocator raised.")),
-      watchdog_samples(Counter(r, "yolod_watchdog_samples_total", "Memory samples taken.")),
-      watchdog_cpu(Counter(r, "yolod_watchdog_cpu_seconds_total",
+      watchdog_samples(Counter(r, all_, "yolod_watchdog_samples_total", "Memory samples taken.")),
+      watchdog_cpu(Counter(r, all_, "yolod_watchdog_cpu_seconds_total",
                            "CPU time the watchdog's thread spent sampling and acting.")),
-      watchdog_actions(Counter(r, "yolod_watchdog_actions_total",
+      watchdog_actions(Counter(r, all_, "yolod_watchdog_actions_total",
                                "Watchdog actions by kind: policy, hold, stop, resume.")),
       watchdog_sample_duration(
           prometheus::BuildHistogram()
@@ -119,43 +119,17 @@ MemoryMetrics::MemoryMetrics(prometheus::Registry& r)
               .Help("Wall time of each memory sample: probes read, levels derived, actions taken.")
               .Register(r)
               .Add({}, SampleBounds())),
-      starts_held(
-          Gauge(r, "yolod_starts_held", "1 while the watchdog holds new starts (danger level).")),
-      sample_age(Gauge(r, "yolod_watchdog_sample_age_seconds",
+      starts_held(Gauge(r, all_, "yolod_starts_held",
+                        "1 while the watchdog holds new starts (danger level).")),
+      sample_age(Gauge(r, all_, "yolod_watchdog_sample_age_seconds",
                        "Seconds since the watchdog's latest sample.")),
-      cleanups(Counter(r, "yolod_cleanups_total",
+      cleanups(Counter(r, all_, "yolod_cleanups_total",
                        "Cleanups by trigger: warning, danger (the watchdog), manual.")),
-      cleanup_freed(Counter(r, "yolod_cleanup_freed_bytes_total",
+      cleanup_freed(Counter(r, all_, "yolod_cleanup_freed_bytes_total",
                             "Resident memory given back by cleanups, by trigger and component.")) {}
 
 void MemoryMetrics::Update(const MemorySnapshot& s) {
   const Labels none;
-  const auto gauges = {&cgroup_usage,
-                       &cgroup_limit,
-                       &cgroup_working_set,
-                       &limit,
-                       &used,
-                       &used_ratio,
-                       &pressure,
-                       &gpu_total,
-                       &gpu_used,
-                       &gpu_free,
-                       &process_rss,
-                       &process_pss,
-                       &torch_allocated,
-                       &torch_reserved,
-                       &torch_allocated_peak,
-                       &torch_reserved_peak,
-                       &host_total,
-                       &host_available,
-                       &host_used,
-                       &swap_total,
-                       &swap_free,
-                       &level,
-                       &level_state,
-                       &threshold,
-                       &starts_held,
-                       &sample_age};
   for (const auto& [resource, t] : {std::make_pair("ram", s.ram), std::make_pair("gpu", s.gpu)}) {
     for (Level l : {Level::kNotice, Level::kWarning, Level::kDanger}) {
       threshold.Get({{"resource", resource}, {"level", LevelName(l)}}).Set(t.Of(l));
@@ -238,16 +212,9 @@ void MemoryMetrics::Update(const MemorySnapshot& s) {
       torch_ooms.SetTotal(gpu, static_cast<double>(c.ooms()));
     }
   }
-  for (GaugeSeries* g : gauges) g->Sweep();
-  torch_alloc_retries.Sweep();
-  torch_ooms.Sweep();
-  cgroup_oom_kills.Sweep();
-  pressure_stalled.Sweep();
 
   watchdog_samples.SetTotal(none, static_cast<double>(s.watchdog.samples));
-  watchdog_samples.Sweep();
   watchdog_cpu.SetTotal(none, s.watchdog.sample_cpu_seconds_total);
-  watchdog_cpu.Sweep();
   SetTotals(watchdog_actions, s.watchdog.actions, "kind");
   std::vector<double> increments(kSampleSecondsBuckets);
   bool any = false;
@@ -271,45 +238,48 @@ void MemoryMetrics::Update(const MemorySnapshot& s) {
     cleanup_freed.SetTotal({{"trigger", trigger}, {"component", "workers"}},
                            static_cast<double>(bytes));
   }
-  cleanup_freed.Sweep();
+  for (SeriesSweep* series : all_) series->Sweep();
 }
 
 ExperimentMetrics::ExperimentMetrics(prometheus::Registry& r)
-    : by_state(Gauge(r, "yolod_experiments", "Experiments in each state.")),
-      entered(Counter(r, "yolod_experiment_transitions_total",
+    : by_state(Gauge(r, all_, "yolod_experiments", "Experiments in each state.")),
+      entered(Counter(r, all_, "yolod_experiment_transitions_total",
                       "Experiments that entered each state since yolod started.")),
-      info(Gauge(r, "yolod_experiment_info", "1 for each experiment, with its name and model.")),
-      state(Gauge(r, "yolod_experiment_state", "1 for the state each experiment is in.")),
-      epoch(Gauge(r, "yolod_experiment_epoch", "The epoch in progress (1-based), or the last.")),
-      epochs(Gauge(r, "yolod_experiment_epochs", "Epochs the run is to train.")),
-      epochs_done(Gauge(r, "yolod_experiment_epochs_completed", "Epochs finished.")),
-      batches_done(Gauge(r, "yolod_experiment_batches_completed",
+      info(Gauge(r, all_, "yolod_experiment_info",
+                 "1 for each experiment, with its name and model.")),
+      state(Gauge(r, all_, "yolod_experiment_state", "1 for the state each experiment is in.")),
+      epoch(Gauge(r, all_, "yolod_experiment_epoch",
+                  "The epoch in progress (1-based), or the last.")),
+      epochs(Gauge(r, all_, "yolod_experiment_epochs", "Epochs the run is to train.")),
+      epochs_done(Gauge(r, all_, "yolod_experiment_epochs_completed", "Epochs finished.")),
+      batches_done(Gauge(r, all_, "yolod_experiment_batches_completed",
                          "Training batches done in the run so far; flat when it is stuck.")),
       images_per_second(
-          Gauge(r, "yolod_experiment_images_per_second",
+          Gauge(r, all_, "yolod_experiment_images_per_second",
                 "Training throughput in the epoch in progress (0 when not running).")),
-      loss(Gauge(r, "yolod_experiment_loss",
+      loss(Gauge(r, all_, "yolod_experiment_loss",
                  "Training losses (box, cls, dfl): running means over the epoch.")),
-      map50_95(
-          Gauge(r, "yolod_experiment_map50_95_ratio", "mAP50-95 (0..1) of the latest validation.")),
-      map50(Gauge(r, "yolod_experiment_map50_ratio", "mAP50 (0..1) of the latest validation.")),
-      batch(Gauge(r, "yolod_experiment_batch", "The batch the run trains with now.")),
-      oom_resumes(Gauge(r, "yolod_experiment_oom_resumes",
+      map50_95(Gauge(r, all_, "yolod_experiment_map50_95_ratio",
+                     "mAP50-95 (0..1) of the latest validation.")),
+      map50(
+          Gauge(r, all_, "yolod_experiment_map50_ratio", "mAP50 (0..1) of the latest validation.")),
+      batch(Gauge(r, all_, "yolod_experiment_batch", "The batch the run trains with now.")),
+      oom_resumes(Gauge(r, all_, "yolod_experiment_oom_resumes",
                         "Rounds yolod resumed at half the batch after running out of memory.")),
-      rss_growth(Gauge(r, "yolod_experiment_rss_growth_bytes_per_epoch",
+      rss_growth(Gauge(r, all_, "yolod_experiment_rss_growth_bytes_per_epoch",
                        "The worker's epoch-end RSS slope this round (least squares).")),
       leak_suspected(
-          Gauge(r, "yolod_experiment_leak_suspected", "1 when the RSS fit suggests a leak.")),
-      autobatch(Gauge(r, "yolod_experiment_autobatch_batch", "The batch AutoBatch chose.")),
-      predicted(Gauge(r, "yolod_experiment_predicted_memory_bytes",
+          Gauge(r, all_, "yolod_experiment_leak_suspected", "1 when the RSS fit suggests a leak.")),
+      autobatch(Gauge(r, all_, "yolod_experiment_autobatch_batch", "The batch AutoBatch chose.")),
+      predicted(Gauge(r, all_, "yolod_experiment_predicted_memory_bytes",
                       "The pre-flight estimate of the run's memory at its batch.")),
-      memory_actions(Counter(r, "yolod_memory_actions_total",
+      memory_actions(Counter(r, all_, "yolod_memory_actions_total",
                              "Memory actions on experiments by kind, since yolod started.")),
-      oom_recoveries(Counter(r, "yolod_oom_recoveries_total",
+      oom_recoveries(Counter(r, all_, "yolod_oom_recoveries_total",
                              "Out-of-memory recoveries: by the worker (retry) or yolod (resume).")),
-      leaks(Counter(r, "yolod_leaks_suspected_total", "Suspected memory leaks reported.")),
+      leaks(Counter(r, all_, "yolod_leaks_suspected_total", "Suspected memory leaks reported.")),
       autobatch_choices(
-          Counter(r, "yolod_autobatch_choices_total", "Batches chosen by AutoBatch.")) {}
+          Counter(r, all_, "yolod_autobatch_choices_total", "Batches chosen by AutoBatch.")) {}
 
 void ExperimentMetrics::Update(const ExperimentSnapshot& s) {
   std::map<std::string, int> counts;
@@ -361,18 +331,9 @@ void ExperimentMetrics::Update(const ExperimentSnapshot& s) {
     }
   }
   for (const auto& [st, n] : counts) by_state.Get({{"state", st}}).Set(n);
-  for (GaugeSeries* g : {&by_state, &info, &state, &epoch, &epochs, &epochs_done, &batches_done,
-                         &images_per_second, &loss, &map50_95, &map50, &batch, &oom_resumes,
-                         &rss_growth, &leak_suspected, &autobatch, &predicted}) {
-    g->Sweep();
-  }
   std::map<std::string, int64_t> entries;
   for (v1::ExperimentState st : kStates) entries[StateLabel(st)] = 0;
-  for (const auto& [name, n] : s.counters.entered) {
-    v1::ExperimentState st = v1::EXPERIMENT_STATE_UNSPECIFIED;
-    v1::ExperimentState_Parse(name, &st);
-    entries[StateLabel(st)] += n;
-  }
+  for (const auto& [st, n] : s.counters.entered) entries[StateLabel(st)] += n;
   SetTotals(entered, entries, "state");
   SetTotals(memory_actions, s.counters.memory_actions, "kind");
   auto count = [&](const char* kind) {
@@ -381,11 +342,9 @@ void ExperimentMetrics::Update(const ExperimentSnapshot& s) {
   };
   oom_recoveries.SetTotal({{"by", "worker"}}, count("oom_retry"));
   oom_recoveries.SetTotal({{"by", "yolod"}}, count("oom_resume"));
-  oom_recoveries.Sweep();
   leaks.SetTotal({}, count("leak_suspected"));
-  leaks.Sweep();
   autobatch_choices.SetTotal({}, count("autobatch"));
-  autobatch_choices.Sweep();
+  for (SeriesSweep* series : all_) series->Sweep();
 }
 
 }  // namespace yolo

@@ -27,13 +27,26 @@
 
 namespace yolo {
 
+class SeriesSweep {
+ public:
+  virtual ~SeriesSweep() = default;
+  virtual void Sweep() = 0;
+};
+// The series sets of one struct, swept together at the end of each update.
+using SeriesGroup = std::vector<SeriesSweep*>;
+
 // The series of one family that exist now: Get() those present at this update, Sweep() removes
 // the rest. For counters whose source gives totals, SetTotal() adds the difference (a smaller
 // total, from a new worker process, starts the series again, which Prometheus reads as a reset).
+// It joins `group` at construction, and is neither copied nor moved.
 template <typename T>
-class SeriesSet {
+class SeriesSet final : public SeriesSweep {
  public:
-  explicit SeriesSet(prometheus::Family<T>& family) : family_(family) {}
+  SeriesSet(prometheus::Family<T>& family, SeriesGroup& group) : family_(family) {
+    group.push_back(this);
+  }
+  SeriesSet(const SeriesSet&) = delete;
+  SeriesSet& operator=(const SeriesSet&) = delete;
   T& Get(const prometheus::Labels& labels) {
     seen_.insert(labels);
     auto it = series_.find(labels);
@@ -41,7 +54,7 @@ class SeriesSet {
     return *it->second;
   }
   void SetTotal(const prometheus::Labels& labels, double total);
-  void Sweep() {
+  void Sweep() override {
     for (auto it = series_.begin(); it != series_.end();) {
       if (seen_.count(it->first)) {
         ++it;
@@ -52,7 +65,6 @@ class SeriesSet {
     }
     seen_.clear();
   }
-  size_t size() const { return series_.size(); }
 
  private:
   prometheus::Family<T>& family_;
@@ -79,6 +91,10 @@ struct MemoryMetrics {
   explicit MemoryMetrics(prometheus::Registry& registry);
   void Update(const MemorySnapshot& s);
 
+ private:
+  SeriesGroup all_;  // before the series: they join it as they are built
+
+ public:
   GaugeSeries host_total, host_available, host_used, swap_total, swap_free;
   GaugeSeries cgroup_usage, cgroup_limit, cgroup_working_set;
   CounterSeries cgroup_oom_kills;
@@ -113,6 +129,10 @@ struct ExperimentMetrics {
   explicit ExperimentMetrics(prometheus::Registry& registry);
   void Update(const ExperimentSnapshot& s);
 
+ private:
+  SeriesGroup all_;  // before the series: they join it as they are built
+
+ public:
   GaugeSeries by_state;   // experiments in each state, every state present
   CounterSeries entered;  // entries into each state
   // Per experiment.

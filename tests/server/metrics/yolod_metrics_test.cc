@@ -127,7 +127,7 @@ TEST(ExperimentMetricsTest, ProgressStatesAndADeletedExperimentsSeriesGo) {
   ExperimentSnapshot s;
   s.experiments = {Running("a"), Running("b")};
   s.experiments[1].set_state(v1::FAILED);
-  s.counters.entered["FAILED"] = 1;
+  s.counters.entered[v1::FAILED] = 1;
   s.counters.memory_actions["oom_resume"] = 2;
   s.counters.memory_actions["leak_suspected"] = 1;
   metrics.Update(s);

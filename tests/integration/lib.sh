@@ -51,10 +51,15 @@ ctl() { "$YOLOCTL" -s "$SERVER" "$@"; }
 json() {
   ctl -o json describe experiment "$1" | /usr/bin/python3 -c "import json,sys; e=json.load(sys.stdin); print($2)"
 }
-# The host's RAM in use now, in percent, and watchdog levels that put it at warning or danger.
+# The host's RAM in use now, in whole percent, and watchdog levels that put it at warning or
+# danger.
 used_pct() { awk '/MemTotal/{t=$2} /MemAvailable/{a=$2} END{printf "%d", (t-a)*100/t}' /proc/meminfo; }
-warning_levels() { local u; u=$(used_pct); echo "ram=$(((u - 2) / 2 > 0 ? (u - 2) / 2 : 1)),$((u - 2 > 1 ? u - 2 : 2)),99"; }
-danger_levels() { local u; u=$(used_pct); echo "ram=$(((u - 3) / 3 > 0 ? (u - 3) / 3 : 1)),$((2 * (u - 3) / 3 > 1 ? 2 * (u - 3) / 3 : 2)),$((u - 3 > 2 ? u - 3 : 3))"; }
+# The levels are fractions of the use now, so that they hold on a host that is nearly idle (at
+# 2.7 % in use, integer percentages left no room for danger below it).
+levels_at() { awk -v f="$1" '/MemTotal/{t=$2} /MemAvailable/{a=$2} END{u=(t-a)*100/t; split(f, k, ",");
+  printf "ram=%.2f,%.2f,%s", u*k[1], u*k[2], (k[3] == "" ? 99 : sprintf("%.2f", u*k[3]))}' /proc/meminfo; }
+warning_levels() { levels_at 0.3,0.6; }
+danger_levels() { levels_at 0.25,0.5,0.75; }
 # free_port: a TCP port free on loopback now (for servers that cannot take port 0).
 free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 # The id in start-experiment's output.

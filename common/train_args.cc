@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/data_config.h"
 #include "common/user_path.h"
 
@@ -54,6 +55,10 @@ const std::vector<Range>& Ranges() {
       {"fault_leak_mb", 0, 65536},
       {"fault_oom_epoch", 0, 100000},
       {"round_end", 0, 100000},
+      {"world_size", 0, 1024},
+      {"master_port", 0, 65535},
+      {"node_rank", 0, 1023},
+      {"nnodes", 1, 1024},
       {"lr0", 0, 1},
       {"lrf", 0, 1},
       {"momentum", 0, 0.9999},
@@ -115,10 +120,15 @@ absl::Status CheckRange(const std::string& key, const std::string& value) {
     }
   }
   if (key == "device" && !value.empty() && value != "cpu") {
-    std::string index = value.rfind("cuda:", 0) == 0 ? value.substr(5) : value;
-    int d = 0;
-    if (!absl::SimpleAtoi(index, &d) || d < 0 || d > 255) {
-      return BadValue(key, value, "cpu, a GPU index such as 0, or cuda:0");
+    // One GPU (0, cuda:0) or several for data-parallel training (0,1), each once.
+    std::string list = value.rfind("cuda:", 0) == 0 ? value.substr(5) : value;
+    std::set<int> seen;
+    for (absl::string_view index : absl::StrSplit(list, ',')) {
+      int d = 0;
+      if (!absl::SimpleAtoi(index, &d) || d < 0 || d > 255 || !seen.insert(d).second) {
+        return BadValue(key, value,
+                        "cpu, a GPU index such as 0 or cuda:0, or several GPUs such as 0,1");
+      }
     }
   }
   static const std::set<std::string> kPaths = {"model", "data", "project", "name"};
@@ -235,6 +245,14 @@ const std::vector<ArgSpec>& AllArgSpecs() {
        "end this process after epoch N, weights/last.pt resumable (exit code 5); with resume "
        "and N the epoch last.pt holds, only finish the run (yolod's smart training)"},
       {"amp", T::kBool, "true", "mixed precision (CUDA only)"},
+      {"world_size", T::kInt, "0",
+       "data-parallel ranks in all, on every node (device=cpu: N processes; device=0,1: one "
+       "per GPU, this many in all); 0 or 1: one process"},
+      {"master_addr", T::kString, "127.0.0.1", "data-parallel rendezvous: rank 0's node"},
+      {"master_port", T::kInt, "0",
+       "data-parallel rendezvous port on master_addr (0: a free one, one node only)"},
+      {"node_rank", T::kInt, "0", "data-parallel: this node's index, 0 to nnodes-1"},
+      {"nnodes", T::kInt, "1", "data-parallel: nodes taking part"},
       {"fraction", T::kFloat, "1.0", "fraction of the training set to use"},
       {"val", T::kBool, "true", "validate every epoch"},
       {"split", T::kString, "val", "dataset split used by val"},

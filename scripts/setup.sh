@@ -10,6 +10,10 @@ PACKAGES=(
   # directly for convolutions), OpenCV for images, YAML, CLI parsing, logs
   libtorch-dev libopenblas0-pthread libdnnl-dev libopencv-dev libyaml-cpp-dev libcli11-dev
   libspdlog-dev libfmt-dev
+  # JPEG decoding straight into BGR at a reduced scale (libjpeg-turbo's API)
+  libjpeg62-turbo-dev
+  # data-parallel training: the Gloo headers under LibTorch's c10d (libtorch links libgloo0)
+  libgloo-dev
   # JSON that is not an API message (protobuf's JSON mapping serves those)
   nlohmann-json3-dev
   # control plane: gRPC, protobuf, abseil, Prometheus exposition

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -18,14 +19,17 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/status_macros.h"
 #include "common/train_args.h"
 #include "common/worker_exit.h"
+#include "server/worker/ranks.h"
 #include "server/worker/reporter.h"
 #include "server/worker/train/checkpoint.h"
 #include "server/worker/train/cpu_allocator.h"
@@ -59,7 +63,8 @@ void PrintUsage() {
       "  info          model summary: model=yolov8n nc=80 imgsz=640\n"
       "  make-dataset  make-dataset shapes out=DIR train=256 val=64 imgsz=320 seed=0\n"
       "                (mixed-shapes instead of shapes: 5 classes, mixed sizes and aspects,\n"
-      "                JPEG and PNG, long side up to imgsz)\n"
+      "                JPEG and PNG, long side up to imgsz; width=W height=H: shapes images\n"
+      "                of W x H instead of imgsz x imgsz, e.g. 4000x3000 photo-sized)\n"
       "  args          list every argument with its default\n\n"
       "Arguments use Ultralytics' names and defaults (default.yaml).\n");
 }
@@ -87,15 +92,21 @@ int RunMakeDataset(const std::vector<std::string>& tokens) {
     bool ok = true;
     if (key == "out" && !value.empty()) {
       o.out_dir = value;
-    } else if (key == "train" || key == "val" || key == "imgsz") {
+    } else if (key == "train" || key == "val" || key == "imgsz" || key == "width" ||
+               key == "height") {
       ok = absl::SimpleAtoi(value, &n);
-      (key == "train" ? o.train : key == "val" ? o.val : o.imgsz) = n;
+      (key == "train"    ? o.train
+       : key == "val"    ? o.val
+       : key == "width"  ? o.width
+       : key == "height" ? o.height
+                         : o.imgsz) = n;
     } else if (key == "seed") {
       ok = absl::SimpleAtoi(value, &seed);
       o.seed = seed;
     } else {
       std::fprintf(stderr,
-                   "error: make-dataset: unknown argument '%s' (out, train, val, imgsz, seed)\n",
+                   "error: make-dataset: unknown argument '%s' (out, train, val, imgsz, width, "
+                   "height, seed)\n",
                    t.c_str());
       return kUsage;
     }
@@ -179,9 +190,44 @@ std::string TakeSecret() {
   return secret;
 }
 
-int RunTrain(const yolo::TrainArgs& args) {
+// Data-parallel training: the node's other ranks, started when the trainer knows the layout.
+struct Ranks {
+  std::unique_ptr<yolo::RankLauncher> launcher;
+  std::vector<std::string> argv;
+};
+
+// When a rank fails, rank 0's collectives fail too as soon as they notice the closed
+// connection; should it sit elsewhere (validating, say), this ends it with the reason after a
+// grace period.
+void ExitAfterGrace(const yolo::RankLauncher::Failure& f) {
+  std::thread([f] {
+    std::this_thread::sleep_for(std::chrono::seconds(30));
+    std::fprintf(stderr, "error: %s; the run stops (weights/last.pt resumes it)\n",
+                 f.reason.c_str());
+    std::fflush(stderr);
+    _exit(f.exit_code);
+  }).detach();
+}
+
+int RunTrain(const yolo::TrainArgs& args, const std::vector<std::string>& argv) {
   yolo::TrainHooks hooks;
   hooks.stop_requested = &g_stop;
+  Ranks ranks;
+  ranks.argv = argv;
+  hooks.launch_ranks = [&ranks](const yolo::DistributedConfig& c) -> absl::StatusOr<int> {
+    int port = c.master_port;
+    if (port == 0) {
+      ASSIGN_OR_RETURN(port, yolo::FreeLoopbackPort());
+    }
+    yolo::RankLauncher::Options o;
+    o.first_rank = c.rank + 1;
+    o.local_ranks = c.local_world_size;
+    o.master_port = port;
+    o.argv = ranks.argv;
+    ASSIGN_OR_RETURN(ranks.launcher, yolo::RankLauncher::Start(o));
+    ranks.launcher->set_on_failure(ExitAfterGrace);
+    return port;
+  };
   // Started by yolod: stop (with a checkpoint) if yolod goes away, report to it and obey its
   // commands.
   if (const char* parent = std::getenv("YOLOD_PID")) {
@@ -214,6 +260,17 @@ int RunTrain(const yolo::TrainArgs& args) {
     hooks.on_memory_estimate = [r](const yolo::v1::MemoryEstimate& m) { r->OnMemoryEstimate(m); };
   }
   auto out = yolo::Train(args, hooks);
+  if (ranks.launcher) {
+    // The others end with rank 0; a rank that failed is the reason, whatever rank 0 then saw
+    // (a closed connection, most often).
+    ranks.launcher->Finish(out.ok() ? 60 : 0);
+    if (auto failure = ranks.launcher->failure()) {
+      reporter.reset();
+      std::fprintf(stderr, "error: %s; the run stops (weights/last.pt resumes it)\n",
+                   failure->reason.c_str());
+      return failure->exit_code;
+    }
+  }
   reporter.reset();
   if (!out.ok()) {
     if (out.status().code() == absl::StatusCode::kResourceExhausted) {
@@ -278,7 +335,7 @@ int main(int argc, char** argv) {
   try {
     if (command == "info") return RunInfo(args);
     if (command == "val") return RunVal(args);
-    return RunTrain(args);
+    return RunTrain(args, std::vector<std::string>(argv, argv + argc));
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "error: out of memory: an allocation failed (std::bad_alloc)\n");
     return kOutOfMemory;

@@ -18,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/atomic_file.h"
+#include "server/worker/train/image_cache.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -142,18 +143,18 @@ struct ScanSlot {
 
 void ScanImage(const std::string& path, int nc, bool single_cls, ScanSlot* slot) {
   slot->record.path = path;
-  cv::Mat image = cv::imread(path, cv::IMREAD_COLOR);
-  if (image.empty()) {
+  cv::Size size;
+  if (!CheckImage(path, &size)) {
     slot->warning = absl::StrCat(path, ": cannot be decoded as an image, skipped");
     return;
   }
-  if (image.cols < kMinImageSide || image.rows < kMinImageSide) {
-    slot->warning = absl::StrCat(path, ": image is ", image.cols, "x", image.rows,
+  if (size.width < kMinImageSide || size.height < kMinImageSide) {
+    slot->warning = absl::StrCat(path, ": image is ", size.width, "x", size.height,
                                  ", smaller than 10 px, skipped");
     return;
   }
-  slot->record.width = image.cols;
-  slot->record.height = image.rows;
+  slot->record.width = size.width;
+  slot->record.height = size.height;
   const std::string label_path = LabelPathForImage(path);
   std::string text;
   std::error_code ec;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/atomic_file.h"
+#include "server/memory/effective_ram.h"
 
 namespace yolo {
 namespace fs = std::filesystem;
@@ -33,6 +35,12 @@ std::mt19937 SampleRng(uint64_t seed, int epoch, int index) {
   std::seed_seq seq{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32),
                     static_cast<uint32_t>(epoch), static_cast<uint32_t>(index)};
   return std::mt19937(seq);
+}
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 std::string NpyPath(const std::string& image_path) {
@@ -86,12 +94,26 @@ cv::Mat ReadNpy(const std::string& path) {
 // Ultralytics' 6148914691236517205 + RANK, with RANK -1 outside distributed training.
 constexpr uint64_t kShuffleSeed = 6148914691236517204ULL;
 
-EpochPlanner::EpochPlanner(int n, int batch, bool shuffle, int close_mosaic_epoch)
+// DistributedSampler's share of `n` images for `rank`: every world-th of the (shuffled,
+// epoch-seeded) order padded with its own first images to a multiple of world.
+std::vector<int> ShardOrder(const std::vector<int>& order, int rank, int world) {
+  const size_t n = order.size();
+  const size_t total = (n + world - 1) / world * world;
+  std::vector<int> out;
+  out.reserve(total / world);
+  for (size_t i = rank; i < total; i += world) out.push_back(order[i % n]);
+  return out;
+}
+
+EpochPlanner::EpochPlanner(int n, int batch, bool shuffle, int close_mosaic_epoch, int rank,
+                           int world_size)
     : n_(n),
       batch_(std::max(1, std::min(batch, n))),
       capacity_(static_cast<int>(
           std::max<int64_t>(0, std::min<int64_t>({n, 8 * static_cast<int64_t>(batch), 1000}) - 1))),
       close_mosaic_epoch_(close_mosaic_epoch),
+      rank_(rank),
+      world_(std::max(world_size, 1)),
       shuffle_(shuffle) {
   Restart();
 }
@@ -111,7 +133,18 @@ void EpochPlanner::Advance() {
   auto plan = std::make_shared<Plan>();
   plan->capacity = capacity_;
   plan->order.resize(n_);
-  if (shuffle_) {
+  if (world_ > 1) {
+    // DistributedSampler(seed=0) after set_epoch(epoch): its own generator, seeded seed + epoch.
+    if (shuffle_) {
+      at::Generator g = at::make_generator<at::CPUGeneratorImpl>(next_epoch_);
+      const at::Tensor perm = at::randperm(n_, g, at::kLong);
+      const int64_t* p = perm.data_ptr<int64_t>();
+      for (int i = 0; i < n_; ++i) plan->order[i] = static_cast<int>(p[i]);
+    } else {
+      std::iota(plan->order.begin(), plan->order.end(), 0);
+    }
+    plan->order = ShardOrder(plan->order, rank_, world_);
+  } else if (shuffle_) {
     // PyTorch's RandomSampler draws a second permutation at the end of each pass and discards
     // it: at the end of the epoch when the last batch is partial, when the next epoch asks for
     // its first batch otherwise, so not at all before a restart then.
@@ -152,11 +185,29 @@ std::shared_ptr<const EpochPlanner::Plan> EpochPlanner::ForEpoch(int epoch) {
   return last_;
 }
 
+const char* LoaderProfile::Name(int stage) {
+  static const char* const kNames[kStages] = {"read+decode", "resize", "mosaic/letterbox", "affine",
+                                              "hsv",         "flip",   "collate"};
+  return stage >= 0 && stage < kStages ? kNames[stage] : "?";
+}
+
+int RecentImagesCapacity(const LoaderOptions& o, int n) {
+  if (!o.recent_buffer || !o.augment || o.rect || o.hyp.mosaic <= 0 || n <= 0) return 0;
+  const int64_t batch = std::clamp(o.batch, 1, n);
+  const int64_t buffer = std::max<int64_t>(0, std::min<int64_t>({n, 8 * batch, 1000}) - 1);
+  // Loader threads build up to `prefetch` batches ahead, plus one each in the making; without
+  // them, only the batch being built is.
+  const int64_t prefetch = o.prefetch > 0 ? o.prefetch : std::max(2, 2 * o.workers);
+  const int64_t ahead = o.workers > 0 ? (prefetch + o.workers + 1) * batch : batch;
+  return static_cast<int>(std::min<int64_t>(n, buffer + ahead));
+}
+
 BatchLoader::BatchLoader(std::vector<ImageRecord> records, LoaderOptions options)
     : records_(std::move(records)),
       options_(options),
+      recent_(RecentImagesCapacity(options, static_cast<int>(records_.size()))),
       planner_(static_cast<int>(records_.size()), options.batch, options.shuffle,
-               options.close_mosaic_epoch) {
+               options.close_mosaic_epoch, options.rank, options.world_size) {
   options_.batch = std::max(1, std::min(options_.batch, static_cast<int>(records_.size())));
   if (options_.prefetch <= 0) options_.prefetch = std::max(2, 2 * options_.workers);
   if (options_.rect) {
@@ -168,11 +219,17 @@ BatchLoader::BatchLoader(std::vector<ImageRecord> records, LoaderOptions options
     };
     std::stable_sort(order.begin(), order.end(),
                      [&](int a, int b) { return aspect(a) < aspect(b); });
-    for (size_t start = 0; start < order.size(); start += options_.batch) {
+    // The whole batch of every rank's k-th batch: its shape is the shape of each part.
+    const int world = std::max(options_.world_size, 1);
+    const size_t whole = static_cast<size_t>(options_.batch) * world;
+    for (size_t n = order.size(), i = n; i % world != 0; ++i) order.push_back(order[i - n]);
+    for (size_t start = 0; start < order.size(); start += whole) {
       BatchPlan plan;
-      const size_t end = std::min(order.size(), start + options_.batch);
-      plan.indices.assign(order.begin() + start, order.begin() + end);
-      const double lo = aspect(plan.indices.front()), hi = aspect(plan.indices.back());
+      const size_t end = std::min(order.size(), start + whole);
+      double lo = 1e18, hi = 0;
+      for (size_t i = start; i < end; ++i)
+        lo = std::min(lo, aspect(order[i])), hi = std::max(hi, aspect(order[i]));
+      for (size_t i = start + options_.rank; i < end; i += world) plan.indices.push_back(order[i]);
       double sh = 1, sw = 1;  // shape as (h, w) relative to imgsz
       if (hi < 1) {
         sh = hi;
@@ -213,7 +270,10 @@ double CacheBytesEstimate(const std::vector<ImageRecord>& records, CacheMode mod
 }
 
 int BatchLoader::BatchesPerEpoch() const {
-  return static_cast<int>((records_.size() + options_.batch - 1) / options_.batch);
+  if (options_.rect) return static_cast<int>(rect_plans_.size());
+  const size_t world = std::max(options_.world_size, 1);
+  const size_t share = (records_.size() + world - 1) / world;  // DistributedSampler's
+  return static_cast<int>((share + options_.batch - 1) / options_.batch);
 }
 
 absl::Status BatchLoader::PrepareCache() {
@@ -221,11 +281,14 @@ absl::Status BatchLoader::PrepareCache() {
   // With a 50 % margin, as Ultralytics does.
   const double need = CacheBytesEstimate(records_, options_.cache, options_.imgsz) * 1.5;
   if (options_.cache == CacheMode::kRam) {
-    auto host = options_.proc->Host();
-    const double available = host.ok() ? static_cast<double>(host->available_bytes) : 0;
-    if (available > 0 && need > available) {
-      spdlog::warn("cache=ram needs {:.1f} GB but {:.1f} GB is available: caching off", need / 1e9,
-                   available / 1e9);
+    // What the watchdog counts: the host's RAM or the cgroup's limit, whichever is tighter.
+    const RamUse ram = ReadEffectiveRam(*options_.proc, *options_.cgroup);
+    const double available = static_cast<double>(ram.available_bytes);
+    if (ram.limit_bytes > 0 && need > available) {
+      spdlog::warn(
+          "cache=ram needs {:.1f} GB but {:.1f} GB of the {:.1f} GB limit is available: "
+          "caching off",
+          need / 1e9, available / 1e9, ram.limit_bytes / 1e9);
       options_.cache = CacheMode::kNone;
       return absl::OkStatus();
     }
@@ -248,7 +311,7 @@ absl::Status BatchLoader::PrepareCache() {
     for (size_t i = next++; i < records_.size(); i = next++) {
       if (options_.cache == CacheMode::kRam) {
         double gain = 1;
-        ram_cache_[i] = LoadResized(static_cast<int>(i), &gain).image;
+        ram_cache_[i] = LoadResized(static_cast<int>(i), &gain, /*remember=*/false).image;
       } else {
         const std::string npy = NpyPath(records_[i].path);
         if (fs::exists(npy)) continue;
@@ -278,20 +341,43 @@ absl::Status BatchLoader::PrepareCache() {
   return absl::OkStatus();
 }
 
-cv::Mat BatchLoader::LoadImage(int index) const {
-  if (disk_cache_) {
-    cv::Mat image = ReadNpy(NpyPath(records_[index].path));
-    if (!image.empty()) return image;
-  }
-  return cv::imread(records_[index].path, cv::IMREAD_COLOR);
+void BatchLoader::Count(LoaderProfile::Stage stage, int64_t start_ns) const {
+  stage_ns_[stage].fetch_add(NowNs() - start_ns, std::memory_order_relaxed);
 }
 
-Sample BatchLoader::LoadResized(int index, double* gain) const {
+LoaderProfile BatchLoader::Profile() const {
+  LoaderProfile p;
+  for (int i = 0; i < LoaderProfile::kStages; ++i) p.ns[i] = stage_ns_[i].load();
+  p.images = images_.load();
+  p.recent_hits = recent_hits_.load();
+  p.decodes = decodes_.load();
+  return p;
+}
+
+cv::Mat BatchLoader::LoadImage(int index) const {
+  const int64_t start = NowNs();
+  decodes_.fetch_add(1, std::memory_order_relaxed);
+  const ImageRecord& r = records_[index];
+  cv::Mat image;
+  if (disk_cache_) image = ReadNpy(NpyPath(r.path));
+  if (image.empty()) {
+    image = DecodeForSize(r.path, options_.reduced_decode ? std::max(r.width, r.height) : 0,
+                          options_.imgsz);
+  }
+  Count(LoaderProfile::kRead, start);
+  return image;
+}
+
+Sample BatchLoader::LoadResized(int index, double* gain, bool remember) const {
   const ImageRecord& r = records_[index];
   Sample s;
   {
     std::shared_lock<std::shared_mutex> lock(cache_mu_);
     if (index < static_cast<int>(ram_cache_.size())) s.image = ram_cache_[index];
+  }
+  if (s.image.empty() && remember) {
+    s.image = recent_.Find(index);
+    if (!s.image.empty()) recent_hits_.fetch_add(1, std::memory_order_relaxed);
   }
   if (s.image.empty()) {
     cv::Mat image = LoadImage(index);
@@ -300,7 +386,10 @@ Sample BatchLoader::LoadResized(int index, double* gain) const {
       spdlog::warn("{}: cannot be decoded any more, using a blank image", r.path);
       image = cv::Mat(r.height, r.width, CV_8UC3, cv::Scalar::all(114));
     }
+    const int64_t start = NowNs();
     s.image = ResizeLongSide(image, options_.imgsz);
+    Count(LoaderProfile::kResize, start);
+    if (remember) recent_.Insert(index, s.image);
   }
   *gain = static_cast<double>(s.image.cols) / r.width;
   s.boxes = ToPixelBoxes(r.labels, s.image.cols, s.image.rows);
@@ -315,22 +404,27 @@ Sample BatchLoader::GeometricSample(int index, const EpochPlanner::Plan* plan, i
   Sample sample;
   if (mosaic && Uniform(rng, 0, 1) < hyp.mosaic) {
     std::vector<Sample> four;
-    four.push_back(LoadResized(index, &gain));
+    four.push_back(LoadResized(index, &gain, /*remember=*/true));
     // Partners from the images loaded most recently (Ultralytics' buffer), the image itself
     // when that is empty (a one-image dataset).
     const int buffered = plan != nullptr ? plan->BufferSize(position) : 0;
     std::uniform_int_distribution<int> pick(0, std::max(buffered, 1) - 1);
     for (int k = 0; k < 3; ++k) {
       const int partner = buffered > 0 ? plan->BufferImage(position, pick(rng)) : index;
-      four.push_back(LoadResized(partner, &gain));
+      four.push_back(LoadResized(partner, &gain, /*remember=*/true));
     }
+    const int64_t start = NowNs();
     sample = Mosaic4(four, s, rng);
-    RandomAffine(&sample, hyp, cv::Size(s, s), rng);
+    Count(LoaderProfile::kMosaic, start);
   } else {
-    sample = LoadResized(index, &gain);
+    sample = LoadResized(index, &gain, /*remember=*/mosaic);
+    const int64_t start = NowNs();
     sample.image = Letterbox(sample.image, s, s, /*scaleup=*/true, nullptr, &sample.boxes);
-    RandomAffine(&sample, hyp, cv::Size(s, s), rng);
+    Count(LoaderProfile::kMosaic, start);
   }
+  const int64_t start = NowNs();
+  RandomAffine(&sample, hyp, cv::Size(s, s), rng);
+  Count(LoaderProfile::kAffine, start);
   return sample;
 }
 
@@ -360,9 +454,13 @@ Sample BatchLoader::TrainSample(const EpochPlanner::Plan& plan, int position, in
     cv::addWeighted(sample.image, r, other.image, 1 - r, 0, sample.image);
     sample.boxes.insert(sample.boxes.end(), other.boxes.begin(), other.boxes.end());
   }
+  int64_t start = NowNs();
   AugmentHsv(&sample.image, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
+  Count(LoaderProfile::kHsv, start);
+  start = NowNs();
   if (Uniform(rng, 0, 1) < hyp.flipud) FlipVertical(&sample);
   if (Uniform(rng, 0, 1) < hyp.fliplr) FlipHorizontal(&sample);
+  Count(LoaderProfile::kFlip, start);
   return sample;
 }
 
@@ -381,7 +479,7 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
           TrainSample(*plan.epoch, plan.first_position + static_cast<int>(k), epoch, mosaic));
     } else {
       double gain = 1;
-      Sample s = LoadResized(index, &gain);
+      Sample s = LoadResized(index, &gain, /*remember=*/false);
       LetterboxInfo lb;
       const int h = options_.rect ? plan.height : options_.imgsz;
       const int w = options_.rect ? plan.width : options_.imgsz;
@@ -398,24 +496,19 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
     }
     batch.info.push_back(info);
   }
+  const int64_t start = NowNs();
   const int64_t b = static_cast<int64_t>(samples.size());
   const int h = samples[0].image.rows, w = samples[0].image.cols;
-  batch.images = at::empty({b, 3, h, w}, at::kByte);
+  batch.images =
+      at::empty({b, 3, h, w}, at::TensorOptions(at::kByte).pinned_memory(options_.pin_memory));
   uint8_t* dst = batch.images.data_ptr<uint8_t>();
   std::vector<float> idx, cls, boxes;
   for (int64_t i = 0; i < b; ++i) {
-    const cv::Mat& img = samples[i].image;
-    uint8_t* plane[3] = {dst + (i * 3 + 0) * h * w, dst + (i * 3 + 1) * h * w,
-                         dst + (i * 3 + 2) * h * w};
-    for (int y = 0; y < h; ++y) {
-      const uint8_t* row = img.ptr<uint8_t>(y);
-      for (int x = 0; x < w; ++x) {
-        // BGR -> RGB planes.
-        plane[0][y * w + x] = row[3 * x + 2];
-        plane[1][y * w + x] = row[3 * x + 1];
-        plane[2][y * w + x] = row[3 * x + 0];
-      }
-    }
+    // BGR pixels -> RGB planes, written straight into the batch (OpenCV's vectorised split).
+    uint8_t* image = dst + i * 3 * h * w;
+    cv::Mat planes[3] = {cv::Mat(h, w, CV_8U, image + 2 * h * w),
+                         cv::Mat(h, w, CV_8U, image + h * w), cv::Mat(h, w, CV_8U, image)};
+    cv::split(samples[i].image, planes);
     for (const PixelBox& pb : samples[i].boxes) {
       idx.push_back(static_cast<float>(i));
       cls.push_back(static_cast<float>(pb.cls));
@@ -430,6 +523,8 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
   batch.targets.cls = at::from_blob(cls.data(), {n}, at::kFloat).clone();
   batch.targets.boxes = at::from_blob(boxes.data(), {n, 4}, at::kFloat).clone();
   batch.instances = static_cast<int>(n);
+  images_.fetch_add(b, std::memory_order_relaxed);
+  Count(LoaderProfile::kCollate, start);
   return batch;
 }
 

@@ -8,6 +8,7 @@
 #include <ATen/core/Generator.h>
 #include <c10/core/Device.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <exception>
 #include <map>
@@ -20,9 +21,11 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "server/memory/cgroup_probe.h"
 #include "server/memory/proc_probe.h"
 #include "server/worker/train/augment.h"
 #include "server/worker/train/dataset.h"
+#include "server/worker/train/image_cache.h"
 #include "server/worker/train/loss.h"
 
 namespace yolo {
@@ -44,8 +47,39 @@ struct LoaderOptions {
   // The epoch at which mosaic closes (Ultralytics restarts its loader there, which moves the
   // shuffle order on by one draw); -1 for never.
   int close_mosaic_epoch = -1;
-  std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>();  // MemAvailable
+  // Speed-ups that leave the samples as they were (tests turn them off to show it): JPEGs much
+  // larger than imgsz decoded at a reduced scale (DecodeForSize), and mosaic's partners taken
+  // from the recent-image buffer instead of decoded again.
+  bool reduced_decode = true;
+  bool recent_buffer = true;
+  // Data-parallel training: this rank's share of every epoch, as PyTorch's DistributedSampler
+  // deals it (the order padded to a multiple of world_size, every world_size-th image from
+  // `rank` on); `batch` is this rank's. Rectangular batches keep the shape of the whole batch
+  // the ranks' parts make up, so that the ranks together see what one process would.
+  int rank = 0;
+  int world_size = 1;
+  // Batches in page-locked memory, for an asynchronous copy to a CUDA device.
+  bool pin_memory = false;
+  // The effective RAM (host or cgroup, as the watchdog reads it) that cache=ram must fit in.
+  std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>();
+  std::shared_ptr<const CgroupProbe> cgroup = std::make_shared<CgroupProbe>();
 };
+
+// Where a loader's time goes, summed over its threads, and how often mosaic found an image in
+// memory.
+struct LoaderProfile {
+  enum Stage { kRead, kResize, kMosaic, kAffine, kHsv, kFlip, kCollate, kStages };
+  static const char* Name(int stage);
+  int64_t ns[kStages] = {};
+  int64_t images = 0;       // samples built
+  int64_t recent_hits = 0;  // loads served by the recent-image buffer
+  int64_t decodes = 0;      // images read from disk (or the disk cache) and decoded
+};
+
+// Images the recent-image buffer holds: Ultralytics' mosaic buffer (min(n, 8 x batch, 1000)),
+// plus the images of the batches being built or queued ahead of training, so that a partner
+// is still there when a worker running ahead asks for it. 0 without mosaic.
+int RecentImagesCapacity(const LoaderOptions& options, int n);
 
 // The order in which each training epoch visits the images, and the images that a mosaic at
 // each position may take its three partners from, as Ultralytics 8.1.47 trains in one loader
@@ -60,7 +94,10 @@ struct LoaderOptions {
 // Epochs are planned in order; asking for an earlier one replays from the first.
 class EpochPlanner {
  public:
-  EpochPlanner(int n, int batch, bool shuffle, int close_mosaic_epoch);
+  // With world_size > 1, the order is DistributedSampler's for `rank` (seeded with the epoch,
+  // padded, sharded), and the buffer holds what this rank loaded.
+  EpochPlanner(int n, int batch, bool shuffle, int close_mosaic_epoch, int rank = 0,
+               int world_size = 1);
   struct Plan {
     std::vector<int> order;  // image indices, in the order visited
     // The buffer at position p is loaded[buffer_end[p] - size, buffer_end[p]) with size =
@@ -80,7 +117,7 @@ class EpochPlanner {
   void Restart();
   void Advance();  // plans epoch next_epoch_
 
-  const int n_, batch_, capacity_, close_mosaic_epoch_;
+  const int n_, batch_, capacity_, close_mosaic_epoch_, rank_, world_;
   const bool shuffle_;
   at::Generator generator_;
   int next_epoch_ = 0;
@@ -129,6 +166,7 @@ class BatchLoader {
   int64_t DropRamCache();
 
   int BatchesPerEpoch() const;
+  LoaderProfile Profile() const;
   int size() const { return static_cast<int>(records_.size()); }
   const std::vector<ImageRecord>& records() const { return records_; }
 
@@ -143,8 +181,12 @@ class BatchLoader {
     int first_position = 0;                           // of indices[0] in the epoch's order
     std::shared_ptr<const EpochPlanner::Plan> epoch;  // null for rectangular batches
   };
-  cv::Mat LoadImage(int index) const;  // decoded at original size (or from the cache)
-  Sample LoadResized(int index, double* gain) const;
+  // Decoded (from the disk cache at original size; otherwise at a reduced size when the image
+  // is much larger than imgsz).
+  cv::Mat LoadImage(int index) const;
+  // Resized to long side imgsz, from the RAM cache, the recent-image buffer (when `remember`:
+  // mosaic is on) or disk; `remember` also keeps it in the buffer.
+  Sample LoadResized(int index, double* gain, bool remember) const;
   Sample TrainSample(const EpochPlanner::Plan& plan, int position, int epoch, bool mosaic) const;
   // Mosaic (with probability hyp.mosaic when `mosaic`, partners from the plan's buffer at
   // `position`) or letterbox, then the random affine.
@@ -155,6 +197,10 @@ class BatchLoader {
 
   std::vector<ImageRecord> records_;
   LoaderOptions options_;
+  void Count(LoaderProfile::Stage stage, int64_t start_ns) const;
+  mutable std::atomic<int64_t> stage_ns_[LoaderProfile::kStages] = {};
+  mutable std::atomic<int64_t> images_{0}, recent_hits_{0}, decodes_{0};
+  mutable RecentImages recent_;
   mutable std::shared_mutex cache_mu_;  // guards ram_cache_
   std::vector<cv::Mat> ram_cache_;      // resized images, when cache=ram
   bool disk_cache_ = false;

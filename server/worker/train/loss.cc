@@ -144,7 +144,13 @@ LossOutput DetectionLoss::operator()(const std::vector<at::Tensor>& raw,
       anchors * stride_t, gt_labels, gt_boxes, mask_gt, assigner_);
 
   at::Tensor target_scores = assigned.target_scores.to(dtype);
-  at::Tensor tss = target_scores.sum().clamp_min(1);
+  at::Tensor tss = target_scores.sum();
+  if (rank_sum_) {
+    at::Tensor all = tss.detach().to(at::kCPU, at::kDouble).reshape({1});
+    rank_sum_(all);
+    tss = all.to(tss.device(), tss.scalar_type()).reshape({});
+  }
+  tss = tss.clamp_min(1);
   at::Tensor loss_cls =
       at::binary_cross_entropy_with_logits(pred_scores, target_scores, {}, {}, at::Reduction::None)
           .sum() /

@@ -6,6 +6,8 @@
 
 #include <vector>
 
+#include "server/worker/train/rank_sum.h"
+
 namespace yolo {
 
 struct Assignment {
@@ -61,6 +63,10 @@ class DetectionLoss {
   // `assignment`, when given, receives the assigner's result (boxes in input pixels).
   LossOutput operator()(const std::vector<at::Tensor>& raw, const DetectionTargets& targets,
                         Assignment* assignment = nullptr) const;
+  // Data-parallel training: the normaliser (the sum of the target scores) is summed over every
+  // rank's batch, so that each rank's losses are its share of the whole batch's; the ranks'
+  // items then add up to the loss one process would compute for all their images.
+  void set_rank_sum(RankSum sum) { rank_sum_ = std::move(sum); }
 
  private:
   int nc_;
@@ -68,6 +74,7 @@ class DetectionLoss {
   LossGains gains_;
   int reg_max_;
   AssignerOptions assigner_;
+  RankSum rank_sum_;
 };
 
 }  // namespace yolo

@@ -72,6 +72,70 @@ class BatchNormSiluFunction : public torch::autograd::Function<BatchNormSiluFunc
   }
 };
 
+// BatchNorm (training) + SiLU whose batch statistics are those of every rank's batch: the
+// per-channel sums go through `sum` (an all-reduce) in the forward pass, and so do the two
+// sums the input gradient needs in the backward pass. Sums in double, like the reference.
+class SyncBatchNormSiluFunction : public torch::autograd::Function<SyncBatchNormSiluFunction> {
+ public:
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z,
+                            const at::Tensor& gamma, const at::Tensor& beta,
+                            at::Tensor running_mean, at::Tensor running_var, double momentum,
+                            double eps, const RankSum* sum) {
+    const int64_t c = z.size(1);
+    const std::vector<int64_t> dims = {0, 2, 3};
+    at::Tensor stats =
+        at::cat({z.sum(dims, false, at::kDouble), (z * z).sum(dims, false, at::kDouble),
+                 at::full({1}, static_cast<double>(z.numel() / c), at::kDouble)});
+    (*sum)(stats);
+    const double n = stats[2 * c].item<double>();
+    at::Tensor mean = stats.narrow(0, 0, c) / n;
+    at::Tensor var = (stats.narrow(0, c, c) / n - mean * mean).clamp_min(0);
+    at::Tensor invstd = (var + eps).rsqrt();
+    {
+      torch::NoGradGuard no_grad;
+      running_mean.mul_(1 - momentum).add_(mean.to(running_mean.scalar_type()), momentum);
+      running_var.mul_(1 - momentum)
+          .add_((var * (n / std::max(n - 1, 1.0))).to(running_var.scalar_type()), momentum);
+    }
+    at::Tensor mean_f = mean.to(z.scalar_type()), invstd_f = invstd.to(z.scalar_type());
+    at::Tensor scale = (gamma * invstd_f).view({1, c, 1, 1});
+    at::Tensor shift = (beta - mean_f * gamma * invstd_f).view({1, c, 1, 1});
+    at::Tensor y = at::silu(at::addcmul(shift, z, scale));
+    ctx->save_for_backward({z, gamma, beta, mean_f, invstd_f});
+    ctx->saved_data["n"] = n;
+    ctx->saved_data["sum"] = reinterpret_cast<int64_t>(sum);
+    return y;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    const at::Tensor &z = saved[0], &gamma = saved[1], &beta = saved[2];
+    const at::Tensor &mean = saved[3], &invstd = saved[4];
+    const double n = ctx->saved_data["n"].toDouble();
+    const RankSum& sum = *reinterpret_cast<const RankSum*>(ctx->saved_data["sum"].toInt());
+    const int64_t c = z.size(1);
+    const std::vector<int64_t> dims = {0, 2, 3};
+    at::Tensor scale = (gamma * invstd).view({1, c, 1, 1});
+    at::Tensor shift = (beta - mean * gamma * invstd).view({1, c, 1, 1});
+    at::Tensor gu = at::silu_backward(grads[0].contiguous(), at::addcmul(shift, z, scale));
+    at::Tensor xmu = z - mean.view({1, c, 1, 1});
+    at::Tensor local =
+        at::cat({gu.sum(dims, false, at::kDouble), (gu * xmu).sum(dims, false, at::kDouble)});
+    // This rank's parameter gradients; the gradient reducer averages them over the ranks.
+    at::Tensor gbeta = local.narrow(0, 0, c).to(gamma.scalar_type());
+    at::Tensor ggamma = (local.narrow(0, c, c).to(gamma.scalar_type()) * invstd);
+    at::Tensor global = local.clone();
+    sum(global);
+    at::Tensor mean_gu = (global.narrow(0, 0, c) / n).to(z.scalar_type()).view({1, c, 1, 1});
+    at::Tensor mean_gu_xmu = (global.narrow(0, c, c) / n).to(z.scalar_type()).view({1, c, 1, 1});
+    at::Tensor inv = invstd.view({1, c, 1, 1});
+    at::Tensor gz = (gu - mean_gu - xmu * (inv * inv) * mean_gu_xmu) * scale;
+    return {gz,           ggamma,       gbeta,        at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
 int Channels(int c, const ModelScale& s) {
   const double scaled = std::min(c, s.max_channels) * s.width;
   return static_cast<int>(std::ceil(scaled / 8.0)) * 8;
@@ -129,6 +193,11 @@ torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
   if (is_training() && at::GradMode::is_enabled()) {
     const auto& o = bn->options;
     bn->num_batches_tracked += 1;
+    if (sync_stats) {
+      return SyncBatchNormSiluFunction::apply(y, bn->weight, bn->bias, bn->running_mean,
+                                              bn->running_var, o.momentum().value(), o.eps(),
+                                              &sync_stats);
+    }
     if (CpuBatchNormSiluHandles(y)) {
       return CpuBatchNormSilu(y, bn->weight, bn->bias, bn->running_mean, bn->running_var,
                               o.momentum().value(), o.eps());
@@ -355,6 +424,13 @@ DetectionModelImpl::DetectionModelImpl(const ModelScale& s, int nc) : scale(s), 
       blocked_channels_ &= o.out_channels() % 8 == 0 && (image || o.in_channels() % 8 == 0);
     }
   }
+}
+
+void DetectionModelImpl::SetSyncBatchNorm(const RankSum& sum) {
+  for (const auto& m : modules(/*include_self=*/false)) {
+    if (auto* c = m->as<ConvImpl>()) c->sync_stats = sum;
+  }
+  blocked_layout_ = false;  // the blocked kernels compute their statistics locally
 }
 
 bool DetectionModelImpl::UsesBlockedLayout(const torch::Tensor& x) const {

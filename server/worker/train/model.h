@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "server/worker/train/rank_sum.h"
 
 namespace yolo {
 
@@ -37,6 +38,10 @@ class ConvImpl : public torch::nn::Module {
   torch::Tensor forward_blocked(const torch::Tensor& x);
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
+  // Set for data-parallel training: batch statistics (and their gradients) summed over every
+  // rank's images, as PyTorch's SyncBatchNorm does, so that N ranks of b images train as one
+  // process with N x b.
+  RankSum sync_stats;
 };
 TORCH_MODULE(Conv);
 
@@ -124,6 +129,9 @@ class DetectionModelImpl : public torch::nn::Module {
   // CPU training runs in oneDNN's blocked layout (blocked_ops.h) where it can; false makes it
   // use LibTorch's NCHW ops, as evaluation and GPUs always do. Same results up to rounding.
   void set_blocked_layout(bool on) { blocked_layout_ = on; }
+  // Every BatchNorm synchronised over the data-parallel ranks through `sum` (see
+  // ConvImpl::sync_stats); training then runs in LibTorch's NCHW layout.
+  void SetSyncBatchNorm(const RankSum& sum);
   bool UsesBlockedLayout(const torch::Tensor& x) const;
 
   ModelScale scale;

@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <opencv2/core.hpp>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -293,6 +294,10 @@ void ConfigureDeterminism(bool deterministic) {
 int ConfigureThreads(int threads) {
   const int n = threads > 0 ? threads : UsableCpus();
   at::set_num_threads(n);
+  // OpenCV runs single-threaded inside each loader thread, as in each of Ultralytics' loader
+  // processes: the loader's threads spread the images over the cores, and OpenCV's own pool
+  // would only compete with them and with LibTorch's threads.
+  cv::setNumThreads(1);
   return n;
 }
 

@@ -160,7 +160,7 @@ absl::Status WriteSplit(const ShapesOptions& o, const std::string& split, int co
     // Each image has its own generator so that train=N is a prefix of train=N+1.
     std::mt19937_64 rng(o.seed * 1000003ULL + stream * 7919ULL + static_cast<uint64_t>(i));
     cv::theRNG().state = rng();
-    int width = o.imgsz, height = o.imgsz;
+    int width = o.width > 0 ? o.width : o.imgsz, height = o.height > 0 ? o.height : o.imgsz;
     if (o.mixed) {  // long side 3/8 to 1 x imgsz, aspect 1:2 to 2:1
       const double long_side = U(rng, 0.375, 1.0) * o.imgsz;
       const double aspect = std::exp(U(rng, -std::log(2.0), std::log(2.0)));  // width / height
@@ -189,15 +189,27 @@ absl::Status WriteSplit(const ShapesOptions& o, const std::string& split, int co
 
 }  // namespace
 
+constexpr int kMaxGeneratedSide = 8192;
+
 absl::Status MakeShapesDataset(const ShapesOptions& o) {
   if (o.out_dir.empty()) return absl::InvalidArgumentError("make-dataset: 'out' is required");
   if (o.train < 1 || o.val < 1) {
     return absl::InvalidArgumentError("make-dataset: 'train' and 'val' must be >= 1");
   }
   if (o.imgsz < 32) return absl::InvalidArgumentError("make-dataset: 'imgsz' must be >= 32");
+  if ((o.width > 0) != (o.height > 0) || o.width < 0 || o.height < 0) {
+    return absl::InvalidArgumentError("make-dataset: 'width' and 'height' go together, both > 0");
+  }
+  if (o.width > 0 && (o.mixed || std::min(o.width, o.height) < 32 ||
+                      std::max(o.width, o.height) > kMaxGeneratedSide)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("make-dataset: 'width' and 'height' must be 32 to ", kMaxGeneratedSide,
+                     o.mixed ? " and are for the 'shapes' kind only" : ""));
+  }
+  std::string size = o.width > 0 ? absl::StrCat(" width=", o.width, " height=", o.height) : "";
   std::string yaml =
       absl::StrCat("# Generated ", o.mixed ? "mixed-shapes" : "shapes", " dataset: train=", o.train,
-                   " val=", o.val, " imgsz=", o.imgsz, " seed=", o.seed,
+                   " val=", o.val, " imgsz=", o.imgsz, size, " seed=", o.seed,
                    "\npath: .\ntrain: images/train\nval: images/val\nnames:\n");
   for (int c = 0; c < (o.mixed ? 5 : 3); ++c)
     absl::StrAppend(&yaml, "  ", c, ": ", kNames[c], "\n");

@@ -18,6 +18,9 @@ struct ShapesOptions {
   int train = 256;  // images per split
   int val = 64;
   int imgsz = 320;  // square images of this side; for the mixed kind, the longest side
+  // Images of width x height instead of imgsz x imgsz (both set; not for the mixed kind): large
+  // photo-like sources, e.g. 4000 x 3000, for the loader benchmarks.
+  int width = 0, height = 0;
   uint64_t seed = 0;
   bool mixed = false;  // the mixed kind ("mixed-shapes")
 };

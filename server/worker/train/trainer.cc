@@ -20,6 +20,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/atomic_file.h"
+#include "common/cpu_budget.h"
 #include "common/status_macros.h"
 #include "server/memory/effective_ram.h"
 #include "server/worker/train/autobatch.h"
@@ -106,6 +107,14 @@ class TrainRun {
     return hooks_.stop_requested != nullptr && hooks_.stop_requested->load();
   }
   void ServeCleanup();  // a cleanup asked for through hooks_.cleanup_requested
+  // Data-parallel training: joins the group (local rank 0 starts the node's other ranks first).
+  absl::Status JoinRanks();
+  // Whether any rank says `local`: a stop must end every rank at the same batch.
+  bool AnyRank(bool local);
+  // Rank 0's `value`, on every rank.
+  int FromRankZero(int value);
+  // This rank's share of settings_.batch (the whole batch, as Ultralytics' `batch` is).
+  int RankBatch() const { return std::max(1, settings_.batch / dist_.world_size); }
 
   TrainArgs args_;
   TrainHooks hooks_;
@@ -123,6 +132,7 @@ class TrainRun {
   std::vector<double> initial_lr_;
   OptimizerChoice choice_;
   std::unique_ptr<DetectionLoss> loss_;
+  std::unique_ptr<DetectionLoss> val_loss_;  // data-parallel: loss_ sums over the ranks
   int start_epoch_ = 0;
   double best_fitness_ = -1;
   bool have_best_ = false;
@@ -137,7 +147,11 @@ class TrainRun {
   int round_end_ = 0;  // round_end: the last epoch (1-based) this process trains; 0: the run's
   bool finish_only_ = false;  // round_end at the epoch last.pt holds: no epoch, only Conclude
   int oom_retries_ = 0;
-  bool measured_training_peak_ = false;          // VmHWM was reset after the memory estimate
+  bool measured_training_peak_ = false;      // VmHWM was reset after the memory estimate
+  DistributedConfig dist_;                   // one process unless world_size > 1
+  std::unique_ptr<DistributedGroup> group_;  // data-parallel only
+  std::unique_ptr<DistributedGroup::GradientReducer> reducer_;
+  bool main_ = true;  // rank 0: validates, writes results.csv and checkpoints, prints
   std::vector<std::unique_ptr<char[]>> leaked_;  // fault_leak_mb
   // The optimizer's step state, across epochs.
   int accumulate_ = 1;
@@ -174,7 +188,8 @@ absl::Status TrainRun::PrepareResume() {
   ASSIGN_OR_RETURN(TrainArgs saved, TrainArgs::FromYaml(ckpt.meta.train_args));
   // Only these may change on resume, as in Ultralytics.
   for (const char* key :
-       {"imgsz", "batch", "device", "close_mosaic", "workers", "threads", "round_end"}) {
+       {"imgsz", "batch", "device", "close_mosaic", "workers", "threads", "round_end", "world_size",
+        "master_addr", "master_port", "node_rank", "nnodes"}) {
     if (args_.WasSet(key)) RETURN_IF_ERROR(saved.Set(key, args_.GetString(key)));
   }
   RETURN_IF_ERROR(saved.Set("resume", path));
@@ -188,9 +203,17 @@ absl::Status TrainRun::Setup() {
   RETURN_IF_ERROR(PrepareResume());
   if (args_.IsNull("data")) return absl::InvalidArgumentError("argument 'data' is required");
   ConfigureDeterminism(args_.GetBool("deterministic"));
-  ASSIGN_OR_RETURN(device_, ResolveDevice(args_.GetString("device")));
+  ASSIGN_OR_RETURN(dist_, ResolveDistributed(args_));
+  main_ = dist_.is_main();
+  if (!main_) spdlog::set_level(spdlog::level::warn);  // rank 0 speaks for the run
+  ASSIGN_OR_RETURN(device_,
+                   ResolveDevice(dist_.enabled() ? dist_.device() : args_.GetString("device")));
   amp_ = device_.is_cuda() && args_.GetBool("amp");
-  const int threads = ConfigureThreads(static_cast<int>(args_.GetInt("threads")));
+  int threads_arg = static_cast<int>(args_.GetInt("threads"));
+  if (threads_arg == 0 && dist_.enabled() && device_.is_cpu()) {
+    threads_arg = std::max(1, UsableCpus() / dist_.local_world_size);  // the node's CPUs shared
+  }
+  const int threads = ConfigureThreads(threads_arg);
   int batch = static_cast<int>(args_.GetInt("batch"));
   // batch=-1 or a fraction in (0, 1): AutoBatch chooses it once the model is built.
   const double batch_arg = args_.GetFloat("batch");
@@ -198,6 +221,19 @@ absl::Status TrainRun::Setup() {
                            : batch_arg > 0 ? batch_arg
                                            : kDefaultAutoBatchFraction;
   if (autobatch > 0) batch = 16;
+  if (dist_.enabled()) {
+    if (autobatch > 0) {
+      return absl::InvalidArgumentError(
+          "argument 'batch': AutoBatch (batch=-1 or a fraction) is for one process; give "
+          "data-parallel training a whole batch, which the ranks split");
+    }
+    if (batch < dist_.world_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "argument 'batch': ", batch, " images cannot be split over ", dist_.world_size,
+          " ranks; batch is the whole batch, at least one image per rank"));
+    }
+    RETURN_IF_ERROR(JoinRanks());
+  }
   int epochs = static_cast<int>(args_.GetInt("epochs"));
   if (resume_from_) {
     start_epoch_ = static_cast<int>(resume_from_->meta.epoch) + 1;
@@ -262,22 +298,33 @@ absl::Status TrainRun::Setup() {
   spdlog::info("{}", ModelSummary(model_, imgsz));
   model_->to(device_);
   model_->train();
+  if (group_) {
+    // Every rank starts from rank 0's weights (DDP broadcasts them too), and BatchNorm counts
+    // the images of every rank.
+    std::vector<at::Tensor> state;
+    for (const at::Tensor& t : model_->parameters()) state.push_back(t.detach());
+    for (const at::Tensor& t : model_->buffers()) state.push_back(t);
+    group_->Broadcast(state, 0);
+    model_->SetSyncBatchNorm(group_->Summer());
+  }
   finish_only_ = round_end_ > 0 && resume_from_ && start_epoch_ >= round_end_;
   if (!finish_only_) RETURN_IF_ERROR(PlanMemory(autobatch, train_scan.images));
   first_batch_ = settings_.batch;
 
-  if (run_dir_.empty()) run_dir_ = NewRunDir(args_);
-  weights_dir_ = (fs::path(run_dir_) / "weights").string();
   std::error_code ec;
-  fs::create_directories(weights_dir_, ec);
-  if (ec)
-    return absl::InternalError(absl::StrCat("cannot create ", weights_dir_, ": ", ec.message()));
-  if (!resume_from_) {
-    RETURN_IF_ERROR(args_.Set("name", fs::path(run_dir_).filename().string()));
-    RETURN_IF_ERROR(args_.Set("project", fs::path(run_dir_).parent_path().string()));
-    RETURN_IF_ERROR(args_.Set("model", model_arg));
+  if (main_) {  // the other ranks write nothing
+    if (run_dir_.empty()) run_dir_ = NewRunDir(args_);
+    weights_dir_ = (fs::path(run_dir_) / "weights").string();
+    fs::create_directories(weights_dir_, ec);
+    if (ec)
+      return absl::InternalError(absl::StrCat("cannot create ", weights_dir_, ": ", ec.message()));
+    if (!resume_from_) {
+      RETURN_IF_ERROR(args_.Set("name", fs::path(run_dir_).filename().string()));
+      RETURN_IF_ERROR(args_.Set("project", fs::path(run_dir_).parent_path().string()));
+      RETURN_IF_ERROR(args_.Set("model", model_arg));
+    }
+    RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "args.yaml").string(), args_.ToYaml()));
   }
-  RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "args.yaml").string(), args_.ToYaml()));
 
   train_records_ = std::move(train_scan.images);
   val_records_ = std::move(val_scan.images);
@@ -306,6 +353,16 @@ absl::Status TrainRun::Setup() {
   }
   LossGains gains{args_.GetFloat("box"), args_.GetFloat("cls"), args_.GetFloat("dfl")};
   loss_ = std::make_unique<DetectionLoss>(nc, model_->detect->strides, gains);
+  if (group_) {
+    // Validation (rank 0 alone) scores with a loss of its own: its normaliser is local.
+    val_loss_ = std::make_unique<DetectionLoss>(nc, model_->detect->strides, gains);
+    loss_->set_rank_sum(group_->Summer());
+    std::vector<at::Tensor> trained;
+    for (const at::Tensor& p : model_->parameters()) {
+      if (p.requires_grad()) trained.push_back(p);
+    }
+    reducer_ = group_->MakeReducer(trained);
+  }
 
   if (resume_from_) {
     RETURN_IF_ERROR(LoadOptimizerState(resume_from_->path, *optimizer_, device_));
@@ -317,11 +374,13 @@ absl::Status TrainRun::Setup() {
     results_csv_ = resume_from_->meta.results_csv;
     if (results_csv_.empty()) results_csv_ = kResultsHeader;
     time_offset_ = LastResultsTime(results_csv_);
-    // The folder may hold a results.csv written after the checkpoint: the checkpoint wins.
-    RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "results.csv").string(), results_csv_));
-    for (const auto& entry : fs::directory_iterator(weights_dir_, ec)) {
-      if (absl::StrContains(entry.path().filename().string(), ".tmp."))
-        fs::remove(entry.path(), ec);
+    if (main_) {
+      // The folder may hold a results.csv written after the checkpoint: the checkpoint wins.
+      RETURN_IF_ERROR(WriteFileAtomic((fs::path(run_dir_) / "results.csv").string(), results_csv_));
+      for (const auto& entry : fs::directory_iterator(weights_dir_, ec)) {
+        if (absl::StrContains(entry.path().filename().string(), ".tmp."))
+          fs::remove(entry.path(), ec);
+      }
     }
     spdlog::info("Resuming training {} from epoch {} to {} total epochs", resume_from_->path,
                  start_epoch_ + 1, epochs);
@@ -347,7 +406,7 @@ absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecor
   if (args_.GetFloat("mosaic") > 0) max_objects *= 4;
   EstimateInputs in;
   // The loader never makes a batch larger than the training set.
-  in.batch = std::min(settings_.batch, std::max(static_cast<int>(train_records.size()), 1));
+  in.batch = std::min(RankBatch(), std::max(static_cast<int>(train_records.size()), 1));
   in.fraction = autobatch;
   in.max_batch = std::clamp(static_cast<int>(train_records.size()), 1, kMaxAutoBatch);
   const int workers = std::max(loader.workers, 1);
@@ -356,8 +415,13 @@ absl::Status TrainRun::PlanMemory(double autobatch, const std::vector<ImageRecor
   in.cache_bytes = static_cast<int64_t>(CacheBytesEstimate(
       train_records, loader.cache == CacheMode::kRam ? CacheMode::kRam : CacheMode::kNone,
       settings_.imgsz));
-  // Each worker holds a mosaic's four decoded images and its canvas; the EMA copies the model.
-  in.fixed_bytes = static_cast<double>(ModelBytes(*model_) + in.cache_bytes) +
+  // Each worker holds a mosaic's four decoded images and its canvas; the EMA copies the model;
+  // mosaic's recent-image buffer holds a fixed number of resized images.
+  const LoaderOptions train_loader =
+      TrainLoaderOptions(args_, settings_.imgsz, in.batch, settings_.epochs);  // per rank
+  const double recent =
+      RecentImagesCapacity(train_loader, static_cast<int>(train_records.size())) * pixels;
+  in.fixed_bytes = static_cast<double>(ModelBytes(*model_) + in.cache_bytes) + recent +
                    workers * (4 * largest_image + 4 * pixels);
   int64_t gpu_free = 0, gpu_total = 0;
   if (device_.is_cuda() && GpuMemoryInfo(device_, &gpu_free, &gpu_total)) {
@@ -504,14 +568,20 @@ absl::Status TrainRun::BuildLoaders() {
   const RunSettings& s = settings_;
   train_loader_.reset();  // its threads end before the new ones start
   val_loader_.reset();
-  LoaderOptions train_opts = TrainLoaderOptions(args_, s.imgsz, s.batch, s.epochs);
+  LoaderOptions train_opts = TrainLoaderOptions(args_, s.imgsz, RankBatch(), s.epochs);
+  train_opts.rank = dist_.rank;
+  train_opts.world_size = dist_.world_size;
   train_opts.proc = hooks_.proc;
+  train_opts.cgroup = hooks_.cgroup;
+  train_opts.pin_memory = device_.is_cuda();
   train_loader_ = std::make_unique<BatchLoader>(train_records_, train_opts);
   RETURN_IF_ERROR(train_loader_->PrepareCache());
+  if (!main_) return absl::OkStatus();  // rank 0 alone validates
   LoaderOptions val_opts = BaseLoaderOptions(args_, s.imgsz);
   val_opts.batch = s.batch * 2;
   val_opts.rect = true;
   val_opts.cache = CacheMode::kNone;
+  val_opts.pin_memory = device_.is_cuda();
   val_loader_ = std::make_unique<BatchLoader>(val_records_, val_opts);
   return absl::OkStatus();
 }
@@ -640,6 +710,37 @@ absl::Status TrainRun::Finish() {
   return absl::OkStatus();
 }
 
+absl::Status TrainRun::JoinRanks() {
+  if (dist_.local_rank == 0) {
+    if (!hooks_.launch_ranks) {
+      return absl::FailedPreconditionError(
+          "data-parallel training is started by yolo-worker train, which launches the ranks");
+    }
+    ASSIGN_OR_RETURN(dist_.master_port, hooks_.launch_ranks(dist_));
+  }
+  spdlog::info("DDP: rank {} of {} (node {} of {}), rendezvous {}:{}, Gloo on the CPU", dist_.rank,
+               dist_.world_size, dist_.node_rank, dist_.nnodes, dist_.master_addr,
+               dist_.master_port);
+  // The rendezvous waits this long for every rank; collectives wait as long as Ultralytics
+  // lets them (3 hours), since rank 0 validates while the others wait.
+  ASSIGN_OR_RETURN(group_, DistributedGroup::Join(dist_, std::chrono::seconds(10800)));
+  return absl::OkStatus();
+}
+
+bool TrainRun::AnyRank(bool local) {
+  if (!group_) return local;
+  at::Tensor flag = at::full({1}, local ? 1.0 : 0.0, at::kDouble);
+  group_->AllReduceMax(flag);
+  return flag.item<double>() > 0;
+}
+
+int TrainRun::FromRankZero(int value) {
+  if (!group_) return value;
+  at::Tensor v = at::full({1}, static_cast<double>(value), at::kDouble);
+  group_->Broadcast({v}, 0);
+  return static_cast<int>(v.item<double>());
+}
+
 absl::StatusOr<TrainOutcome> TrainRun::Run() {
   RETURN_IF_ERROR(Setup());
   TrainOutcome outcome;
@@ -654,8 +755,10 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
   }
   for (; !finish_only_ && epoch < settings_.epochs; ++epoch) {
     absl::StatusOr<EpochTraining> attempt = TryTrainEpoch(epoch);
+    // Data-parallel ranks cannot retry alone: the run ends out of memory and yolod resumes it
+    // from last.pt at half the batch.
     while (!attempt.ok() && attempt.status().code() == absl::StatusCode::kResourceExhausted &&
-           oom_retries_ < kMaxOomRetries && settings_.batch > 1) {
+           oom_retries_ < kMaxOomRetries && settings_.batch > 1 && !group_) {
       RETURN_IF_ERROR(RecoverFromOom(epoch, attempt.status()));
       attempt = TryTrainEpoch(epoch);
     }
@@ -667,11 +770,11 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       outcome.stopped = true;
       break;
     }
-    const ValidationResult val = ValidateEpoch(epoch);
+    const ValidationResult val = main_ ? ValidateEpoch(epoch) : ValidationResult{};
     RETURN_IF_ERROR(RecordEpoch(epoch, trained, val));
     InjectLeak();
     outcome.epochs_completed = epoch + 1 - start_epoch_;
-    if (ShouldStopEarly(epoch)) {
+    if (FromRankZero(main_ && ShouldStopEarly(epoch))) {
       ++epoch;
       break;
     }
@@ -683,14 +786,20 @@ absl::StatusOr<TrainOutcome> TrainRun::Run() {
       break;
     }
     // The safe point: this epoch is checkpointed, the next has not begun.
-    if (hooks_.policy != nullptr && epoch + 1 < settings_.epochs) {
-      if (auto reason = hooks_.policy->Take()) RETURN_IF_ERROR(ApplyPressurePolicy(epoch, *reason));
+    if (epoch + 1 < settings_.epochs) {
+      std::optional<std::string> reason;
+      if (hooks_.policy != nullptr) reason = hooks_.policy->Take();
+      // yolod asks rank 0; every rank applies it, so that they keep splitting the same batch.
+      if (FromRankZero(reason.has_value())) {
+        RETURN_IF_ERROR(ApplyPressurePolicy(epoch, reason.value_or("rank 0's memory policy")));
+      }
     }
   }
+  if (group_) group_->Barrier();  // every rank is done before rank 0 concludes alone
   if (train_seconds_total_ > 0) {
     outcome.train_images_per_second = train_images_total_ / train_seconds_total_;
   }
-  if (!outcome.stopped && !outcome.round_ended) {
+  if (!outcome.stopped && !outcome.round_ended && main_) {
     RETURN_IF_ERROR(Conclude(epoch - start_epoch_, &outcome));
   }
   outcome.peak_rss_bytes = PeakRssBytes();
@@ -715,12 +824,18 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
   std::array<double, 3>& tloss = out.loss;
   const auto epoch_start = Clock::now();
   auto last_log = epoch_start;
-  std::printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "GPU_mem", "box_loss", "cls_loss",
-              "dfl_loss", "Instances", "Size");
+  if (main_) {
+    std::printf("\n%11s%11s%11s%11s%11s%11s%11s\n", "Epoch", "GPU_mem", "box_loss", "cls_loss",
+                "dfl_loss", "Instances", "Size");
+  }
   int& i = out.batches;
   const bool inject_oom = fault_oom_epoch_ == epoch + 1 && settings_.batch == first_batch_;
+  bool stopped = false;
   while (auto batch = train_loader_->Next()) {
-    if (StopRequested()) break;
+    if (AnyRank(StopRequested())) {
+      stopped = true;
+      break;
+    }
     if (inject_oom && i == nb / 2) {  // mid-epoch, as a real one would come
       TORCH_CHECK(false, "DefaultCPUAllocator: not enough memory: you tried to allocate ",
                   static_cast<int64_t>(settings_.batch) << 30,
@@ -736,6 +851,7 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
       }
     }
     at::Tensor input = ModelInput(*batch, device_);
+    if (reducer_) reducer_->BeforeForward();
     SetAutocast(amp_);
     std::vector<at::Tensor> raw = model_->forward(input);
     SetAutocast(false);
@@ -743,8 +859,19 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
       for (auto& r : raw) r = r.to(at::kFloat);  // the loss runs in fp32
     }
     LossOutput loss = (*loss_)(raw, batch->targets);
-    loss.total.backward();
     at::Tensor items = loss.items.to(at::kCPU, at::kDouble);
+    if (group_) {
+      // Each rank's loss is its images' share of the whole batch's (the normaliser is summed
+      // over the ranks), times this rank's batch. One process with the whole batch B = W x b
+      // would back-propagate B x (the sum of the shares); the reducer averages the W ranks'
+      // gradients, so each rank's loss is scaled by W x W: W for the average, W for b -> B.
+      // (Ultralytics scales by W and normalises per rank, which is the same on average.)
+      const double w = dist_.world_size;
+      loss.total = loss.total * (w * w);
+      group_->AllReduceSum(items);  // the whole batch's loss items, as one process logs them
+      reducer_->BeforeBackward(raw);
+    }
+    loss.total.backward();
     for (int k = 0; k < 3; ++k) tloss[k] = (tloss[k] * i + items[k].item<double>()) / (i + 1);
     if (ni - last_opt_step_ >= accumulate_) {
       torch::nn::utils::clip_grad_norm_(model_->parameters(), 10.0);
@@ -760,13 +887,14 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
       BatchReport report;
       report.epoch = epoch + 1, report.epochs = s.epochs, report.batch = i, report.batches = nb;
       report.box_loss = tloss[0], report.cls_loss = tloss[1], report.dfl_loss = tloss[2];
-      report.images_per_second = out.images / std::max(Since(epoch_start), 1e-9);
+      report.images_per_second =  // every rank's, each with about as many
+          out.images * dist_.world_size / std::max(Since(epoch_start), 1e-9);
       report.gpu_reserved_bytes = GpuReservedBytes(device_);
       report.cuda = CudaAllocatorStatsOf(device_);
       hooks_.on_batch(report);
     }
     ServeCleanup();
-    if (Since(last_log) > 10 && i < nb) {
+    if (main_ && Since(last_log) > 10 && i < nb) {
       std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d\n",
                   absl::StrCat(epoch + 1, "/", s.epochs).c_str(), GpuMem(device_).c_str(), tloss[0],
                   tloss[1], tloss[2], out.last_instances, s.imgsz, i, nb);
@@ -774,16 +902,23 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
       last_log = Clock::now();
     }
   }
-  out.stopped = StopRequested();
+  out.stopped = AnyRank(stopped || StopRequested());
   if (out.stopped) return out;
+  if (group_) {  // the images every rank trained on
+    at::Tensor images = at::full({1}, static_cast<double>(out.images), at::kDouble);
+    group_->AllReduceSum(images);
+    out.images = static_cast<int>(images.item<double>());
+  }
   out.seconds = Since(epoch_start);
   train_seconds_total_ += out.seconds;
   train_images_total_ += out.images;
-  std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d %.1fs %.1f img/s\n",
-              absl::StrCat(epoch + 1, "/", s.epochs).c_str(), GpuMem(device_).c_str(), tloss[0],
-              tloss[1], tloss[2], out.last_instances, s.imgsz, i, nb, out.seconds,
-              out.images / out.seconds);
-  std::fflush(stdout);
+  if (main_) {
+    std::printf("%11s%11s%11.4g%11.4g%11.4g%11d%11d  %d/%d %.1fs %.1f img/s\n",
+                absl::StrCat(epoch + 1, "/", s.epochs).c_str(), GpuMem(device_).c_str(), tloss[0],
+                tloss[1], tloss[2], out.last_instances, s.imgsz, i, nb, out.seconds,
+                out.images / out.seconds);
+    std::fflush(stdout);
+  }
   for (size_t g = 0; g < 3 && g < initial_lr_.size(); ++g) out.lr[g] = GroupLr(*optimizer_, g);
   return out;
 }
@@ -798,7 +933,9 @@ ValidationResult TrainRun::ValidateEpoch(int epoch) {
     return v == nullptr || std::strcmp(v, "0") != 0;
   }();
   if (cleanup) EmptyCpuCache();
-  ValidationResult val = Validate(ema_->model(), *val_loader_, loss_.get(), settings_.nms, device_);
+  ValidationResult val =
+      Validate(ema_->model(), *val_loader_, val_loss_ ? val_loss_.get() : loss_.get(),
+               settings_.nms, device_);
   if (cleanup) EmptyCpuCache();
   std::printf("%s", FormatValidationTable(val.metrics, data_.names, false).c_str());
   std::fflush(stdout);
@@ -816,7 +953,7 @@ absl::Status TrainRun::RecordEpoch(int epoch, const EpochTraining& trained,
   }
   results_csv_ += ResultsRow(epoch + 1, time_offset_ + Since(run_start_), trained.loss, val.metrics,
                              val.loss, trained.lr);
-  if (settings_.save) RETURN_IF_ERROR(SaveEpoch(epoch, is_best));
+  if (settings_.save && main_) RETURN_IF_ERROR(SaveEpoch(epoch, is_best));
   if (hooks_.on_epoch_end) {
     EpochReport report;
     report.epoch = epoch + 1;

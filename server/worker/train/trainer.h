@@ -14,6 +14,7 @@
 #include "common/train_args.h"
 #include "server/memory/cgroup_probe.h"
 #include "server/memory/proc_probe.h"
+#include "server/worker/train/distributed.h"
 #include "server/worker/train/metrics.h"
 #include "server/worker/train/validator.h"
 #include "yolo/v1/experiment.pb.h"
@@ -109,6 +110,9 @@ struct TrainHooks {
   std::shared_ptr<const CgroupProbe> cgroup = std::make_shared<CgroupProbe>();
   // The pre-flight memory estimate (and AutoBatch's choice), before the first epoch.
   std::function<void(const v1::MemoryEstimate&)> on_memory_estimate;
+  // Data-parallel training, in local rank 0: starts this node's other ranks (RankLauncher)
+  // and returns the rendezvous port they all use (the one asked for, or a free one).
+  std::function<absl::StatusOr<int>(const DistributedConfig&)> launch_ranks;
 };
 
 struct TrainOutcome {

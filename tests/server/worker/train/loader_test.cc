@@ -156,6 +156,99 @@ TEST_F(LoaderTest, RamCacheFollowsMemAvailable) {
   }
 }
 
+// The memory cgroup's limit counts as the watchdog counts it: a cache that fits the host but
+// not the container's limit is turned off.
+TEST_F(LoaderTest, RamCacheFollowsTheCgroupLimit) {
+  const fs::path tmp = root_ / "cgroup-limit";
+  fs::create_directories(tmp / "proc/self");
+  fs::create_directories(tmp / "sys");
+  std::ofstream(tmp / "proc/meminfo") << "MemTotal: 100000000 kB\nMemAvailable: 90000000 kB\n";
+  std::ofstream(tmp / "proc/self/cgroup") << "0::/\n";
+  std::ofstream(tmp / "sys/memory.current") << "1000000\n";
+  std::ofstream(tmp / "sys/memory.max") << "1001000\n";  // 1 kB left
+  std::ofstream(tmp / "sys/memory.stat") << "inactive_file 0\n";
+  LoaderOptions o;
+  o.imgsz = 64, o.batch = 4, o.workers = 0;
+  o.cache = CacheMode::kRam;
+  o.proc = std::make_shared<ProcProbe>((tmp / "proc").string());
+  o.cgroup = std::make_shared<CgroupProbe>((tmp / "sys").string(), (tmp / "proc").string());
+  BatchLoader loader(records_, o);
+  ASSERT_TRUE(loader.PrepareCache().ok());
+  EXPECT_EQ(loader.DropRamCache(), 0) << "cached beyond the cgroup's limit";
+}
+
+// Every batch of two epochs, as bytes and targets.
+std::vector<std::pair<std::vector<uint8_t>, std::vector<float>>> TwoEpochs(BatchLoader& loader) {
+  std::vector<std::pair<std::vector<uint8_t>, std::vector<float>>> out;
+  for (int epoch = 0; epoch < 2; ++epoch) {
+    loader.StartEpoch(epoch, /*mosaic=*/true);
+    while (auto b = loader.Next()) {
+      const at::Tensor img = b->images.contiguous();
+      const at::Tensor boxes = b->targets.boxes.contiguous();
+      out.emplace_back(
+          std::vector<uint8_t>(img.data_ptr<uint8_t>(), img.data_ptr<uint8_t>() + img.numel()),
+          std::vector<float>(boxes.data_ptr<float>(), boxes.data_ptr<float>() + boxes.numel()));
+    }
+  }
+  return out;
+}
+
+// The recent-image buffer serves mosaic's partners from memory: the same bytes as decoding them
+// again, with about one decode per image instead of four.
+TEST_F(LoaderTest, RecentBufferGivesTheSameBatchesWithFewerDecodes) {
+  LoaderOptions o;
+  o.imgsz = 64, o.batch = 4, o.augment = true, o.shuffle = true, o.seed = 5, o.workers = 2;
+  o.recent_buffer = false;
+  BatchLoader plain(records_, o);
+  o.recent_buffer = true;
+  BatchLoader buffered(records_, o);
+  EXPECT_EQ(TwoEpochs(plain), TwoEpochs(buffered));
+  const LoaderProfile p = plain.Profile(), b = buffered.Profile();
+  ASSERT_EQ(p.images, 24);
+  ASSERT_EQ(b.images, 24);
+  EXPECT_GT(static_cast<double>(p.decodes) / p.images, 3.0);
+  EXPECT_LT(static_cast<double>(b.decodes) / b.images, 1.5);
+  EXPECT_GT(b.recent_hits, 0);
+  EXPECT_EQ(RecentImagesCapacity(o, 12), 12);  // never more than the dataset
+  EXPECT_EQ(RecentImagesCapacity(o, 10000), 31 + (4 + 2 + 1) * 4);
+  o.rect = true;
+  EXPECT_EQ(RecentImagesCapacity(o, 10000), 0);
+}
+
+// Images four times imgsz decode at 1/4 scale: the training samples keep their boxes exactly
+// and their pixels up to resampling (per-channel means within half a level, mean absolute
+// difference under 3 levels).
+TEST_F(LoaderTest, ReducedDecodeKeepsTheSamples) {
+  const fs::path dir = root_ / "large";
+  ShapesOptions so;
+  so.out_dir = dir.string();
+  so.train = 8, so.val = 1, so.width = 320, so.height = 256;
+  ASSERT_TRUE(MakeShapesDataset(so).ok());
+  auto scan = ScanDataset({(dir / "images/train").string()}, 3, false, 1);
+  ASSERT_TRUE(scan.ok());
+  LoaderOptions o;
+  o.imgsz = 64, o.batch = 4, o.augment = true, o.shuffle = true, o.seed = 1, o.workers = 0;
+  o.reduced_decode = false;
+  BatchLoader full(scan->images, o);
+  o.reduced_decode = true;
+  BatchLoader reduced(scan->images, o);
+  const auto a = TwoEpochs(full), b = TwoEpochs(reduced);
+  ASSERT_EQ(a.size(), b.size());
+  double sum_a = 0, sum_b = 0, abs_diff = 0, n = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].second, b[i].second) << "batch " << i << "'s boxes";
+    ASSERT_EQ(a[i].first.size(), b[i].first.size());
+    for (size_t k = 0; k < a[i].first.size(); ++k) {
+      sum_a += a[i].first[k], sum_b += b[i].first[k];
+      abs_diff += std::abs(a[i].first[k] - b[i].first[k]);
+    }
+    n += static_cast<double>(a[i].first.size());
+  }
+  EXPECT_NEAR(sum_a / n, sum_b / n, 0.5);
+  EXPECT_LT(abs_diff / n, 3.0);
+  EXPECT_GT(abs_diff, 0) << "the reduced decode did not run";
+}
+
 TEST(NpyTest, RoundTrip) {
   const std::string path =
       (fs::temp_directory_path() / ("npy_" + std::to_string(::getpid()) + ".npy")).string();

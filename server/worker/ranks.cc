@@ -186,12 +186,6 @@ void RankLauncher::set_on_failure(std::function<void(const Failure&)> f) {
   on_failure_ = std::move(f);
 }
 
-std::vector<pid_t> RankLauncher::pids() const {
-  std::vector<pid_t> out;
-  for (const auto& r : ranks_) out.push_back(r->pid);
-  return out;
-}
-
 void RankLauncher::Finish(double seconds) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   auto all_exited = [&] {

@@ -52,7 +52,6 @@ class RankLauncher {
   // After rank 0's training returned: waits up to `seconds` for the others to finish their
   // part, then stops them. A rank that exits now with a failure still counts.
   void Finish(double seconds);
-  std::vector<pid_t> pids() const;
 
  private:
   struct Rank {

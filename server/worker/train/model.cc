@@ -36,6 +36,20 @@ void CountBatchNorm(const torch::Tensor& out) {
 // the normalised value is recomputed there. The unfused pair keeps three activations per
 // Conv (conv output, BN output, SiLU output); this keeps two, a third less activation memory
 // for the whole model, for one extra elementwise pass in backward.
+// The gradient at the BatchNorm output u = gamma x (z - mean) x invstd + beta of SiLU's
+// gradient `gy`, u recomputed from z (in float when z is bf16 under autocast); in z's type.
+at::Tensor SiluGradAtBatchNormOutput(const at::Tensor& gy, const at::Tensor& z,
+                                     const at::Tensor& gamma, const at::Tensor& beta,
+                                     const at::Tensor& mean, const at::Tensor& invstd) {
+  const int64_t c = z.size(1);
+  at::Tensor scale = (gamma * invstd).view({1, c, 1, 1});
+  at::Tensor shift = (beta - mean * gamma * invstd).view({1, c, 1, 1});
+  at::Tensor u = at::addcmul(shift, z, scale);
+  at::Tensor gu =
+      at::silu_backward(gy.to(u.scalar_type()).contiguous(z.suggest_memory_format()), u);
+  return gu.to(z.scalar_type());
+}
+
 class BatchNormSiluFunction : public torch::autograd::Function<BatchNormSiluFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& z,
@@ -56,15 +70,7 @@ class BatchNormSiluFunction : public torch::autograd::Function<BatchNormSiluFunc
     const at::Tensor &z = saved[0], &gamma = saved[1], &beta = saved[2];
     const at::Tensor &mean = saved[3], &invstd = saved[4];
     const double eps = ctx->saved_data["eps"].toDouble();
-    const int64_t c = z.size(1);
-    at::Tensor scale = (gamma * invstd).view({1, c, 1, 1});
-    at::Tensor shift = (beta - mean * gamma * invstd).view({1, c, 1, 1});
-    // The BatchNorm output, recomputed; in float when z is bf16 under autocast.
-    at::Tensor u = at::addcmul(shift, z, scale);
-    at::Tensor gu =
-        at::silu_backward(grads[0].to(u.scalar_type()).contiguous(z.suggest_memory_format()), u);
-    u.reset();
-    gu = gu.to(z.scalar_type());
+    const at::Tensor gu = SiluGradAtBatchNormOutput(grads[0], z, gamma, beta, mean, invstd);
     auto [gz, ggamma, gbeta] =
         at::native_batch_norm_backward(gu, z, gamma, /*running_mean=*/{}, /*running_var=*/{}, mean,
                                        invstd, /*train=*/true, eps, {true, true, true});
@@ -116,9 +122,7 @@ class SyncBatchNormSiluFunction : public torch::autograd::Function<SyncBatchNorm
     const RankSum& sum = *reinterpret_cast<const RankSum*>(ctx->saved_data["sum"].toInt());
     const int64_t c = z.size(1);
     const std::vector<int64_t> dims = {0, 2, 3};
-    at::Tensor scale = (gamma * invstd).view({1, c, 1, 1});
-    at::Tensor shift = (beta - mean * gamma * invstd).view({1, c, 1, 1});
-    at::Tensor gu = at::silu_backward(grads[0].contiguous(), at::addcmul(shift, z, scale));
+    const at::Tensor gu = SiluGradAtBatchNormOutput(grads[0], z, gamma, beta, mean, invstd);
     at::Tensor xmu = z - mean.view({1, c, 1, 1});
     at::Tensor local =
         at::cat({gu.sum(dims, false, at::kDouble), (gu * xmu).sum(dims, false, at::kDouble)});
@@ -130,7 +134,8 @@ class SyncBatchNormSiluFunction : public torch::autograd::Function<SyncBatchNorm
     at::Tensor mean_gu = (global.narrow(0, 0, c) / n).to(z.scalar_type()).view({1, c, 1, 1});
     at::Tensor mean_gu_xmu = (global.narrow(0, c, c) / n).to(z.scalar_type()).view({1, c, 1, 1});
     at::Tensor inv = invstd.view({1, c, 1, 1});
-    at::Tensor gz = (gu - mean_gu - xmu * (inv * inv) * mean_gu_xmu) * scale;
+    at::Tensor gz =
+        (gu - mean_gu - xmu * (inv * inv) * mean_gu_xmu) * (gamma.view({1, c, 1, 1}) * inv);
     return {gz,           ggamma,       gbeta,        at::Tensor(),
             at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }

@@ -77,12 +77,15 @@ void PrintReport(const v1::MemoryReport& r) {
               HumanBytes(r.daemon().pss_bytes()).c_str(),
               HumanBytes(r.daemon().peak_rss_bytes()).c_str(), "-", "-");
   for (const auto& w : r.workers()) {
-    std::printf("%-24s %8d %12s %12s %12s %12s %12s\n", ("worker/" + w.experiment_id()).c_str(),
-                w.process().pid(), HumanBytes(w.process().rss_bytes()).c_str(),
-                HumanBytes(w.process().pss_bytes()).c_str(),
-                HumanBytes(w.process().peak_rss_bytes()).c_str(),
-                HumanBytes(w.cpu_cached_bytes()).c_str(),
-                HumanBytes(w.gpu_reserved_bytes()).c_str());
+    std::string name = "worker/" + w.experiment_id();
+    if (w.process().processes() > 1) {  // data-parallel: the worker and its ranks, summed
+      name += " (" + std::to_string(w.process().processes()) + " processes)";
+    }
+    std::printf(
+        "%-24s %8d %12s %12s %12s %12s %12s\n", name.c_str(), w.process().pid(),
+        HumanBytes(w.process().rss_bytes()).c_str(), HumanBytes(w.process().pss_bytes()).c_str(),
+        HumanBytes(w.process().peak_rss_bytes()).c_str(), HumanBytes(w.cpu_cached_bytes()).c_str(),
+        HumanBytes(w.gpu_reserved_bytes()).c_str());
     if (w.has_cuda()) {
       const v1::CudaAllocatorStats& c = w.cuda();
       std::printf(

@@ -77,6 +77,18 @@ bool HasGpu() {
          !fs::is_empty("/proc/driver/nvidia/gpus", ec);
 }
 
+// The driver's list of GPUs (one folder each), 0 when it cannot be read: then a spec's GPU
+// index is not checked against it.
+int GpuCount() {
+  std::error_code ec;
+  int n = 0;
+  for (fs::directory_iterator it("/proc/driver/nvidia/gpus", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    ++n;
+  }
+  return n;
+}
+
 // The bearer token. Like ssh with a private key, yolod refuses a token file that other users
 // may read or write.
 absl::StatusOr<std::string> ReadToken(const std::string& path) {
@@ -249,6 +261,7 @@ int main(int argc, char** argv) {
   options.worker_nice = config.worker_nice;
   options.allowed_roots = config.allowed_roots;
   options.has_gpu = has_gpu;
+  options.gpu_count = has_gpu ? GpuCount() : 0;
   options.oom_retries = config.oom_retries;
   options.memory_log_interval =
       std::chrono::milliseconds(static_cast<int64_t>(config.memory_log_interval * 1000));

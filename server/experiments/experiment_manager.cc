@@ -313,6 +313,7 @@ absl::StatusOr<v1::Experiment> ExperimentManager::Start(const v1::ExperimentSpec
   SpecCheckOptions check = defaults_(device == args.end() ? "" : device->second);
   check.allowed_roots = options_.allowed_roots;
   check.has_gpu = options_.has_gpu;
+  check.gpu_count = options_.gpu_count;
   check.allow_fault_injection = options_.allow_fault_injection;
   ASSIGN_OR_RETURN(CheckedSpec checked, CheckSpec(spec.name(), args, check));
   v1::ExperimentSpec resolved_spec = spec;
@@ -586,15 +587,17 @@ void ExperimentManager::TailLogs(std::unique_lock<std::mutex>& lock) {
 void ExperimentManager::SchedulerLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_threads_) {
-    // The first queued experiment whose device has a free slot.
+    // The first queued experiment with a free slot on each of its devices (a data-parallel
+    // run on cuda:0,1 holds one on both).
     std::map<std::string, int> running;
     for (const auto& [id, e] : entries_) {
-      if (e->exp.state() == v1::RUNNING || e->launching) ++running[e->exp.device()];
+      if (e->exp.state() != v1::RUNNING && !e->launching) continue;
+      for (const std::string& d : DevicesOf(e->exp.device())) ++running[d];
     }
     auto next = queue_.end();
     if (!shutting_down_ && !starts_held_) {  // held: queued experiments wait
       for (auto it = queue_.begin(); it != queue_.end(); ++it) {
-        if (running[entries_[*it]->exp.device()] < options_.max_running_per_device) {
+        if (SlotsFree(entries_[*it]->exp.device(), running, options_.max_running_per_device)) {
           next = it;
           break;
         }

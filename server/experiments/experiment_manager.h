@@ -43,6 +43,7 @@ struct ManagerOptions {
   int max_running_per_device = 1;
   std::vector<std::string> allowed_roots;
   bool has_gpu = false;
+  int gpu_count = 0;  // when known (0: not checked); a spec naming a GPU past it is refused
   // Workers' niceness: below yolod, so that it answers promptly while they use every core.
   int worker_nice = 10;
   std::shared_ptr<const ProcProbe> proc = std::make_shared<ProcProbe>();  // /proc, or fixtures

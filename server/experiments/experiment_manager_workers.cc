@@ -203,7 +203,8 @@ std::vector<v1::WorkerMemory> ExperimentManager::WorkerMemory() const {
     v1::WorkerMemory w = std::move(known[id]);
     w.set_experiment_id(id);
     w.mutable_process()->set_pid(pid);
-    if (auto info = probe.Process(pid); info.ok()) {
+    if (auto info = probe.Tree(pid); info.ok()) {  // a data-parallel worker and its ranks
+      w.mutable_process()->set_processes(info->processes);
       w.mutable_process()->set_rss_bytes(info->rss_bytes);
       w.mutable_process()->set_peak_rss_bytes(info->peak_rss_bytes);
       w.mutable_process()->set_pss_bytes(info->pss_bytes);

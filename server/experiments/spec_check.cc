@@ -7,8 +7,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/data_config.h"
+#include "common/distributed_config.h"
 #include "common/status_macros.h"
 #include "common/train_args.h"
 #include "common/user_path.h"
@@ -119,12 +121,28 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
   } else if (device == "cpu") {
     out.device = "cpu";
   } else {
-    const std::string index = absl::StartsWith(device, "cuda:") ? device.substr(5) : device;
+    const std::string list = absl::StartsWith(device, "cuda:") ? device.substr(5) : device;
     if (!options.has_gpu)
       return Bad("device", absl::StrCat("'", device, "': this host has no GPU"));
-    out.device = absl::StrCat("cuda:", index);
+    for (absl::string_view index : absl::StrSplit(list, ',')) {
+      int n = 0;
+      if (options.gpu_count > 0 && absl::SimpleAtoi(index, &n) && n >= options.gpu_count) {
+        return Bad("device",
+                   absl::StrCat("'", device, "': GPU ", n, " does not exist (this host has ",
+                                options.gpu_count, ": 0 to ", options.gpu_count - 1, ")"));
+      }
+    }
+    out.device = absl::StrCat("cuda:", list);
   }
   out.args["device"] = out.device == "cpu" ? "cpu" : out.device.substr(5);
+  // The data-parallel layout (world_size against the GPUs named, nnodes, node_rank,
+  // master_port) is checked here rather than by a worker that would fail at its start.
+  RETURN_IF_ERROR(parsed.Set("device", out.args["device"]));
+  if (auto layout = ResolveDistributedLayout(parsed); !layout.ok()) {
+    absl::string_view why = layout.status().message();
+    absl::ConsumePrefix(&why, "argument ");
+    return absl::InvalidArgumentError(absl::StrCat("field ", why));
+  }
 
   const std::string model = parsed.GetString("model");
   if (model.empty()) {
@@ -161,6 +179,23 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
   }
   out.args["data"] = data_path;
   return out;
+}
+
+std::vector<std::string> DevicesOf(const std::string& device) {
+  if (!absl::StartsWith(device, "cuda:")) return {device};
+  std::vector<std::string> out;
+  for (absl::string_view index : absl::StrSplit(device.substr(5), ',')) {
+    out.push_back(absl::StrCat("cuda:", index));
+  }
+  return out;
+}
+
+bool SlotsFree(const std::string& device, const std::map<std::string, int>& running, int max) {
+  for (const std::string& d : DevicesOf(device)) {
+    auto it = running.find(d);
+    if (it != running.end() && it->second >= max) return false;
+  }
+  return true;
 }
 
 absl::StatusOr<v1::SmartTraining> CheckSmartTraining(

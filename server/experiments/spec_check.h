@@ -19,21 +19,31 @@ struct SpecCheckOptions {
   // When not empty, `data` and weight files must lie under one of these folders.
   std::vector<std::string> allowed_roots;
   bool has_gpu = false;                // whether device "" means GPU 0
+  int gpu_count = 0;                   // GPUs on this host, when known (0: not checked)
   bool allow_fault_injection = false;  // fault_leak_mb, fault_oom_epoch (yolod's flag)
 };
 
 struct CheckedSpec {
   std::map<std::string, std::string> args;  // canonical values, explicit ones only
-  std::string device;                       // "cpu" or "cuda:N"
+  std::string device;                       // "cpu", "cuda:N" or "cuda:N,M,..." (data-parallel)
 };
+
+// The devices a checked device holds a slot on: {"cpu"}, {"cuda:0"}, or one per GPU of a
+// data-parallel run ("cuda:0,1" -> {"cuda:0", "cuda:1"}). A CPU run of several ranks holds the
+// one "cpu" slot: its ranks share the host's cores.
+std::vector<std::string> DevicesOf(const std::string& device);
+// Whether a run on `device` may start: each of its devices holds fewer than `max` running ones
+// (`running`: slots held per device, as DevicesOf names them).
+bool SlotsFree(const std::string& device, const std::map<std::string, int>& running, int max);
 
 // INVALID_ARGUMENT naming the field for any bad value: unknown keys, values of the wrong type,
 // imgsz not a multiple of 32 in [32, 4096], batch not -1 or >= 1, epochs < 1, an unknown device
-// (mps is refused on Linux), a model that is neither a scale nor a readable checkpoint, a
-// data.yaml that does not exist or does not parse, a dataset source that does not exist, paths
-// (resolved, see ResolveUserPath) outside the allowed roots. The checked args hold the resolved
-// paths of `data` and `model`: the ones the worker is to open. Stats files and reads data.yaml
-// only (bounded, never blocking on a FIFO).
+// (mps is refused on Linux; a GPU index this host does not have), a data-parallel layout that
+// does not fit (world_size, nnodes, node_rank, master_port), a model that is neither a scale nor a
+// readable checkpoint, a data.yaml that does not exist or does not parse, a dataset source that
+// does not exist, paths (resolved, see ResolveUserPath) outside the allowed roots. The checked args
+// hold the resolved paths of `data` and `model`: the ones the worker is to open. Stats files and
+// reads data.yaml only (bounded, never blocking on a FIFO).
 absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
                                       const std::map<std::string, std::string>& args,
                                       const SpecCheckOptions& options);

@@ -1,5 +1,11 @@
 #include "server/memory/proc_probe.h"
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <set>
+#include <vector>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -8,8 +14,10 @@
 
 namespace yolo {
 namespace {
+namespace fs = std::filesystem;
 
 constexpr size_t kMaxProcFile = 1 << 20;
+constexpr size_t kMaxTree = 4096;  // processes summed at most: a fork bomb is not a worker
 
 // "MemTotal:       24534124 kB" -> bytes.
 bool ParseKb(absl::string_view line, absl::string_view key, int64_t* out) {
@@ -122,5 +130,53 @@ absl::StatusOr<ProcessMemInfo> ProcProbe::Process(pid_t pid) const {
 }
 
 absl::StatusOr<ProcessMemInfo> ProcProbe::Self() const { return ReadProcess(root_ + "/self"); }
+
+absl::StatusOr<ProcessMemInfo> ProcProbe::Tree(pid_t pid) const {
+  return ReadTree(absl::StrCat(root_, "/", pid), pid);
+}
+
+absl::StatusOr<ProcessMemInfo> ProcProbe::SelfTree() const {
+  return ReadTree(root_ + "/self", getpid());
+}
+
+absl::StatusOr<ProcessMemInfo> ProcProbe::ReadTree(const std::string& dir, pid_t pid) const {
+  auto total = ReadProcess(dir);
+  if (!total.ok()) return total;
+  total->processes = 1;
+  // Children are listed under the thread that forked them, so every task's file is read.
+  std::set<std::string> seen = {std::to_string(pid)};
+  std::vector<std::string> pending;
+  auto add_children = [&](const std::string& process_dir) {
+    std::error_code ec;
+    for (fs::directory_iterator it(process_dir + "/task", ec), end; !ec && it != end;
+         it.increment(ec)) {
+      auto text = ReadSmall((it->path() / "children").string());
+      if (!text.ok()) continue;
+      for (absl::string_view pid : absl::StrSplit(*text, ' ', absl::SkipWhitespace())) {
+        pid = absl::StripAsciiWhitespace(pid);
+        int64_t n = 0;
+        if (absl::SimpleAtoi(pid, &n) && n > 0 && seen.insert(std::string(pid)).second) {
+          pending.push_back(absl::StrCat(root_, "/", pid));
+        }
+      }
+    }
+  };
+  add_children(dir);
+  while (!pending.empty() && seen.size() <= kMaxTree) {
+    const std::string child = std::move(pending.back());
+    pending.pop_back();
+    auto info = ReadProcess(child);
+    if (!info.ok()) continue;  // gone meanwhile
+    total->rss_bytes += info->rss_bytes;
+    total->peak_rss_bytes += info->peak_rss_bytes;
+    total->pss_bytes += info->pss_bytes;
+    total->anon_bytes += info->anon_bytes;
+    total->swap_bytes += info->swap_bytes;
+    total->has_smaps = total->has_smaps && info->has_smaps;
+    ++total->processes;
+    add_children(child);
+  }
+  return total;
+}
 
 }  // namespace yolo

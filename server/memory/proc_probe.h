@@ -29,6 +29,8 @@ struct ProcessMemInfo {
   int64_t pss_bytes = 0;   // Pss: this process's share of the pages it maps
   int64_t anon_bytes = 0;  // Anonymous
   int64_t swap_bytes = 0;  // Swap
+  // 1 for one process; for a tree (ProcProbe::Tree), how many were summed.
+  int processes = 1;
 };
 
 // Pressure stall information, /proc/pressure/memory or a cgroup's memory.pressure: the share
@@ -51,10 +53,18 @@ class ProcProbe {
   // NOT_FOUND once the process is gone.
   absl::StatusOr<ProcessMemInfo> Process(pid_t pid) const;
   absl::StatusOr<ProcessMemInfo> Self() const;
+  // The process and its descendants (a data-parallel worker and the ranks it started), summed:
+  // RSS, PSS, anonymous and swap add up, and peak_rss_bytes is the sum of the peaks (a bound,
+  // they need not have peaked together). The children come from /proc/<pid>/task/*/children
+  // (CONFIG_PROC_CHILDREN); without that file it is the process alone. A descendant that exits
+  // while it is read is left out. NOT_FOUND once the process itself is gone.
+  absl::StatusOr<ProcessMemInfo> Tree(pid_t pid) const;
+  absl::StatusOr<ProcessMemInfo> SelfTree() const;
   const std::string& root() const { return root_; }
 
  private:
   absl::StatusOr<ProcessMemInfo> ReadProcess(const std::string& dir) const;
+  absl::StatusOr<ProcessMemInfo> ReadTree(const std::string& dir, pid_t pid) const;
   std::string root_;
 };
 

@@ -92,8 +92,9 @@ MemoryMetrics::MemoryMetrics(prometheus::Registry& r)
       gpu_total(Gauge(r, all_, "yolod_gpu_memory_total_bytes", "Each GPU's memory (NVML).")),
       gpu_used(Gauge(r, all_, "yolod_gpu_memory_used_bytes", "Each GPU's memory in use (NVML).")),
       gpu_free(Gauge(r, all_, "yolod_gpu_memory_free_bytes", "Each GPU's free memory (NVML).")),
-      process_rss(
-          Gauge(r, all_, "yolod_process_rss_bytes", "Resident memory of yolod and each worker.")),
+      process_rss(Gauge(
+          r, all_, "yolod_process_rss_bytes",
+          "Resident memory of yolod and each worker (a data-parallel worker with its ranks).")),
       process_pss(Gauge(r, all_, "yolod_process_pss_bytes",
                         "Proportional set size of yolod and each worker (smaps_rollup).")),
       torch_allocated(Gauge(r, all_, "yolod_torch_allocated_bytes",

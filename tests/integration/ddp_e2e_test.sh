@@ -46,6 +46,15 @@ wait_for 300 bash -c "[[ \$($YOLOCTL -s $SERVER -o json describe experiment $ID 
 WPID=$(field "$ID" worker_pid)
 RANK1=$(pgrep -P "$WPID" | head -1)
 [[ -n $RANK1 ]] || fail "rank 0 (pid $WPID) has no child rank"
+# yolod counts the experiment's memory as both ranks': the report sums rank 0 and its child.
+RANK0_RSS=$(awk '/^VmRSS/ {print $2 * 1024}' "/proc/$WPID/status")
+ctl -o json memory report | /usr/bin/python3 -c "
+import json, sys
+w = [w for w in json.load(sys.stdin).get('workers', []) if w['experiment_id'] == '$ID'][0]['process']
+assert w.get('processes') == 2, w
+assert int(w['rss_bytes']) > 1.5 * $RANK0_RSS, (w, $RANK0_RSS)  # two ranks of about equal size
+" || fail "the memory report does not sum both ranks"
+expect 0 "worker/$ID (2 processes)" ctl memory report
 kill -9 "$RANK1"
 wait_for 90 bash -c "$YOLOCTL -s $SERVER describe experiment $ID | grep -q FAILED" ||
   fail "after killing rank 1: $(ctl describe experiment "$ID")"

@@ -302,7 +302,7 @@ int ConfigureThreads(int threads) {
 }
 
 int64_t CurrentRssBytes(const ProcProbe& proc) {
-  auto self = proc.Self();
+  auto self = proc.SelfTree();  // with data-parallel ranks, rank 0 and the ranks it started
   return self.ok() ? self->rss_bytes : 0;
 }
 

@@ -37,7 +37,8 @@ void ConfigureDeterminism(bool deterministic);
 
 // Peak resident memory of this process so far.
 long PeakRssBytes();
-// Resident memory of this process now, as `proc` reads it (0 if it cannot).
+// Resident memory of this process and its descendants (the ranks rank 0 started) now, as
+// `proc` reads it (0 if it cannot).
 int64_t CurrentRssBytes(const ProcProbe& proc);
 
 // Bytes the CUDA caching allocator holds on `device` (0 on the CPU or without CUDA).

@@ -90,6 +90,42 @@ TEST_F(SpecCheckTest, GpuDevicesWhenThereIsOne) {
   EXPECT_EQ(one->args.at("device"), "1");
 }
 
+TEST_F(SpecCheckTest, DataParallelLayoutsAreCheckedBeforeQueueing) {
+  SpecCheckOptions o;
+  o.has_gpu = true;
+  o.gpu_count = 2;
+  auto two = CheckSpec("n", Args({{"device", "0,1"}}), o);
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->device, "cuda:0,1");
+  EXPECT_EQ(two->args.at("device"), "0,1");
+  EXPECT_EQ(DevicesOf(two->device), (std::vector<std::string>{"cuda:0", "cuda:1"}));
+  EXPECT_EQ(DevicesOf("cpu"), std::vector<std::string>{"cpu"});
+  EXPECT_EQ(DevicesOf("cuda:3"), std::vector<std::string>{"cuda:3"});
+  // A run on both GPUs waits while either is taken, and takes both.
+  std::map<std::string, int> running = {{"cuda:1", 1}};
+  EXPECT_FALSE(SlotsFree("cuda:0,1", running, 1));
+  EXPECT_TRUE(SlotsFree("cuda:0", running, 1));
+  EXPECT_TRUE(SlotsFree("cuda:0,1", running, 2));
+  running = {{"cuda:0", 1}, {"cuda:1", 1}};  // what cuda:0,1 holds once running
+  EXPECT_FALSE(SlotsFree("cuda:0", running, 1));
+  EXPECT_TRUE(SlotsFree("cpu", running, 1));
+  const std::string missing = Error(Args({{"device", "1,2"}}), o);
+  EXPECT_NE(missing.find("field 'device': '1,2': GPU 2 does not exist (this host has 2"),
+            std::string::npos)
+      << missing;
+  const std::string mismatch = Error(Args({{"device", "0,1"}, {"world_size", "3"}}), o);
+  EXPECT_NE(mismatch.find("field 'world_size': 3 does not match device=0,1"), std::string::npos)
+      << mismatch;
+  // The default device of a GPU host is one GPU: two ranks need two of them.
+  EXPECT_NE(Error(Args({{"world_size", "2"}}), o).find("field 'world_size'"), std::string::npos);
+  auto cpu = CheckSpec("n", Args({{"device", "cpu"}, {"world_size", "2"}}), o);
+  ASSERT_TRUE(cpu.ok()) << cpu.status();
+  EXPECT_EQ(DevicesOf(cpu->device), std::vector<std::string>{"cpu"});
+  EXPECT_NE(Error(Args({{"device", "cpu"}, {"world_size", "2"}, {"nnodes", "2"}}))
+                .find("field 'master_port'"),
+            std::string::npos);
+}
+
 TEST_F(SpecCheckTest, AllowedRootsConfinePaths) {
   SpecCheckOptions o;
   o.allowed_roots = {(dir_ / "elsewhere").string()};

@@ -1,6 +1,8 @@
 #include "server/memory/proc_probe.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -85,6 +87,50 @@ TEST(ProcProbeTest, AMissingOrMalformedFileIsAnErrorNamingIt) {
   EXPECT_FALSE(p->has_smaps);
   tmp.Write("meminfo", std::string(2 << 20, 'x'));  // larger than any real meminfo
   EXPECT_FALSE(probe.Host().ok());
+}
+
+TEST(ProcProbeTest, TreeSumsTheDescendantsOfEveryThread) {
+  TempDir tmp;
+  tmp.Write("10/status", "Name:\tyolo-worker\nVmHWM:\t 300 kB\nVmRSS:\t 200 kB\n");
+  tmp.Write("10/task/10/children", "11 ");
+  tmp.Write("10/task/12/children", "13 99\n");  // another thread's child; 99 is gone
+  tmp.Write("11/status", "Name:\tyolo-worker\nVmHWM:\t 50 kB\nVmRSS:\t 40 kB\n");
+  tmp.Write("11/task/11/children", "14");
+  tmp.Write("13/status", "Name:\tyolo-worker\nVmHWM:\t 7 kB\nVmRSS:\t 5 kB\n");
+  tmp.Write("14/status", "Name:\tyolo-worker\nVmHWM:\t 3 kB\nVmRSS:\t 1 kB\n");
+  tmp.Write("14/task/14/children", "10");  // a loop is not followed twice
+  ProcProbe probe(tmp.str());
+  auto tree = probe.Tree(10);
+  ASSERT_TRUE(tree.ok()) << tree.status();
+  EXPECT_EQ(tree->processes, 4);
+  EXPECT_EQ(tree->rss_bytes, (200 + 40 + 5 + 1) * 1024);
+  EXPECT_EQ(tree->peak_rss_bytes, (300 + 50 + 7 + 3) * 1024);
+  auto leaf = probe.Tree(13);
+  ASSERT_TRUE(leaf.ok());
+  EXPECT_EQ(leaf->processes, 1);
+  EXPECT_EQ(leaf->rss_bytes, 5 * 1024);
+  EXPECT_EQ(probe.Tree(99).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(ProcProbeTest, TreeCountsARealChild) {
+  ProcProbe probe;
+  if (!fs::exists("/proc/self/task/" + std::to_string(getpid()) + "/children")) {
+    GTEST_SKIP() << "this kernel has no /proc/<pid>/task/<tid>/children";
+  }
+  auto alone = probe.SelfTree();
+  ASSERT_TRUE(alone.ok());
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    pause();
+    _exit(0);
+  }
+  auto both = probe.SelfTree();
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  ASSERT_TRUE(both.ok());
+  EXPECT_EQ(both->processes, alone->processes + 1);
+  EXPECT_GT(both->rss_bytes, alone->rss_bytes);
 }
 
 }  // namespace

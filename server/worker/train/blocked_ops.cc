@@ -34,13 +34,14 @@ class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSi
     const at::Tensor z = z_in.contiguous();
     const bool blocked = z.dim() == 5;
     const BnSiluShape s = Geometry(z);
+    const int64_t units = blocked ? s.c / s.block : s.c;  // what the threads split
     at::Tensor y = at::empty_like(z);
     const bool bf16 = FusedBatchNormKeepsBf16();
     at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(bf16 ? at::kBFloat16 : at::kFloat));
     at::Tensor stats = at::empty({3, s.c}, z.options());  // mean, invstd, unbiased variance
     const at::Tensor g = gamma.contiguous(), b = beta.contiguous();
     float* st = stats.data_ptr<float>();
-    at::parallel_for(0, blocked ? s.c / 8 : s.c, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
       auto run = [&](auto* x) {  // x̂ as bfloat16 bits or float: the kernel overloads
         if (blocked) {
           BnSiluForwardBlocked(z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(),
@@ -76,7 +77,7 @@ class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSi
     at::Tensor gz = at::empty_like(gy);
     at::Tensor gparams = at::empty({2, s.c}, gy.options());  // gamma, beta
     float* gp = gparams.data_ptr<float>();
-    at::parallel_for(0, blocked ? s.c / 8 : s.c, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, blocked ? s.c / s.block : s.c, 1, [&](int64_t begin, int64_t end) {
       auto run = [&](const auto* x) {
         if (blocked) {
           BnSiluBackwardBlocked(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
@@ -98,10 +99,11 @@ class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSi
   }
 
  private:
-  // (N, C, H, W) or blocked (N, C/8, H, W, 8), as the kernels see it.
+  // (N, C, H, W) or blocked (N, C/B, H, W, B), as the kernels see it.
   static BnSiluShape Geometry(const at::Tensor& t) {
-    return t.dim() == 5 ? BnSiluShape{t.size(0), t.size(1) * 8, t.size(2) * t.size(3)}
-                        : BnSiluShape{t.size(0), t.size(1), t.size(2) * t.size(3)};
+    return t.dim() == 5
+               ? BnSiluShape{t.size(0), t.size(1) * t.size(4), t.size(2) * t.size(3), t.size(4)}
+               : BnSiluShape{t.size(0), t.size(1), t.size(2) * t.size(3)};
   }
 };
 
@@ -111,16 +113,16 @@ class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSi
 class BlockedUpsampleFunction : public torch::autograd::Function<BlockedUpsampleFunction> {
  public:
   static at::Tensor forward(AutogradContext* /*ctx*/, const at::Tensor& x) {
-    const int64_t n = x.size(0), cb = x.size(1), h = x.size(2), w = x.size(3);
-    return x.reshape({n, cb, h, 1, w, 1, 8})
-        .expand({n, cb, h, 2, w, 2, 8})
-        .reshape({n, cb, 2 * h, 2 * w, 8});
+    const int64_t n = x.size(0), cb = x.size(1), h = x.size(2), w = x.size(3), b = x.size(4);
+    return x.reshape({n, cb, h, 1, w, 1, b})
+        .expand({n, cb, h, 2, w, 2, b})
+        .reshape({n, cb, 2 * h, 2 * w, b});
   }
   static variable_list backward(AutogradContext* /*ctx*/, variable_list grads) {
     const at::Tensor& g = grads[0];
     const int64_t n = g.size(0), cb = g.size(1), h = g.size(2) / 2, w = g.size(3) / 2;
-    const at::Tensor rows = g.reshape({n, cb, h, 2, w, 2, 8});
-    const at::Tensor pairs = rows.select(3, 0) + rows.select(3, 1);  // (n, cb, h, w, 2, 8)
+    const at::Tensor rows = g.reshape({n, cb, h, 2, w, 2, g.size(4)});
+    const at::Tensor pairs = rows.select(3, 0) + rows.select(3, 1);  // (n, cb, h, w, 2, B)
     return {pairs.select(4, 0) + pairs.select(4, 1)};
   }
 };
@@ -162,8 +164,9 @@ std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key) {
   const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   auto p = std::make_unique<ConvPrimitives>();
   const auto f32 = memory::data_type::f32;
-  p->src = memory::desc({n, ic, h, w}, f32, src_blocked ? Tag::nChw8c : Tag::nchw);
-  p->dst = memory::desc({n, oc, oh, ow}, f32, dst_blocked ? Tag::nChw8c : Tag::nchw);
+  const Tag blocked = BlockedLayoutWidth() == 16 ? Tag::nChw16c : Tag::nChw8c;
+  p->src = memory::desc({n, ic, h, w}, f32, src_blocked ? blocked : Tag::nchw);
+  p->dst = memory::desc({n, oc, oh, ow}, f32, dst_blocked ? blocked : Tag::nchw);
   p->weights = memory::desc({oc, ic, k, k}, f32, Tag::oihw);
   p->bias = has_bias ? memory::desc({oc}, f32, Tag::x) : memory::desc();
   // Where a side is NCHW (the image, the head's outputs), oneDNN picks its own layout for it
@@ -233,7 +236,7 @@ memory InLayout(const memory::desc& have, const at::Tensor& t, const memory::des
 ConvKey KeyOf(const at::Tensor& x, const at::Tensor& weight, int64_t stride, int64_t padding,
               bool out_blocked, bool has_bias) {
   const bool src_blocked = x.dim() == 5;
-  const int64_t ic = src_blocked ? x.size(1) * 8 : x.size(1);
+  const int64_t ic = src_blocked ? x.size(1) * x.size(4) : x.size(1);
   return {x.size(0), ic,      x.size(2),   x.size(3),   weight.size(0), weight.size(2),
           stride,    padding, src_blocked, out_blocked, has_bias};
 }
@@ -247,7 +250,8 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
     const bool has_bias = bias.numel() > 0;
     const ConvPrimitives& p = Primitives(KeyOf(x, weight, stride, padding, out_blocked, has_bias));
     const memory::dims& d = p.dst.dims();
-    at::Tensor y = out_blocked ? at::empty({d[0], d[1] / 8, d[2], d[3], 8}, x.options())
+    const int64_t width = BlockedLayoutWidth();
+    at::Tensor y = out_blocked ? at::empty({d[0], d[1] / width, d[2], d[3], width}, x.options())
                                : at::empty({d[0], d[1], d[2], d[3]}, x.options());
     at::Tensor src_copy, weights_copy, dst_copy;
     const memory::desc& dst_desc = p.fwd_pd.dst_desc();
@@ -348,14 +352,34 @@ bool BlockedLayoutAvailable() {
 #endif
 }
 
+int BlockedLayoutWidth() {
+  static const int width = [] {
+    if (const char* env = std::getenv("YOLO_BLOCK_WIDTH")) {
+      const std::string v = env;
+      if (v == "8") return 8;
+      if (v == "16") return 16;
+    }
+#ifdef YOLO_WITH_ONEDNN
+    const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    const auto avx512 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core);
+    return (isa & avx512) == avx512 ? 16 : 8;
+#else
+    return 8;
+#endif
+  }();
+  return width;
+}
+
 at::Tensor ToBlocked(const at::Tensor& nchw) {
   const int64_t n = nchw.size(0), c = nchw.size(1), h = nchw.size(2), w = nchw.size(3);
-  return nchw.reshape({n, c / 8, 8, h, w}).permute({0, 1, 3, 4, 2}).contiguous();
+  const int64_t b = BlockedLayoutWidth();
+  return nchw.reshape({n, c / b, b, h, w}).permute({0, 1, 3, 4, 2}).contiguous();
 }
 
 at::Tensor FromBlocked(const at::Tensor& blocked) {
   const int64_t n = blocked.size(0), cb = blocked.size(1);
-  return blocked.permute({0, 1, 4, 2, 3}).reshape({n, cb * 8, blocked.size(2), blocked.size(3)});
+  return blocked.permute({0, 1, 4, 2, 3})
+      .reshape({n, cb * blocked.size(4), blocked.size(2), blocked.size(3)});
 }
 
 at::Tensor BlockedConv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,

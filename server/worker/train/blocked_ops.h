@@ -1,8 +1,8 @@
 // Training on the CPU in oneDNN's blocked layout. LibTorch keeps NCHW tensors and its oneDNN
-// convolutions reorder every activation into the layout the kernels use (8 channels
-// interleaved, "nChw8c") and back, several times per layer and step. Here activations stay in
-// that layout from the first convolution to the head: a blocked tensor is an at::Tensor of
-// shape (N, C/8, H, W, 8), convolutions call oneDNN directly, BatchNorm + SiLU run on it
+// convolutions reorder every activation into the layout the kernels use (8 or 16 channels
+// interleaved, "nChw8c", "nChw16c") and back, several times per layer and step. Here activations
+// stay in that layout from the first convolution to the head: a blocked tensor is an at::Tensor
+// of shape (N, C/B, H, W, B), convolutions call oneDNN directly, BatchNorm + SiLU run on it
 // (bn_silu_kernel.h), and cat, chunk and add work on it as they are (channel blocks are
 // dimension 1). Every function here is differentiable through LibTorch's autograd.
 #pragma once
@@ -27,7 +27,12 @@ bool FusedBatchNormEnabled();
 // for backward, for gradients within ~1e-2 relative of float's instead of ~1e-5.
 bool FusedBatchNormKeepsBf16();
 
-// (N, C, H, W) <-> (N, C/8, H, W, 8); C a multiple of 8.
+// Channels per block: 16 where oneDNN runs AVX-512 kernels (nChw16c), 8 otherwise (nChw8c,
+// AVX2). On an AVX-512 CPU oneDNN has only AVX2 kernels for nChw8c, about 1.75x slower than
+// its nChw16c ones. YOLO_BLOCK_WIDTH=8 or 16 in the environment overrides.
+int BlockedLayoutWidth();
+
+// (N, C, H, W) <-> (N, C/B, H, W, B) with B = BlockedLayoutWidth(); C a multiple of B.
 at::Tensor ToBlocked(const at::Tensor& nchw);
 at::Tensor FromBlocked(const at::Tensor& blocked);
 

@@ -259,8 +259,9 @@ void Backward(const float* gy, const X* xhat, const BnSiluShape& s, int64_t c0, 
   }
 }
 
-// The blocked layout [n][c / 8][hw][8]: one vector holds one position of 8 channels, so every
-// statistic is a lane of a vector and nothing is summed across lanes.
+// The blocked layout [n][c / W][hw][W]: one vector holds one position of 8 channels (W / 8
+// vectors a position), so every statistic is a lane of a vector and nothing is summed across
+// lanes.
 YOLO_AVX2 inline void AddLanes(double* acc, __m256 v) {  // acc[0..7] += v
   _mm256_storeu_pd(acc,
                    _mm256_add_pd(_mm256_loadu_pd(acc), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
@@ -268,89 +269,119 @@ YOLO_AVX2 inline void AddLanes(double* acc, __m256 v) {  // acc[0..7] += v
                                           _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
 }
 
-template <class X>
-YOLO_AVX2 void ForwardBlocked8(const float* z, const BnSiluShape& s, int64_t b, double eps,
+// A block of W channels (8 or 16) is W / 8 vectors at each position.
+template <int W, class X>
+YOLO_AVX2 void ForwardBlockedW(const float* z, const BnSiluShape& s, int64_t b, double eps,
                                const float* gamma, const float* beta, float* mean, float* invstd,
                                float* var_unbiased, X* xhat, float* y) {
-  const int64_t blocks = s.c / 8, row = s.hw * 8;
-  const __m256 shift = _mm256_loadu_ps(z + b * row);
-  double sums[8] = {}, squares[8] = {};
+  constexpr int H = W / 8;
+  const int64_t blocks = s.c / W, row = s.hw * W, c0 = b * W;
+  __m256 shift[H];
+  for (int h = 0; h < H; ++h) shift[h] = _mm256_loadu_ps(z + b * row + h * 8);
+  double sums[W] = {}, squares[W] = {};
   for (int64_t n = 0; n < s.n; ++n) {
     const float* zr = z + (n * blocks + b) * row;
     for (int64_t i = 0; i < s.hw;) {
       const int64_t end = std::min(s.hw, i + kSumBlock / 8);
-      __m256 a = _mm256_setzero_ps(), q = _mm256_setzero_ps();
+      __m256 a[H], q[H];
+      for (int h = 0; h < H; ++h) a[h] = q[h] = _mm256_setzero_ps();
       for (; i < end; ++i) {
-        const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(zr + i * 8), shift);
-        a = _mm256_add_ps(a, d);
-        q = _mm256_fmadd_ps(d, d, q);
+        for (int h = 0; h < H; ++h) {
+          const __m256 d = _mm256_sub_ps(_mm256_loadu_ps(zr + i * W + h * 8), shift[h]);
+          a[h] = _mm256_add_ps(a[h], d);
+          q[h] = _mm256_fmadd_ps(d, d, q[h]);
+        }
       }
-      AddLanes(sums, a);
-      AddLanes(squares, q);
+      for (int h = 0; h < H; ++h) {
+        AddLanes(sums + h * 8, a[h]);
+        AddLanes(squares + h * 8, q[h]);
+      }
     }
   }
-  float shifts[8];
-  _mm256_storeu_ps(shifts, shift);
+  float shifts[W];
+  for (int h = 0; h < H; ++h) _mm256_storeu_ps(shifts + h * 8, shift[h]);
   const double count = static_cast<double>(s.n * s.hw);
-  for (int l = 0; l < 8; ++l) {
+  for (int l = 0; l < W; ++l) {
     const double m = sums[l] / count;
     const double var = std::max(squares[l] / count - m * m, 0.0);
-    mean[b * 8 + l] = static_cast<float>(m + shifts[l]);
-    invstd[b * 8 + l] = static_cast<float>(1.0 / std::sqrt(var + eps));
-    var_unbiased[b * 8 + l] = static_cast<float>(count > 1 ? var * count / (count - 1) : var);
+    mean[c0 + l] = static_cast<float>(m + shifts[l]);
+    invstd[c0 + l] = static_cast<float>(1.0 / std::sqrt(var + eps));
+    var_unbiased[c0 + l] = static_cast<float>(count > 1 ? var * count / (count - 1) : var);
   }
-  const __m256 m = _mm256_loadu_ps(mean + b * 8), is = _mm256_loadu_ps(invstd + b * 8);
-  const __m256 g = _mm256_loadu_ps(gamma + b * 8), bt = _mm256_loadu_ps(beta + b * 8);
+  __m256 m[H], is[H], g[H], bt[H];
+  for (int h = 0; h < H; ++h) {
+    m[h] = _mm256_loadu_ps(mean + c0 + h * 8), is[h] = _mm256_loadu_ps(invstd + c0 + h * 8);
+    g[h] = _mm256_loadu_ps(gamma + c0 + h * 8), bt[h] = _mm256_loadu_ps(beta + c0 + h * 8);
+  }
   for (int64_t n = 0; n < s.n; ++n) {
     const int64_t off = (n * blocks + b) * row;
-    for (int64_t i = 0; i < row; i += 8) {
-      const __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(z + off + i), m), is);
-      StoreX8(xhat + off + i, x);
-      const __m256 u = _mm256_fmadd_ps(g, x, bt);
-      _mm256_storeu_ps(y + off + i, _mm256_mul_ps(u, Sigmoid8(u)));
+    for (int64_t i = 0; i < row; i += W) {
+      for (int h = 0; h < H; ++h) {
+        const int64_t at = off + i + h * 8;
+        const __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(z + at), m[h]), is[h]);
+        StoreX8(xhat + at, x);
+        const __m256 u = _mm256_fmadd_ps(g[h], x, bt[h]);
+        _mm256_storeu_ps(y + at, _mm256_mul_ps(u, Sigmoid8(u)));
+      }
     }
   }
 }
 
-template <class X>
-YOLO_AVX2 void BackwardBlocked8(const float* gy, const X* xhat, const BnSiluShape& s, int64_t b,
+template <int W, class X>
+YOLO_AVX2 void BackwardBlockedW(const float* gy, const X* xhat, const BnSiluShape& s, int64_t b,
                                 const float* gamma, const float* beta, const float* invstd,
                                 float* gz, float* ggamma, float* gbeta) {
-  const int64_t blocks = s.c / 8, row = s.hw * 8;
-  const __m256 g = _mm256_loadu_ps(gamma + b * 8), bt = _mm256_loadu_ps(beta + b * 8);
-  double a[8] = {}, c[8] = {};
+  constexpr int H = W / 8;
+  const int64_t blocks = s.c / W, row = s.hw * W, c0 = b * W;
+  __m256 g[H], bt[H];
+  for (int h = 0; h < H; ++h) {
+    g[h] = _mm256_loadu_ps(gamma + c0 + h * 8), bt[h] = _mm256_loadu_ps(beta + c0 + h * 8);
+  }
+  double a[W] = {}, c[W] = {};
   for (int64_t n = 0; n < s.n; ++n) {
     const int64_t off = (n * blocks + b) * row;
     for (int64_t i = 0; i < row;) {
-      const int64_t end = std::min(row, i + kSumBlock);
-      __m256 va = _mm256_setzero_ps(), vc = _mm256_setzero_ps();
-      for (; i < end; i += 8) {
-        const __m256 x = LoadX8(xhat + off + i);
-        const __m256 gu = Avx2Rows::Gu8(_mm256_loadu_ps(gy + off + i), x, g, bt);
-        va = _mm256_add_ps(va, gu);
-        vc = _mm256_fmadd_ps(gu, x, vc);
+      const int64_t end = std::min(row, i + kSumBlock * H);  // kSumBlock / 8 positions
+      __m256 va[H], vc[H];
+      for (int h = 0; h < H; ++h) va[h] = vc[h] = _mm256_setzero_ps();
+      for (; i < end; i += W) {
+        for (int h = 0; h < H; ++h) {
+          const int64_t at = off + i + h * 8;
+          const __m256 x = LoadX8(xhat + at);
+          const __m256 gu = Avx2Rows::Gu8(_mm256_loadu_ps(gy + at), x, g[h], bt[h]);
+          va[h] = _mm256_add_ps(va[h], gu);
+          vc[h] = _mm256_fmadd_ps(gu, x, vc[h]);
+        }
       }
-      AddLanes(a, va);
-      AddLanes(c, vc);
+      for (int h = 0; h < H; ++h) {
+        AddLanes(a + h * 8, va[h]);
+        AddLanes(c + h * 8, vc[h]);
+      }
     }
   }
   const double count = static_cast<double>(s.n * s.hw);
-  float k1[8], k2[8];
-  for (int l = 0; l < 8; ++l) {
-    gbeta[b * 8 + l] = static_cast<float>(a[l]);
-    ggamma[b * 8 + l] = static_cast<float>(c[l]);
+  float k1[W], k2[W];
+  for (int l = 0; l < W; ++l) {
+    gbeta[c0 + l] = static_cast<float>(a[l]);
+    ggamma[c0 + l] = static_cast<float>(c[l]);
     k1[l] = static_cast<float>(a[l] / count);
     k2[l] = static_cast<float>(c[l] / count);
   }
-  const __m256 v1 = _mm256_loadu_ps(k1), v2 = _mm256_loadu_ps(k2);
-  const __m256 sc = _mm256_mul_ps(g, _mm256_loadu_ps(invstd + b * 8));
+  __m256 v1[H], v2[H], sc[H];
+  for (int h = 0; h < H; ++h) {
+    v1[h] = _mm256_loadu_ps(k1 + h * 8), v2[h] = _mm256_loadu_ps(k2 + h * 8);
+    sc[h] = _mm256_mul_ps(g[h], _mm256_loadu_ps(invstd + c0 + h * 8));
+  }
   for (int64_t n = 0; n < s.n; ++n) {
     const int64_t off = (n * blocks + b) * row;
-    for (int64_t i = 0; i < row; i += 8) {
-      const __m256 x = LoadX8(xhat + off + i);
-      const __m256 gu = Avx2Rows::Gu8(_mm256_loadu_ps(gy + off + i), x, g, bt);
-      _mm256_storeu_ps(gz + off + i, _mm256_mul_ps(sc, _mm256_sub_ps(_mm256_sub_ps(gu, v1),
-                                                                     _mm256_mul_ps(x, v2))));
+    for (int64_t i = 0; i < row; i += W) {
+      for (int h = 0; h < H; ++h) {
+        const int64_t at = off + i + h * 8;
+        const __m256 x = LoadX8(xhat + at);
+        const __m256 gu = Avx2Rows::Gu8(_mm256_loadu_ps(gy + at), x, g[h], bt[h]);
+        _mm256_storeu_ps(gz + at, _mm256_mul_ps(sc[h], _mm256_sub_ps(_mm256_sub_ps(gu, v1[h]),
+                                                                     _mm256_mul_ps(x, v2[h]))));
+      }
     }
   }
 }
@@ -377,18 +408,17 @@ template <class X>
 void ForwardBlockedAny(const float* z, const BnSiluShape& s, int64_t b0, int64_t b1, double eps,
                        const float* gamma, const float* beta, float* mean, float* invstd,
                        float* var_unbiased, X* xhat, float* y) {
-  for (int64_t b = b0; b < b1; ++b) {
-    ForwardBlocked8(z, s, b, eps, gamma, beta, mean, invstd, var_unbiased, xhat, y);
-  }
+  auto* one = s.block == 16 ? ForwardBlockedW<16, X> : ForwardBlockedW<8, X>;
+  for (int64_t b = b0; b < b1; ++b)
+    one(z, s, b, eps, gamma, beta, mean, invstd, var_unbiased, xhat, y);
 }
 
 template <class X>
 void BackwardBlockedAny(const float* gy, const X* xhat, const BnSiluShape& s, int64_t b0,
                         int64_t b1, const float* gamma, const float* beta, const float* invstd,
                         float* gz, float* ggamma, float* gbeta) {
-  for (int64_t b = b0; b < b1; ++b) {
-    BackwardBlocked8(gy, xhat, s, b, gamma, beta, invstd, gz, ggamma, gbeta);
-  }
+  auto* one = s.block == 16 ? BackwardBlockedW<16, X> : BackwardBlockedW<8, X>;
+  for (int64_t b = b0; b < b1; ++b) one(gy, xhat, s, b, gamma, beta, invstd, gz, ggamma, gbeta);
 }
 
 }  // namespace

@@ -13,9 +13,10 @@
 namespace yolo {
 
 struct BnSiluShape {
-  int64_t n = 0;   // batch
-  int64_t c = 0;   // channels
-  int64_t hw = 0;  // height × width
+  int64_t n = 0;      // batch
+  int64_t c = 0;      // channels
+  int64_t hw = 0;     // height × width
+  int64_t block = 8;  // the blocked functions' channels per block: 8 or 16
 };
 
 // Whether the vectorised kernels run on this CPU (AVX2 and FMA); the portable loops run
@@ -41,8 +42,9 @@ void BnSiluBackward(const float* gy, const float* xhat, const BnSiluShape& s, in
                     int64_t c1, const float* gamma, const float* beta, const float* invstd,
                     float* gz, float* ggamma, float* gbeta);
 
-// The same two for the blocked layout [n][c / 8][hw][8] (oneDNN's nChw8c; c a multiple of 8),
-// over channel blocks [b0, b1). Only where BnSiluVectorised().
+// The same two for the blocked layout [n][c / B][hw][B] with B = s.block, 8 or 16 (oneDNN's
+// nChw8c, nChw16c; c a multiple of B), over channel blocks [b0, b1). Only where
+// BnSiluVectorised().
 void BnSiluForwardBlocked(const float* z, const BnSiluShape& s, int64_t b0, int64_t b1, double eps,
                           const float* gamma, const float* beta, float* mean, float* invstd,
                           float* var_unbiased, uint16_t* xhat, float* y);

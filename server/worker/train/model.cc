@@ -419,14 +419,15 @@ DetectionModelImpl::DetectionModelImpl(const ModelScale& s, int nc) : scale(s), 
       }
     }
   }
-  // The blocked layout holds channels in groups of 8: every Conv's output and every input but
-  // the image's must fill whole groups (a head for, say, 85 classes does not).
+  // The blocked layout holds channels in groups of 8 or 16: every Conv's output and every input
+  // but the image's must fill whole groups (a head for, say, 85 classes does not).
+  const int group = BlockedLayoutWidth();
   blocked_channels_ = true;
   for (const auto& m : modules(/*include_self=*/false)) {
     if (const auto* c = m->as<ConvImpl>()) {
       const auto& o = c->conv->options;
       const bool image = c == convs_[0].get();
-      blocked_channels_ &= o.out_channels() % 8 == 0 && (image || o.in_channels() % 8 == 0);
+      blocked_channels_ &= o.out_channels() % group == 0 && (image || o.in_channels() % group == 0);
     }
   }
 }

@@ -158,5 +158,58 @@ TEST(BnSiluKernelTest, FloatSavedInputGivesTheExactGradientUpToRounding) {
   }
 }
 
+// The blocked kernels, 8 and 16 channels a block, give what the NCHW kernel gives for the same
+// values (32 channels of 2 x 45 positions; each layout's element is found by its coordinates).
+TEST(BnSiluKernelTest, BlockedLayoutsOf8And16MatchNchw) {
+  if (!BnSiluVectorised()) GTEST_SKIP() << "the blocked kernels need AVX2";
+  const BnSiluShape nchw{2, 32, 45};
+  const int64_t size = nchw.n * nchw.c * nchw.hw;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  std::vector<float> z(size), gy(size), gamma(32), beta(32);
+  for (int64_t i = 0; i < size; ++i) z[i] = 3 + 2 * normal(rng), gy[i] = normal(rng);
+  for (int c = 0; c < 32; ++c) gamma[c] = 1 + 0.1f * normal(rng), beta[c] = 0.1f * normal(rng);
+  std::vector<float> mean(32), invstd(32), var(32), y(size), xhat(size), gz(size), gg(32), gb(32);
+  BnSiluForward(z.data(), nchw, 0, 32, 1e-3, gamma.data(), beta.data(), mean.data(), invstd.data(),
+                var.data(), xhat.data(), y.data());
+  BnSiluBackward(gy.data(), xhat.data(), nchw, 0, 32, gamma.data(), beta.data(), invstd.data(),
+                 gz.data(), gg.data(), gb.data());
+  for (const int64_t block : {8, 16}) {
+    SCOPED_TRACE(testing::Message() << "block " << block);
+    const BnSiluShape s{2, 32, 45, block};
+    auto at = [&](int64_t n, int64_t c, int64_t i) {  // [n][c / B][hw][B]
+      return ((n * (32 / block) + c / block) * 45 + i) * block + c % block;
+    };
+    std::vector<float> zb(size), gyb(size);
+    for (int64_t n = 0; n < 2; ++n) {
+      for (int64_t c = 0; c < 32; ++c) {
+        for (int64_t i = 0; i < 45; ++i) {
+          zb[at(n, c, i)] = z[(n * 32 + c) * 45 + i];
+          gyb[at(n, c, i)] = gy[(n * 32 + c) * 45 + i];
+        }
+      }
+    }
+    std::vector<float> bm(32), bi(32), bv(32), by(size), bx(size), bgz(size), bgg(32), bgb(32);
+    BnSiluForwardBlocked(zb.data(), s, 0, 32 / block, 1e-3, gamma.data(), beta.data(), bm.data(),
+                         bi.data(), bv.data(), bx.data(), by.data());
+    BnSiluBackwardBlocked(gyb.data(), bx.data(), s, 0, 32 / block, gamma.data(), beta.data(),
+                          bi.data(), bgz.data(), bgg.data(), bgb.data());
+    for (int64_t c = 0; c < 32; ++c) {
+      EXPECT_NEAR(bm[c], mean[c], 1e-5) << "channel " << c;
+      EXPECT_NEAR(bi[c], invstd[c], 1e-5) << "channel " << c;
+      EXPECT_NEAR(bv[c], var[c], 1e-4) << "channel " << c;
+      EXPECT_NEAR(bgg[c], gg[c], 1e-3) << "channel " << c;
+      EXPECT_NEAR(bgb[c], gb[c], 1e-3) << "channel " << c;
+      for (int64_t n = 0; n < 2; ++n) {
+        for (int64_t i = 0; i < 45; ++i) {
+          const int64_t want = (n * 32 + c) * 45 + i;
+          ASSERT_NEAR(by[at(n, c, i)], y[want], 1e-5) << n << "," << c << "," << i;
+          ASSERT_NEAR(bgz[at(n, c, i)], gz[want], 1e-5) << n << "," << c << "," << i;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace yolo

@@ -63,25 +63,29 @@ struct ScalarRows {
     const float s = Sigmoid(u);
     return g * s * (1.0f + u * (1.0f - s));
   }
+  // The first pass writes gu, d loss / du, to `gu` (the input gradient's buffer), so that the
+  // second computes no sigmoid.
   template <class X>
   static void BackwardSums(const float* gy, const X* xhat, int64_t len, float gamma, float beta,
-                           double* sum_gu, double* sum_gu_x) {
+                           float* gu_out, double* sum_gu, double* sum_gu_x) {
     double a = 0, b = 0;
     for (int64_t i = 0; i < len; ++i) {
       const float x = FromX(xhat[i]);
       const float gu = Gu(gy[i], x, gamma, beta);
+      gu_out[i] = gu;
       a += gu;
       b += static_cast<double>(gu) * x;
     }
     *sum_gu += a;
     *sum_gu_x += b;
   }
+  // gz = scale * (gu - k1 - x̂ k2), in place over the first pass's gu.
   template <class X>
-  static void BackwardApply(const float* gy, const X* xhat, int64_t len, float gamma, float beta,
-                            float scale, float k1, float k2, float* gz) {
+  static void BackwardApply(const X* xhat, int64_t len, float scale, float k1, float k2,
+                            float* gz) {
     for (int64_t i = 0; i < len; ++i) {
       const float x = FromX(xhat[i]);
-      gz[i] = scale * (Gu(gy[i], x, gamma, beta) - k1 - x * k2);
+      gz[i] = scale * (gz[i] - k1 - x * k2);
     }
   }
 };
@@ -180,7 +184,7 @@ struct Avx2Rows {
   }
   template <class X>
   YOLO_AVX2 static void BackwardSums(const float* gy, const X* xhat, int64_t len, float gamma,
-                                     float beta, double* sum_gu, double* sum_gu_x) {
+                                     float beta, float* gu_out, double* sum_gu, double* sum_gu_x) {
     const __m256 g = _mm256_set1_ps(gamma), b = _mm256_set1_ps(beta);
     int64_t i = 0;
     for (; i + 8 <= len;) {
@@ -189,27 +193,27 @@ struct Avx2Rows {
       for (; i < end; i += 8) {
         const __m256 x = LoadX8(xhat + i);
         const __m256 gu = Gu8(_mm256_loadu_ps(gy + i), x, g, b);
+        _mm256_storeu_ps(gu_out + i, gu);
         a = _mm256_add_ps(a, gu);
         c = _mm256_fmadd_ps(gu, x, c);
       }
       *sum_gu += HorizontalSum(a);
       *sum_gu_x += HorizontalSum(c);
     }
-    ScalarRows::BackwardSums(gy + i, xhat + i, len - i, gamma, beta, sum_gu, sum_gu_x);
+    ScalarRows::BackwardSums(gy + i, xhat + i, len - i, gamma, beta, gu_out + i, sum_gu, sum_gu_x);
   }
   template <class X>
-  YOLO_AVX2 static void BackwardApply(const float* gy, const X* xhat, int64_t len, float gamma,
-                                      float beta, float scale, float k1, float k2, float* gz) {
-    const __m256 g = _mm256_set1_ps(gamma), b = _mm256_set1_ps(beta);
+  YOLO_AVX2 static void BackwardApply(const X* xhat, int64_t len, float scale, float k1, float k2,
+                                      float* gz) {
     const __m256 sc = _mm256_set1_ps(scale), v1 = _mm256_set1_ps(k1), v2 = _mm256_set1_ps(k2);
     int64_t i = 0;
     for (; i + 8 <= len; i += 8) {
       const __m256 x = LoadX8(xhat + i);
-      const __m256 gu = Gu8(_mm256_loadu_ps(gy + i), x, g, b);
+      const __m256 gu = _mm256_loadu_ps(gz + i);
       _mm256_storeu_ps(
           gz + i, _mm256_mul_ps(sc, _mm256_sub_ps(_mm256_sub_ps(gu, v1), _mm256_mul_ps(x, v2))));
     }
-    ScalarRows::BackwardApply(gy + i, xhat + i, len - i, gamma, beta, scale, k1, k2, gz + i);
+    ScalarRows::BackwardApply(xhat + i, len - i, scale, k1, k2, gz + i);
   }
 };
 
@@ -245,7 +249,8 @@ void Backward(const float* gy, const X* xhat, const BnSiluShape& s, int64_t c0, 
     double sum_gu = 0, sum_gu_x = 0;
     for (int64_t n = 0; n < s.n; ++n) {
       const int64_t off = (n * s.c + c) * s.hw;
-      Rows::BackwardSums(gy + off, xhat + off, s.hw, gamma[c], beta[c], &sum_gu, &sum_gu_x);
+      Rows::BackwardSums(gy + off, xhat + off, s.hw, gamma[c], beta[c], gz + off, &sum_gu,
+                         &sum_gu_x);
     }
     gbeta[c] = static_cast<float>(sum_gu);
     ggamma[c] = static_cast<float>(sum_gu_x);
@@ -254,7 +259,7 @@ void Backward(const float* gy, const X* xhat, const BnSiluShape& s, int64_t c0, 
     const float scale = gamma[c] * invstd[c];
     for (int64_t n = 0; n < s.n; ++n) {
       const int64_t off = (n * s.c + c) * s.hw;
-      Rows::BackwardApply(gy + off, xhat + off, s.hw, gamma[c], beta[c], scale, k1, k2, gz + off);
+      Rows::BackwardApply(xhat + off, s.hw, scale, k1, k2, gz + off);
     }
   }
 }
@@ -349,6 +354,7 @@ YOLO_AVX2 void BackwardBlockedW(const float* gy, const X* xhat, const BnSiluShap
           const int64_t at = off + i + h * 8;
           const __m256 x = LoadX8(xhat + at);
           const __m256 gu = Avx2Rows::Gu8(_mm256_loadu_ps(gy + at), x, g[h], bt[h]);
+          _mm256_storeu_ps(gz + at, gu);  // kept for the second pass: one sigmoid per element
           va[h] = _mm256_add_ps(va[h], gu);
           vc[h] = _mm256_fmadd_ps(gu, x, vc[h]);
         }
@@ -378,7 +384,7 @@ YOLO_AVX2 void BackwardBlockedW(const float* gy, const X* xhat, const BnSiluShap
       for (int h = 0; h < H; ++h) {
         const int64_t at = off + i + h * 8;
         const __m256 x = LoadX8(xhat + at);
-        const __m256 gu = Avx2Rows::Gu8(_mm256_loadu_ps(gy + at), x, g[h], bt[h]);
+        const __m256 gu = _mm256_loadu_ps(gz + at);
         _mm256_storeu_ps(gz + at, _mm256_mul_ps(sc[h], _mm256_sub_ps(_mm256_sub_ps(gu, v1[h]),
                                                                      _mm256_mul_ps(x, v2[h]))));
       }

@@ -159,7 +159,7 @@ struct ConvPrimitives {
 using ConvKey = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                            bool, bool, bool>;
 
-std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key) {
+std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key, dnnl::algorithm algorithm) {
   const auto [n, ic, h, w, oc, k, stride, pad, src_blocked, dst_blocked, has_bias] = key;
   const int64_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   auto p = std::make_unique<ConvPrimitives>();
@@ -176,21 +176,20 @@ std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key) {
   const memory::desc& src = src_blocked ? p->src : any_src;
   const memory::desc& dst = dst_blocked ? p->dst : memory::desc({n, oc, oh, ow}, f32, Tag::any);
   const memory::dims strides{stride, stride}, padding{pad, pad};
-  const auto direct = dnnl::algorithm::convolution_direct;
   p->fwd_pd = dnnl::convolution_forward::primitive_desc(
-      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, direct, src, any_weights,
-                                      p->bias, dst, strides, padding, padding),
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algorithm, src,
+                                      any_weights, p->bias, dst, strides, padding, padding),
       Engine());
   p->fwd = dnnl::convolution_forward(p->fwd_pd);
   if (src_blocked) {  // the image needs no gradient
     p->data_pd = dnnl::convolution_backward_data::primitive_desc(
-        dnnl::convolution_backward_data::desc(direct, src, any_weights, dst, strides, padding,
+        dnnl::convolution_backward_data::desc(algorithm, src, any_weights, dst, strides, padding,
                                               padding),
         Engine(), p->fwd_pd);
     p->data = dnnl::convolution_backward_data(p->data_pd);
   }
   p->weights_pd = dnnl::convolution_backward_weights::primitive_desc(
-      dnnl::convolution_backward_weights::desc(direct, src, any_weights, p->bias, dst, strides,
+      dnnl::convolution_backward_weights::desc(algorithm, src, any_weights, p->bias, dst, strides,
                                                padding, padding),
       Engine(), p->fwd_pd);
   p->weights_prim = dnnl::convolution_backward_weights(p->weights_pd);
@@ -199,6 +198,19 @@ std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key) {
                  !is_reference(p->weights_pd.impl_info_str()) &&
                  !(src_blocked && is_reference(p->data_pd.impl_info_str()));
   return p;
+}
+
+std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key) {
+  const auto [n, ic, h, w, oc, k, stride, pad, src_blocked, dst_blocked, has_bias] = key;
+  // Winograd where oneDNN has it (see WinogradEnabled), direct convolution elsewhere.
+  if (k == 3 && stride == 1 && src_blocked && dst_blocked && WinogradEnabled()) {
+    try {
+      auto p = MakePrimitives(key, dnnl::algorithm::convolution_winograd);
+      if (p->optimised) return p;
+    } catch (const dnnl::error&) {  // no Winograd kernel for this CPU or geometry
+    }
+  }
+  return MakePrimitives(key, dnnl::algorithm::convolution_direct);
 }
 
 const ConvPrimitives& Primitives(const ConvKey& key) {
@@ -330,6 +342,11 @@ static bool EnvSwitch(const char* name, bool fallback) {
   if (env == nullptr) return fallback;
   const std::string v = env;
   return v == "1" ? true : v == "0" ? false : fallback;
+}
+
+bool WinogradEnabled() {
+  static const bool enabled = EnvSwitch("YOLO_WINOGRAD", true);
+  return enabled;
 }
 
 bool FusedBatchNormEnabled() {

@@ -27,6 +27,12 @@ bool FusedBatchNormEnabled();
 // for backward, for gradients within ~1e-2 relative of float's instead of ~1e-5.
 bool FusedBatchNormKeepsBf16();
 
+// Whether 3x3 convolutions of stride 1 between blocked tensors use Winograd's F(4x4, 3x3)
+// where oneDNN has it (AVX-512, nChw16c): about half the time of direct convolution over a
+// training step's three directions, for results within 1e-5 relative of it
+// (blocked_ops_test). YOLO_WINOGRAD=0 keeps direct convolution everywhere.
+bool WinogradEnabled();
+
 // Channels per block: 16 where oneDNN runs AVX-512 kernels (nChw16c), 8 otherwise (nChw8c,
 // AVX2). On an AVX-512 CPU oneDNN has only AVX2 kernels for nChw8c, about 1.75x slower than
 // its nChw16c ones. YOLO_BLOCK_WIDTH=8 or 16 in the environment overrides.

@@ -46,6 +46,7 @@ TEST(BlockedOpsTest, ConvolutionsMatchLibTorch) {
                         {16, 48, 3, 1, false, true, false},      // Conv, 3x3
                         {32, 16, 3, 2, false, true, false},      // Conv, downsampling
                         {48, 32, 1, 1, false, true, false},      // Conv, 1x1
+                        {32, 32, 3, 1, false, true, false, 40},  // Winograd's, on AVX-512
                         {16, 3, 1, 1, false, false, true},       // a head's last layer
                         {16, 16, 3, 1, false, true, false, 2}};  // left to LibTorch
   for (const Case& c : cases) {

@@ -152,11 +152,11 @@ absl::StatusOr<ProcessMemInfo> ProcProbe::ReadTree(const std::string& dir, pid_t
          it.increment(ec)) {
       auto text = ReadSmall((it->path() / "children").string());
       if (!text.ok()) continue;
-      for (absl::string_view pid : absl::StrSplit(*text, ' ', absl::SkipWhitespace())) {
-        pid = absl::StripAsciiWhitespace(pid);
+      for (absl::string_view child : absl::StrSplit(*text, ' ', absl::SkipWhitespace())) {
+        child = absl::StripAsciiWhitespace(child);
         int64_t n = 0;
-        if (absl::SimpleAtoi(pid, &n) && n > 0 && seen.insert(std::string(pid)).second) {
-          pending.push_back(absl::StrCat(root_, "/", pid));
+        if (absl::SimpleAtoi(child, &n) && n > 0 && seen.insert(std::string(child)).second) {
+          pending.push_back(absl::StrCat(root_, "/", child));
         }
       }
     }

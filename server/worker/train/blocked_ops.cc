@@ -77,7 +77,8 @@ class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSi
     at::Tensor gz = at::empty_like(gy);
     at::Tensor gparams = at::empty({2, s.c}, gy.options());  // gamma, beta
     float* gp = gparams.data_ptr<float>();
-    at::parallel_for(0, blocked ? s.c / s.block : s.c, 1, [&](int64_t begin, int64_t end) {
+    const int64_t units = blocked ? s.c / s.block : s.c;
+    at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
       auto run = [&](const auto* x) {
         if (blocked) {
           BnSiluBackwardBlocked(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
@@ -201,7 +202,8 @@ std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key, dnnl::algorit
 }
 
 std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key) {
-  const auto [n, ic, h, w, oc, k, stride, pad, src_blocked, dst_blocked, has_bias] = key;
+  const int64_t k = std::get<5>(key), stride = std::get<6>(key);
+  const bool src_blocked = std::get<8>(key), dst_blocked = std::get<9>(key);
   // Winograd where oneDNN has it (see WinogradEnabled), direct convolution elsewhere.
   if (k == 3 && stride == 1 && src_blocked && dst_blocked && WinogradEnabled()) {
     try {

@@ -261,18 +261,23 @@ SPPFImpl::SPPFImpl(int c1, int c2, int k) {
       "m", torch::nn::MaxPool2d(torch::nn::MaxPool2dOptions(k).stride(1).padding(k / 2)));
 }
 
+torch::Tensor SPPFImpl::pool(const torch::Tensor& x) const {
+  const int64_t k = m->options.kernel_size()->at(0);
+  return at::max_pool2d(at::max_pool2d(x, {1, k}, {1, 1}, {0, k / 2}), {k, 1}, {1, 1}, {k / 2, 0});
+}
+
 torch::Tensor SPPFImpl::forward(const torch::Tensor& x) {
   if (x.dim() == 5) {  // pooled in NCHW: at stride 32 the conversions cost next to nothing
     torch::Tensor y0 = FromBlocked(cv1->forward(x));
-    torch::Tensor y1 = m->forward(y0);
-    torch::Tensor y2 = m->forward(y1);
-    torch::Tensor y3 = m->forward(y2);
+    torch::Tensor y1 = pool(y0);
+    torch::Tensor y2 = pool(y1);
+    torch::Tensor y3 = pool(y2);
     return cv2->forward(ToBlocked(at::cat({y0, y1, y2, y3}, 1)));
   }
   torch::Tensor y0 = cv1->forward(x);
-  torch::Tensor y1 = m->forward(y0);
-  torch::Tensor y2 = m->forward(y1);
-  torch::Tensor y3 = m->forward(y2);
+  torch::Tensor y1 = pool(y0);
+  torch::Tensor y2 = pool(y1);
+  torch::Tensor y3 = pool(y2);
   return cv2->forward(at::cat({y0, y1, y2, y3}, 1));
 }
 

@@ -36,6 +36,20 @@ TEST(ModelTest, AllFiveScalesMatchUltralyticsSummaries) {
   }
 }
 
+TEST(ModelTest, SppfSeparablePoolIsTheSquarePoolValuesAndGradients) {
+  SPPF sppf(32, 32, 5);
+  // Values on a coarse grid, so that windows hold ties: the gradient must reach the same one.
+  at::Tensor x = (at::randint(0, 4, {2, 16, 9, 7}) - 2).to(at::kFloat);
+  at::Tensor a = x.clone().set_requires_grad(true), b = x.clone().set_requires_grad(true);
+  at::Tensor ya = sppf->pool(sppf->pool(a)), yb = sppf->m->forward(sppf->m->forward(b));
+  EXPECT_TRUE(at::equal(ya, yb));
+  // Whole-number gradients add up exactly in any order: equal sums mean equal routes.
+  at::Tensor upstream = at::randint(-3, 4, ya.sizes()).to(at::kFloat);
+  (ya * upstream).sum().backward();
+  (yb * upstream).sum().backward();
+  EXPECT_TRUE(at::equal(a.grad(), b.grad()));
+}
+
 TEST(ModelTest, ThreeClassNanoMatchesTheReference) {
   DetectionModel m(*ScaleFromName("n"), 3);
   EXPECT_EQ(m->ParameterCount(), 3011433);

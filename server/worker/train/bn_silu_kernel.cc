@@ -63,7 +63,7 @@ struct ScalarRows {
     const float s = Sigmoid(u);
     return g * s * (1.0f + u * (1.0f - s));
   }
-  // The first pass writes gu, d loss / du, to `gu` (the input gradient's buffer), so that the
+  // The first pass writes gu, d loss / du, to `gu_out` (the input gradient's buffer), so that the
   // second computes no sigmoid.
   template <class X>
   static void BackwardSums(const float* gy, const X* xhat, int64_t len, float gamma, float beta,

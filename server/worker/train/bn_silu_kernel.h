@@ -1,10 +1,11 @@
 // BatchNorm (training mode) followed by SiLU on a contiguous NCHW float tensor, in two
 // memory passes per direction instead of ATen's five or six: forward reads z twice (statistics,
 // then normalise + SiLU) and writes y and the normalised input x̂, the only thing backward
-// needs (recomputing u = γx̂ + β there); backward reads the output gradient and x̂ twice and
-// writes the input gradient. x̂ is kept as float (backward then matches LibTorch's BatchNorm to
-// rounding) or as bfloat16 bits (uint16_t), half the memory, as mixed precision keeps it; every
-// sum and the output stay in float/double either way.
+// needs (recomputing u = γx̂ + β there); backward reads the output gradient and x̂ and writes
+// SiLU's gradient (one sigmoid an element) into the input gradient's buffer, then reads x̂ and
+// that buffer again and writes the input gradient in place. x̂ is kept as float (backward then
+// matches LibTorch's BatchNorm to rounding) or as bfloat16 bits (uint16_t), half the memory, as
+// mixed precision keeps it; every sum and the output stay in float/double either way.
 // LibTorch-free: the caller splits the channels over threads (each call owns [c0, c1)).
 #pragma once
 

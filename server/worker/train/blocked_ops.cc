@@ -177,22 +177,26 @@ std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key, dnnl::algorit
   const memory::desc& src = src_blocked ? p->src : any_src;
   const memory::desc& dst = dst_blocked ? p->dst : memory::desc({n, oc, oh, ow}, f32, Tag::any);
   const memory::dims strides{stride, stride}, padding{pad, pad};
+  // Scratch memory (Winograd's transformed tiles, for one) comes from LibTorch's allocator
+  // (WithScratchpad): counted with the rest, and out of memory is its bad_alloc.
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   p->fwd_pd = dnnl::convolution_forward::primitive_desc(
       dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algorithm, src,
                                       any_weights, p->bias, dst, strides, padding, padding),
-      Engine());
+      attr, Engine());
   p->fwd = dnnl::convolution_forward(p->fwd_pd);
   if (src_blocked) {  // the image needs no gradient
     p->data_pd = dnnl::convolution_backward_data::primitive_desc(
         dnnl::convolution_backward_data::desc(algorithm, src, any_weights, dst, strides, padding,
                                               padding),
-        Engine(), p->fwd_pd);
+        attr, Engine(), p->fwd_pd);
     p->data = dnnl::convolution_backward_data(p->data_pd);
   }
   p->weights_pd = dnnl::convolution_backward_weights::primitive_desc(
       dnnl::convolution_backward_weights::desc(algorithm, src, any_weights, p->bias, dst, strides,
                                                padding, padding),
-      Engine(), p->fwd_pd);
+      attr, Engine(), p->fwd_pd);
   p->weights_prim = dnnl::convolution_backward_weights(p->weights_pd);
   auto is_reference = [](const std::string& impl) { return impl.rfind("ref", 0) == 0; };
   p->optimised = !is_reference(p->fwd_pd.impl_info_str()) &&
@@ -247,6 +251,17 @@ memory InLayout(const memory::desc& have, const at::Tensor& t, const memory::des
   return out;
 }
 
+// `args` with the scratch memory `desc` asks for, allocated in `*holder`; unchanged when it
+// asks for none.
+std::unordered_map<int, memory> WithScratchpad(std::unordered_map<int, memory> args,
+                                               const memory::desc& desc, at::Tensor* holder) {
+  if (desc.get_size() > 0) {
+    *holder = at::empty({static_cast<int64_t>(desc.get_size())}, at::TensorOptions(at::kByte));
+    args.emplace(DNNL_ARG_SCRATCHPAD, memory(desc, Engine(), holder->data_ptr()));
+  }
+  return args;
+}
+
 ConvKey KeyOf(const at::Tensor& x, const at::Tensor& weight, int64_t stride, int64_t padding,
               bool out_blocked, bool has_bias) {
   const bool src_blocked = x.dim() == 5;
@@ -280,7 +295,8 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
         {DNNL_ARG_DST, dst}};
     const at::Tensor b = has_bias ? bias.contiguous() : at::Tensor();
     if (has_bias) args.emplace(DNNL_ARG_BIAS, Wrap(p.bias, b));
-    p.fwd.execute(Stream(), args);
+    at::Tensor scratch;
+    p.fwd.execute(Stream(), WithScratchpad(std::move(args), p.fwd_pd.scratchpad_desc(), &scratch));
     if (dst_copy.defined()) {
       memory out = Wrap(p.dst, y);
       dnnl::reorder(dst, out).execute(Stream(), dst, out);
@@ -304,12 +320,15 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
     at::Tensor gx, gw = at::empty_like(weight), gb;
     if (x.dim() == 5 && ctx->needs_input_grad(0)) {
       gx = at::empty_like(x);
-      at::Tensor weights_copy, gy_copy;
+      at::Tensor weights_copy, gy_copy, scratch;
       p.data.execute(
           Stream(),
-          {{DNNL_ARG_DIFF_DST, InLayout(p.dst, gy, p.data_pd.diff_dst_desc(), &gy_copy)},
-           {DNNL_ARG_WEIGHTS, InLayout(p.weights, weight, p.data_pd.weights_desc(), &weights_copy)},
-           {DNNL_ARG_DIFF_SRC, Wrap(p.src, gx)}});
+          WithScratchpad(
+              {{DNNL_ARG_DIFF_DST, InLayout(p.dst, gy, p.data_pd.diff_dst_desc(), &gy_copy)},
+               {DNNL_ARG_WEIGHTS,
+                InLayout(p.weights, weight, p.data_pd.weights_desc(), &weights_copy)},
+               {DNNL_ARG_DIFF_SRC, Wrap(p.src, gx)}},
+              p.data_pd.scratchpad_desc(), &scratch));
     }
     at::Tensor src_copy, gy_copy;
     const memory::desc& gw_desc = p.weights_pd.diff_weights_desc();
@@ -326,7 +345,9 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
       gb = at::empty({weight.size(0)}, weight.options());
       args.emplace(DNNL_ARG_DIFF_BIAS, Wrap(p.bias, gb));
     }
-    p.weights_prim.execute(Stream(), args);
+    at::Tensor scratch;
+    p.weights_prim.execute(
+        Stream(), WithScratchpad(std::move(args), p.weights_pd.scratchpad_desc(), &scratch));
     if (gw_desc != p.weights) {
       memory from = Wrap(gw_desc, gw_blocked), to = Wrap(p.weights, gw);
       dnnl::reorder(from, to).execute(Stream(), from, to);

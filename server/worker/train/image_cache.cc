@@ -107,9 +107,14 @@ bool DecodeJpeg(const std::vector<uchar>& bytes, int imgsz, cv::Mat* out,
   info.dct_method = JDCT_ISLOW;
   jpeg_start_decompress(&info);
   out->create(static_cast<int>(info.output_height), static_cast<int>(info.output_width), CV_8UC3);
+  // Every remaining row offered at once: libjpeg then writes whole row groups straight into the
+  // image instead of one row at a time through its own buffer.
+  std::vector<JSAMPROW> rows(info.output_height);
+  for (JDIMENSION y = 0; y < info.output_height; ++y)
+    rows[y] = out->ptr<uchar>(static_cast<int>(y));
   while (info.output_scanline < info.output_height) {
-    JSAMPROW row = out->ptr<uchar>(static_cast<int>(info.output_scanline));
-    jpeg_read_scanlines(&info, &row, 1);
+    jpeg_read_scanlines(&info, rows.data() + info.output_scanline,
+                        info.output_height - info.output_scanline);
   }
   jpeg_finish_decompress(&info);
   jpeg_destroy_decompress(&info);

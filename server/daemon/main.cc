@@ -70,13 +70,6 @@ void SetUpLogging(const yolo::DaemonConfig& config) {
   spdlog::set_default_logger(logger);
 }
 
-bool HasGpu() {
-  std::error_code ec;
-  if (fs::exists("/dev/nvidiactl", ec)) return true;
-  return fs::exists("/proc/driver/nvidia/gpus", ec) &&
-         !fs::is_empty("/proc/driver/nvidia/gpus", ec);
-}
-
 // The driver's list of GPUs (one folder each), 0 when it cannot be read: then a spec's GPU
 // index is not checked against it.
 int GpuCount() {
@@ -87,6 +80,11 @@ int GpuCount() {
     ++n;
   }
   return n;
+}
+
+bool HasGpu() {
+  std::error_code ec;
+  return fs::exists("/dev/nvidiactl", ec) || GpuCount() > 0;
 }
 
 // The bearer token. Like ssh with a private key, yolod refuses a token file that other users

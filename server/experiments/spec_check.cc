@@ -124,24 +124,24 @@ absl::StatusOr<CheckedSpec> CheckSpec(const std::string& name,
     const std::string list = absl::StartsWith(device, "cuda:") ? device.substr(5) : device;
     if (!options.has_gpu)
       return Bad("device", absl::StrCat("'", device, "': this host has no GPU"));
-    for (absl::string_view index : absl::StrSplit(list, ',')) {
-      int n = 0;
-      if (options.gpu_count > 0 && absl::SimpleAtoi(index, &n) && n >= options.gpu_count) {
-        return Bad("device",
-                   absl::StrCat("'", device, "': GPU ", n, " does not exist (this host has ",
-                                options.gpu_count, ": 0 to ", options.gpu_count - 1, ")"));
-      }
-    }
     out.device = absl::StrCat("cuda:", list);
   }
   out.args["device"] = out.device == "cpu" ? "cpu" : out.device.substr(5);
   // The data-parallel layout (world_size against the GPUs named, nnodes, node_rank,
   // master_port) is checked here rather than by a worker that would fail at its start.
   RETURN_IF_ERROR(parsed.Set("device", out.args["device"]));
-  if (auto layout = ResolveDistributedLayout(parsed); !layout.ok()) {
+  const auto layout = ResolveDistributedLayout(parsed);
+  if (!layout.ok()) {
     absl::string_view why = layout.status().message();
     absl::ConsumePrefix(&why, "argument ");
     return absl::InvalidArgumentError(absl::StrCat("field ", why));
+  }
+  for (const int gpu : layout->gpus) {
+    if (options.gpu_count > 0 && gpu >= options.gpu_count) {
+      return Bad("device",
+                 absl::StrCat("'", device, "': GPU ", gpu, " does not exist (this host has ",
+                              options.gpu_count, ": 0 to ", options.gpu_count - 1, ")"));
+    }
   }
 
   const std::string model = parsed.GetString("model");

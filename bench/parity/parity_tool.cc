@@ -428,9 +428,8 @@ absl::Status Geometry(const Args& a) {
     for (int k = 0; k < 3; ++k) tail.push_back(hsv ? Uniform(probe, -1, 1) : std::nan(""));
     for (int k = 0; k < 2; ++k) tail.push_back(Uniform(probe, 0, 1));
     d.insert("tail." + key, at::tensor(tail, at::kDouble));
-    AugmentHsv(&sample.image, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
-    if (Uniform(rng, 0, 1) < hyp.flipud) FlipVertical(&sample);
-    if (Uniform(rng, 0, 1) < hyp.fliplr) FlipHorizontal(&sample);
+    DrawColourAndFlips(hyp, rng, &sample);
+    ApplyPixelFinish(sample.finish, &sample.image);  // the pass the batch's collate makes
     d.insert("final." + key, boxes_tensor(sample.boxes));
     d.insert("img." + key,
              at::from_blob(sample.image.data, {sample.image.rows, sample.image.cols, 3}, at::kByte)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <opencv2/imgproc.hpp>
 
 #include "server/worker/train/rounding.h"
@@ -75,11 +76,42 @@ cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, Lett
   return out;
 }
 
-Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng) {
+namespace {
+
+// Grey over every pixel of the 2s x 2s canvas outside `placed` (the images' rectangles, which
+// meet at the mosaic's centre): one memset a row segment, since the grey is one byte value.
+void FillAroundPlaced(const std::vector<cv::Rect>& placed, cv::Mat* canvas) {
+  const int cols = canvas->cols;
+  for (int y = 0; y < canvas->rows; ++y) {
+    // The covered part of a row is one interval: the placed rectangles of a row touch.
+    int from = cols, to = 0;
+    for (const cv::Rect& r : placed) {
+      if (y >= r.y && y < r.y + r.height)
+        from = std::min(from, r.x), to = std::max(to, r.x + r.width);
+    }
+    uchar* row = canvas->ptr<uchar>(y);
+    if (from >= to) {
+      std::memset(row, kPadValue, 3 * static_cast<size_t>(cols));
+      continue;
+    }
+    std::memset(row, kPadValue, 3 * static_cast<size_t>(from));
+    std::memset(row + 3 * to, kPadValue, 3 * static_cast<size_t>(cols - to));
+  }
+}
+
+}  // namespace
+
+Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng, cv::Mat* canvas) {
   Sample out;
-  out.image = cv::Mat(2 * s, 2 * s, CV_8UC3, cv::Scalar::all(kPadValue));
+  if (canvas != nullptr) {
+    canvas->create(2 * s, 2 * s, CV_8UC3);
+    out.image = *canvas;
+  } else {
+    out.image = cv::Mat(2 * s, 2 * s, CV_8UC3);
+  }
   const int xc = static_cast<int>(Uniform(rng, s / 2.0, 1.5 * s));
   const int yc = static_cast<int>(Uniform(rng, s / 2.0, 1.5 * s));
+  std::vector<cv::Rect> placed;
   for (size_t i = 0; i < images.size() && i < 4; ++i) {
     const cv::Mat& img = images[i].image;
     const int h = img.rows, w = img.cols;
@@ -98,8 +130,8 @@ Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng) {
       x1b = 0, y1b = 0, x2b = std::min(w, x2a - x1a), y2b = std::min(y2a - y1a, h);
     }
     if (x2a > x1a && y2a > y1a) {
-      img(cv::Rect(x1b, y1b, x2b - x1b, y2b - y1b))
-          .copyTo(out.image(cv::Rect(x1a, y1a, x2a - x1a, y2a - y1a)));
+      placed.emplace_back(x1a, y1a, x2a - x1a, y2a - y1a);
+      img(cv::Rect(x1b, y1b, x2b - x1b, y2b - y1b)).copyTo(out.image(placed.back()));
     }
     const float padw = static_cast<float>(x1a - x1b), padh = static_cast<float>(y1a - y1b);
     for (const PixelBox& b : images[i].boxes) {
@@ -110,6 +142,7 @@ Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng) {
       if (m.x2 > m.x1 && m.y2 > m.y1) out.boxes.push_back(m);
     }
   }
+  FillAroundPlaced(placed, &out.image);
   return out;
 }
 
@@ -183,50 +216,29 @@ void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt1
   sample->boxes = std::move(kept);
 }
 
-void AugmentHsv(cv::Mat* image, double hgain, double sgain, double vgain, std::mt19937& rng) {
-  if (hgain == 0 && sgain == 0 && vgain == 0) return;
-  const double rh = Uniform(rng, -1, 1) * hgain + 1;
-  const double rs = Uniform(rng, -1, 1) * sgain + 1;
-  const double rv = Uniform(rng, -1, 1) * vgain + 1;
-  // Each loader thread converts into its own buffer, kept from one image to the next: a new one
-  // every time costs its page faults (about 4 % of the pipeline at 320 px).
-  thread_local cv::Mat hsv;
-  cv::cvtColor(*image, hsv, cv::COLOR_BGR2HSV);
-  uchar lut_h[256], lut_s[256], lut_v[256];
-  for (int i = 0; i < 256; ++i) {
-    // Hue scaled (Ultralytics 8.1.47: (x * r) % 180, truncated), not shifted.
-    lut_h[i] = static_cast<uchar>(std::fmod(i * rh, 180.0));
-    lut_s[i] = static_cast<uchar>(std::clamp(i * rs, 0.0, 255.0));
-    lut_v[i] = static_cast<uchar>(std::clamp(i * rv, 0.0, 255.0));
+void DrawColourAndFlips(const AugmentParams& p, std::mt19937& rng, Sample* sample) {
+  PixelFinish& f = sample->finish;
+  f.hsv = p.hsv_h != 0 || p.hsv_s != 0 || p.hsv_v != 0;
+  if (f.hsv) {
+    f.hue = Uniform(rng, -1, 1) * p.hsv_h + 1;
+    f.saturation = Uniform(rng, -1, 1) * p.hsv_s + 1;
+    f.value = Uniform(rng, -1, 1) * p.hsv_v + 1;
   }
-  // The three tables in one pass over the HSV pixels (cv::LUT with a 3-channel table, or a
-  // split and merge, take two to four times as long).
-  for (int y = 0; y < hsv.rows; ++y) {
-    uchar* p = hsv.ptr<uchar>(y);
-    for (int x = 0; x < hsv.cols; ++x, p += 3) {
-      p[0] = lut_h[p[0]];
-      p[1] = lut_s[p[1]];
-      p[2] = lut_v[p[2]];
+  const float w = static_cast<float>(sample->image.cols);
+  const float h = static_cast<float>(sample->image.rows);
+  if (Uniform(rng, 0, 1) < p.flipud) {
+    f.flip_ud = !f.flip_ud;
+    for (PixelBox& b : sample->boxes) {
+      const float y1 = h - b.y2, y2 = h - b.y1;
+      b.y1 = y1, b.y2 = y2;
     }
   }
-  cv::cvtColor(hsv, *image, cv::COLOR_HSV2BGR);
-}
-
-void FlipHorizontal(Sample* sample) {
-  cv::flip(sample->image, sample->image, 1);
-  const float w = static_cast<float>(sample->image.cols);
-  for (PixelBox& b : sample->boxes) {
-    const float x1 = w - b.x2, x2 = w - b.x1;
-    b.x1 = x1, b.x2 = x2;
-  }
-}
-
-void FlipVertical(Sample* sample) {
-  cv::flip(sample->image, sample->image, 0);
-  const float h = static_cast<float>(sample->image.rows);
-  for (PixelBox& b : sample->boxes) {
-    const float y1 = h - b.y2, y2 = h - b.y1;
-    b.y1 = y1, b.y2 = y2;
+  if (Uniform(rng, 0, 1) < p.fliplr) {
+    f.flip_lr = !f.flip_lr;
+    for (PixelBox& b : sample->boxes) {
+      const float x1 = w - b.x2, x2 = w - b.x1;
+      b.x1 = x1, b.x2 = x2;
+    }
   }
 }
 

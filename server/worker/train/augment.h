@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "server/worker/train/color_kernel.h"
 #include "server/worker/train/dataset.h"
 
 namespace yolo {
@@ -21,6 +22,9 @@ struct PixelBox {
 struct Sample {
   cv::Mat image;  // BGR uint8
   std::vector<PixelBox> boxes;
+  // Colour and flips drawn but not yet applied to `image` (the boxes are already flipped): the
+  // batch's collate applies them as it writes the planes (color_kernel.h).
+  PixelFinish finish;
 };
 
 struct AugmentParams {
@@ -48,8 +52,10 @@ cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, Lett
                   std::vector<PixelBox>* boxes = nullptr);
 
 // Four images on a 2s x 2s canvas around a random centre; `images` are already resized to
-// long side s. The first is the sample's own image.
-Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng);
+// long side s. The first is the sample's own image. With `canvas`, its buffer is reused (the
+// result's image is then that buffer: done with it before the next call); a new one otherwise.
+Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng,
+               cv::Mat* canvas = nullptr);
 
 // Random rotation/scale/shear/translation (and perspective) about the input's centre, output
 // `out` (a 2s mosaic canvas becomes s x s; a rectangular batch keeps its shape). Boxes that
@@ -57,12 +63,12 @@ Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng);
 // gains at zero leave the sample as it was.
 void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt19937& rng);
 
-// Random hue/saturation/value gains in OpenCV's 8-bit HSV, as Ultralytics 8.1.47 applies them:
-// each channel value multiplied by 1 + U(-1, 1) x gain, hue modulo 180, the others clipped.
-void AugmentHsv(cv::Mat* image, double hgain, double sgain, double vgain, std::mt19937& rng);
-
-void FlipHorizontal(Sample* sample);
-void FlipVertical(Sample* sample);
+// The last steps of Ultralytics 8.1.47's training pipeline, drawn in its order: random
+// hue/saturation/value gains in OpenCV's 8-bit HSV (each 1 + U(-1, 1) x gain; no draws when all
+// gains are 0), then a vertical flip with probability flipud, then a horizontal one with
+// fliplr. The boxes move now; the pixels are left to `sample->finish` (WritePlanes, or
+// ApplyPixelFinish for a BGR image).
+void DrawColourAndFlips(const AugmentParams& p, std::mt19937& rng, Sample* sample);
 
 // Uniform draw in [lo, hi); exactly lo when lo == hi (one draw from rng either way).
 double Uniform(std::mt19937& rng, double lo, double hi);

@@ -186,8 +186,8 @@ std::shared_ptr<const EpochPlanner::Plan> EpochPlanner::ForEpoch(int epoch) {
 }
 
 const char* LoaderProfile::Name(int stage) {
-  static const char* const kNames[kStages] = {"read+decode", "resize", "mosaic/letterbox", "affine",
-                                              "hsv",         "flip",   "collate"};
+  static const char* const kNames[kStages] = {"read+decode", "resize",          "mosaic/letterbox",
+                                              "affine",      "hsv+flip+planes", "collate"};
   return stage >= 0 && stage < kStages ? kNames[stage] : "?";
 }
 
@@ -402,6 +402,9 @@ Sample BatchLoader::GeometricSample(int index, const EpochPlanner::Plan* plan, i
   const int s = options_.imgsz;
   double gain = 1;
   Sample sample;
+  // Each loader thread reuses its mosaic canvas (a new 2s x 2s image every time costs page
+  // faults); the affine below warps it into a new s x s image, so no sample keeps it.
+  thread_local cv::Mat canvas;
   if (mosaic && Uniform(rng, 0, 1) < hyp.mosaic) {
     std::vector<Sample> four;
     four.push_back(LoadResized(index, &gain, /*remember=*/true));
@@ -414,7 +417,7 @@ Sample BatchLoader::GeometricSample(int index, const EpochPlanner::Plan* plan, i
       four.push_back(LoadResized(partner, &gain, /*remember=*/true));
     }
     const int64_t start = NowNs();
-    sample = Mosaic4(four, s, rng);
+    sample = Mosaic4(four, s, rng, &canvas);
     Count(LoaderProfile::kMosaic, start);
   } else {
     sample = LoadResized(index, &gain, /*remember=*/mosaic);
@@ -424,6 +427,7 @@ Sample BatchLoader::GeometricSample(int index, const EpochPlanner::Plan* plan, i
   }
   const int64_t start = NowNs();
   RandomAffine(&sample, hyp, cv::Size(s, s), rng);
+  if (!canvas.empty() && sample.image.data == canvas.data) sample.image = sample.image.clone();
   Count(LoaderProfile::kAffine, start);
   return sample;
 }
@@ -454,13 +458,7 @@ Sample BatchLoader::TrainSample(const EpochPlanner::Plan& plan, int position, in
     cv::addWeighted(sample.image, r, other.image, 1 - r, 0, sample.image);
     sample.boxes.insert(sample.boxes.end(), other.boxes.begin(), other.boxes.end());
   }
-  int64_t start = NowNs();
-  AugmentHsv(&sample.image, hyp.hsv_h, hyp.hsv_s, hyp.hsv_v, rng);
-  Count(LoaderProfile::kHsv, start);
-  start = NowNs();
-  if (Uniform(rng, 0, 1) < hyp.flipud) FlipVertical(&sample);
-  if (Uniform(rng, 0, 1) < hyp.fliplr) FlipHorizontal(&sample);
-  Count(LoaderProfile::kFlip, start);
+  DrawColourAndFlips(hyp, rng, &sample);  // the pixels follow as the batch is written
   return sample;
 }
 
@@ -487,28 +485,26 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
       if (options_.augment) {  // rectangular training: no mosaic, the rest as usual
         std::mt19937 rng = SampleRng(options_.seed, epoch, index);
         RandomAffine(&s, options_.hyp, cv::Size(w, h), rng);
-        AugmentHsv(&s.image, options_.hyp.hsv_h, options_.hyp.hsv_s, options_.hyp.hsv_v, rng);
-        if (Uniform(rng, 0, 1) < options_.hyp.flipud) FlipVertical(&s);
-        if (Uniform(rng, 0, 1) < options_.hyp.fliplr) FlipHorizontal(&s);
+        DrawColourAndFlips(options_.hyp, rng, &s);
       }
       info.to_batch = {gain * lb.gain, lb.pad_left, lb.pad_top};
       samples.push_back(std::move(s));
     }
     batch.info.push_back(info);
   }
-  const int64_t start = NowNs();
+  int64_t start = NowNs();
   const int64_t b = static_cast<int64_t>(samples.size());
   const int h = samples[0].image.rows, w = samples[0].image.cols;
   batch.images =
       at::empty({b, 3, h, w}, at::TensorOptions(at::kByte).pinned_memory(options_.pin_memory));
   uint8_t* dst = batch.images.data_ptr<uint8_t>();
+  // Colour, flips and BGR pixels -> RGB planes in one pass, straight into the batch.
+  for (int64_t i = 0; i < b; ++i)
+    WritePlanes(samples[i].image, samples[i].finish, dst + i * 3 * h * w);
+  Count(LoaderProfile::kFinish, start);
+  start = NowNs();
   std::vector<float> idx, cls, boxes;
   for (int64_t i = 0; i < b; ++i) {
-    // BGR pixels -> RGB planes, written straight into the batch (OpenCV's vectorised split).
-    uint8_t* image = dst + i * 3 * h * w;
-    cv::Mat planes[3] = {cv::Mat(h, w, CV_8U, image + 2 * h * w),
-                         cv::Mat(h, w, CV_8U, image + h * w), cv::Mat(h, w, CV_8U, image)};
-    cv::split(samples[i].image, planes);
     for (const PixelBox& pb : samples[i].boxes) {
       idx.push_back(static_cast<float>(i));
       cls.push_back(static_cast<float>(pb.cls));

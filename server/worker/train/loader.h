@@ -68,7 +68,7 @@ struct LoaderOptions {
 // Where a loader's time goes, summed over its threads, and how often mosaic found an image in
 // memory.
 struct LoaderProfile {
-  enum Stage { kRead, kResize, kMosaic, kAffine, kHsv, kFlip, kCollate, kStages };
+  enum Stage { kRead, kResize, kMosaic, kAffine, kFinish, kCollate, kStages };
   static const char* Name(int stage);
   int64_t ns[kStages] = {};
   int64_t images = 0;       // samples built
@@ -171,7 +171,8 @@ class BatchLoader {
   const std::vector<ImageRecord>& records() const { return records_; }
 
   // The training sample at `position` of the epoch's order (exposed for tests and the demo),
-  // augmented as the epoch would augment it.
+  // augmented as the epoch would augment it; its colour and flips are in `finish`, not yet in
+  // the pixels.
   Sample TrainSample(int position, int epoch, bool mosaic) const;
 
  private:

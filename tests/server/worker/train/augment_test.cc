@@ -64,15 +64,51 @@ TEST(AugmentTest, NormalisedLabelsToPixels) {
   EXPECT_EQ(px[0].cls, 2);
 }
 
-TEST(AugmentTest, HorizontalFlipMirrorsBoxes) {
+TEST(AugmentTest, FlipsMoveBoxesAndLeaveThePixelsToTheFinish) {
   Sample s;
   s.image = cv::Mat(10, 100, CV_8UC3, cv::Scalar::all(0));
   s.image.at<cv::Vec3b>(0, 0) = {255, 255, 255};
   s.boxes = {{0, 10, 1, 30, 5}};
-  FlipHorizontal(&s);
-  EXPECT_EQ(s.image.at<cv::Vec3b>(0, 99)[0], 255);
+  AugmentParams p;
+  p.hsv_h = p.hsv_s = p.hsv_v = 0;
+  p.flipud = p.fliplr = 1;
+  std::mt19937 rng(1);
+  DrawColourAndFlips(p, rng, &s);
+  EXPECT_FALSE(s.finish.hsv);
+  EXPECT_TRUE(s.finish.flip_ud);
+  EXPECT_TRUE(s.finish.flip_lr);
+  EXPECT_EQ(s.image.at<cv::Vec3b>(0, 0)[0], 255);  // untouched until the finish
   EXPECT_FLOAT_EQ(s.boxes[0].x1, 70);
   EXPECT_FLOAT_EQ(s.boxes[0].x2, 90);
+  EXPECT_FLOAT_EQ(s.boxes[0].y1, 5);
+  EXPECT_FLOAT_EQ(s.boxes[0].y2, 9);
+  ApplyPixelFinish(s.finish, &s.image);
+  EXPECT_EQ(s.image.at<cv::Vec3b>(9, 99)[0], 255);
+  EXPECT_EQ(s.image.at<cv::Vec3b>(0, 0)[0], 0);
+}
+
+TEST(AugmentTest, ColourDrawsFollowUltralyticsOrder) {
+  // Three gains, then flipud, then fliplr, from the same stream; none for colour when its gains
+  // are all zero.
+  AugmentParams p;
+  p.flipud = 0.5;
+  Sample s;
+  s.image = cv::Mat(8, 8, CV_8UC3, cv::Scalar::all(0));
+  std::mt19937 rng(7), expect(7);
+  DrawColourAndFlips(p, rng, &s);
+  EXPECT_DOUBLE_EQ(s.finish.hue, Uniform(expect, -1, 1) * p.hsv_h + 1);
+  EXPECT_DOUBLE_EQ(s.finish.saturation, Uniform(expect, -1, 1) * p.hsv_s + 1);
+  EXPECT_DOUBLE_EQ(s.finish.value, Uniform(expect, -1, 1) * p.hsv_v + 1);
+  EXPECT_EQ(s.finish.flip_ud, Uniform(expect, 0, 1) < p.flipud);
+  EXPECT_EQ(s.finish.flip_lr, Uniform(expect, 0, 1) < p.fliplr);
+  EXPECT_EQ(rng(), expect());
+  p.hsv_h = p.hsv_s = p.hsv_v = 0;
+  Sample t;
+  t.image = s.image;
+  std::mt19937 rng2(7), expect2(7);
+  DrawColourAndFlips(p, rng2, &t);
+  EXPECT_FALSE(t.finish.hsv);
+  EXPECT_EQ(t.finish.flip_ud, Uniform(expect2, 0, 1) < p.flipud);
 }
 
 TEST(AugmentTest, MosaicAndAffineKeepBoxesInsideTheOutput) {
@@ -116,11 +152,14 @@ TEST(AugmentTest, HueIsScaledNotShifted) {
   const int hues[] = {0, 30, 60, 120};
   cv::Mat hsv(1, 4, CV_8UC3);
   for (int i = 0; i < 4; ++i) hsv.at<cv::Vec3b>(0, i) = cv::Vec3b(hues[i], 255, 255);
-  cv::Mat bgr;
-  cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
+  Sample s;
+  cv::cvtColor(hsv, s.image, cv::COLOR_HSV2BGR);
+  AugmentParams p;
+  p.hsv_h = 0.5, p.hsv_s = p.hsv_v = 0, p.fliplr = 0;
   std::mt19937 rng(5);
-  AugmentHsv(&bgr, 0.5, 0, 0, rng);
-  cv::cvtColor(bgr, hsv, cv::COLOR_BGR2HSV);
+  DrawColourAndFlips(p, rng, &s);
+  ApplyPixelFinish(s.finish, &s.image);
+  cv::cvtColor(s.image, hsv, cv::COLOR_BGR2HSV);
   EXPECT_EQ(hsv.at<cv::Vec3b>(0, 0)[0], 0);  // red stays red: 0 x r = 0
   const double r = hsv.at<cv::Vec3b>(0, 3)[0] / 120.0;
   EXPECT_GT(std::abs(r - 1), 0.01);  // the draw did change the hue
@@ -138,8 +177,10 @@ TEST(AugmentTest, ZeroGainsLeaveTheSampleAsItWas) {
   AugmentParams p;
   p.degrees = p.translate = p.scale = p.shear = p.perspective = 0;
   std::mt19937 rng(1);
+  p.hsv_h = p.hsv_s = p.hsv_v = p.fliplr = 0;
   RandomAffine(&s, p, cv::Size(64, 48), rng);
-  AugmentHsv(&s.image, 0, 0, 0, rng);
+  DrawColourAndFlips(p, rng, &s);
+  ApplyPixelFinish(s.finish, &s.image);
   EXPECT_EQ(cv::norm(s.image, before, cv::NORM_INF), 0);
   ASSERT_EQ(s.boxes.size(), 1u);
   EXPECT_EQ(s.boxes[0].x1, 10.5f);

@@ -134,6 +134,27 @@ TEST(AugmentTest, MosaicAndAffineKeepBoxesInsideTheOutput) {
   }
 }
 
+TEST(AugmentTest, AReusedMosaicCanvasGivesTheSameImage) {
+  // Images of different sizes (a small one leaves grey around it) on a canvas left dirty by
+  // the previous call: every pixel the images do not cover must be grey again.
+  std::vector<Sample> four(4);
+  const cv::Size sizes[4] = {{64, 40}, {30, 64}, {20, 16}, {64, 64}};  // bottom left small
+  for (int k = 0; k < 4; ++k) {
+    four[k].image = cv::Mat(sizes[k], CV_8UC3);
+    cv::randu(four[k].image, 0, 256);
+  }
+  cv::Mat canvas(128, 128, CV_8UC3, cv::Scalar::all(7));
+  for (int seed = 0; seed < 20; ++seed) {
+    std::mt19937 fresh_rng(seed), reused_rng(seed);
+    const Sample fresh = Mosaic4(four, 64, fresh_rng);
+    const Sample reused = Mosaic4(four, 64, reused_rng, &canvas);
+    EXPECT_EQ(reused.image.data, canvas.data);
+    EXPECT_EQ(cv::norm(fresh.image, reused.image, cv::NORM_INF), 0) << "seed " << seed;
+    EXPECT_EQ(fresh.image.at<cv::Vec3b>(127, 0), cv::Vec3b(114, 114, 114));  // never covered
+    canvas.setTo(cv::Scalar::all(3));
+  }
+}
+
 TEST(AugmentTest, AffineWithoutChangeIsIdentity) {
   std::mt19937 rng(3);
   AugmentParams p;

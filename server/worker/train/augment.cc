@@ -78,8 +78,9 @@ cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, Lett
 
 namespace {
 
-// Grey over every pixel of the 2s x 2s canvas outside `placed` (the images' rectangles, which
-// meet at the mosaic's centre): one memset a row segment, since the grey is one byte value.
+// Grey over every pixel of `canvas` (a mosaic's canvas or a window of it) outside `placed` (the
+// images' rectangles in it, which meet at the mosaic's centre): one memset a row segment, since
+// the grey is one byte value.
 void FillAroundPlaced(const std::vector<cv::Rect>& placed, cv::Mat* canvas) {
   const int cols = canvas->cols;
   for (int y = 0; y < canvas->rows; ++y) {
@@ -101,7 +102,14 @@ void FillAroundPlaced(const std::vector<cv::Rect>& placed, cv::Mat* canvas) {
 
 }  // namespace
 
-Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng, cv::Mat* canvas) {
+cv::Point DrawMosaicCentre(int s, std::mt19937& rng) {
+  const int xc = static_cast<int>(Uniform(rng, s / 2.0, 1.5 * s));
+  const int yc = static_cast<int>(Uniform(rng, s / 2.0, 1.5 * s));
+  return {xc, yc};
+}
+
+Sample PaintMosaic(const std::vector<Sample>& images, int s, cv::Point centre, cv::Rect window,
+                   cv::Mat* canvas) {
   Sample out;
   if (canvas != nullptr) {
     canvas->create(2 * s, 2 * s, CV_8UC3);
@@ -109,29 +117,33 @@ Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng, cv::
   } else {
     out.image = cv::Mat(2 * s, 2 * s, CV_8UC3);
   }
-  const int xc = static_cast<int>(Uniform(rng, s / 2.0, 1.5 * s));
-  const int yc = static_cast<int>(Uniform(rng, s / 2.0, 1.5 * s));
+  window &= cv::Rect(0, 0, 2 * s, 2 * s);
+  const int xc = centre.x, yc = centre.y;
   std::vector<cv::Rect> placed;
   for (size_t i = 0; i < images.size() && i < 4; ++i) {
     const cv::Mat& img = images[i].image;
     const int h = img.rows, w = img.cols;
-    int x1a, y1a, x2a, y2a, x1b, y1b, x2b, y2b;
+    // Where the image lands on the canvas, [x1a, x2a) x [y1a, y2a), and where that part starts in
+    // the image, (x1b, y1b).
+    int x1a, y1a, x2a, y2a, x1b, y1b;
     if (i == 0) {  // top left
       x1a = std::max(xc - w, 0), y1a = std::max(yc - h, 0), x2a = xc, y2a = yc;
-      x1b = w - (x2a - x1a), y1b = h - (y2a - y1a), x2b = w, y2b = h;
+      x1b = w - (x2a - x1a), y1b = h - (y2a - y1a);
     } else if (i == 1) {  // top right
       x1a = xc, y1a = std::max(yc - h, 0), x2a = std::min(xc + w, 2 * s), y2a = yc;
-      x1b = 0, y1b = h - (y2a - y1a), x2b = std::min(w, x2a - x1a), y2b = h;
+      x1b = 0, y1b = h - (y2a - y1a);
     } else if (i == 2) {  // bottom left
       x1a = std::max(xc - w, 0), y1a = yc, x2a = xc, y2a = std::min(2 * s, yc + h);
-      x1b = w - (x2a - x1a), y1b = 0, x2b = w, y2b = std::min(y2a - y1a, h);
+      x1b = w - (x2a - x1a), y1b = 0;
     } else {  // bottom right
       x1a = xc, y1a = yc, x2a = std::min(xc + w, 2 * s), y2a = std::min(2 * s, yc + h);
-      x1b = 0, y1b = 0, x2b = std::min(w, x2a - x1a), y2b = std::min(y2a - y1a, h);
+      x1b = 0, y1b = 0;
     }
-    if (x2a > x1a && y2a > y1a) {
-      placed.emplace_back(x1a, y1a, x2a - x1a, y2a - y1a);
-      img(cv::Rect(x1b, y1b, x2b - x1b, y2b - y1b)).copyTo(out.image(placed.back()));
+    const cv::Rect to = cv::Rect(x1a, y1a, x2a - x1a, y2a - y1a) & window;
+    if (!to.empty()) {
+      placed.push_back(to);
+      // The part of the placed image inside the window: `to` shifted back into the image.
+      img(to - cv::Point(x1a - x1b, y1a - y1b)).copyTo(out.image(to));
     }
     const float padw = static_cast<float>(x1a - x1b), padh = static_cast<float>(y1a - y1b);
     for (const PixelBox& b : images[i].boxes) {
@@ -142,12 +154,19 @@ Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng, cv::
       if (m.x2 > m.x1 && m.y2 > m.y1) out.boxes.push_back(m);
     }
   }
-  FillAroundPlaced(placed, &out.image);
+  cv::Mat inside = out.image(window);
+  for (cv::Rect& r : placed) r -= window.tl();
+  FillAroundPlaced(placed, &inside);
   return out;
 }
 
-void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt19937& rng) {
-  const int in_h = sample->image.rows, in_w = sample->image.cols;
+Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng, cv::Mat* canvas) {
+  const cv::Point centre = DrawMosaicCentre(s, rng);
+  return PaintMosaic(images, s, centre, cv::Rect(0, 0, 2 * s, 2 * s), canvas);
+}
+
+AffineDraw DrawAffine(const AugmentParams& p, cv::Size in, cv::Size out, std::mt19937& rng) {
+  const int in_h = in.height, in_w = in.width;
   // Centre, perspective, rotation+scale, shear, translation; applied right to left.
   cv::Matx33d C = cv::Matx33d::eye();
   C(0, 2) = -in_w / 2.0;
@@ -167,7 +186,13 @@ void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt1
   cv::Matx33d T = cv::Matx33d::eye();
   T(0, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out.width;
   T(1, 2) = Uniform(rng, 0.5 - p.translate, 0.5 + p.translate) * out.height;
-  const cv::Matx33d M = T * S * R * P * C;
+  return {T * S * R * P * C, s};
+}
+
+void ApplyAffine(const AffineDraw& draw, const AugmentParams& p, cv::Size out, Sample* sample) {
+  const int in_h = sample->image.rows, in_w = sample->image.cols;
+  const cv::Matx33d& M = draw.matrix;
+  const double s = draw.scale;
 
   const bool identity = (M == cv::Matx33d::eye()) && in_w == out.width && in_h == out.height;
   if (!identity) {
@@ -214,6 +239,33 @@ void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt1
     }
   }
   sample->boxes = std::move(kept);
+}
+
+cv::Rect AffineSourceWindow(const AffineDraw& draw, const AugmentParams& p, cv::Size in,
+                            cv::Size out) {
+  const cv::Rect all(0, 0, in.width, in.height);
+  if (p.perspective != 0) return all;
+  const cv::Matx33d inv = draw.matrix.inv();
+  double x0 = 1e18, y0 = 1e18, x1 = -1e18, y1 = -1e18;
+  for (const cv::Point2d corner :
+       {cv::Point2d(0, 0), cv::Point2d(out.width - 1, 0), cv::Point2d(0, out.height - 1),
+        cv::Point2d(out.width - 1, out.height - 1)}) {
+    const double x = inv(0, 0) * corner.x + inv(0, 1) * corner.y + inv(0, 2);
+    const double y = inv(1, 0) * corner.x + inv(1, 1) * corner.y + inv(1, 2);
+    x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, y), y1 = std::max(y1, y);
+  }
+  // The bilinear taps reach one pixel past the mapped position, which OpenCV rounds to 1/32 of
+  // a pixel: two pixels of margin cover both.
+  const double lo = -1e9, hi = 1e9;
+  const int left = static_cast<int>(std::floor(std::clamp(x0, lo, hi))) - 2;
+  const int top = static_cast<int>(std::floor(std::clamp(y0, lo, hi))) - 2;
+  const int right = static_cast<int>(std::floor(std::clamp(x1, lo, hi))) + 3;
+  const int bottom = static_cast<int>(std::floor(std::clamp(y1, lo, hi))) + 3;
+  return cv::Rect(cv::Point(left, top), cv::Point(right, bottom)) & all;
+}
+
+void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt19937& rng) {
+  ApplyAffine(DrawAffine(p, sample->image.size(), out, rng), p, out, sample);
 }
 
 void DrawColourAndFlips(const AugmentParams& p, std::mt19937& rng, Sample* sample) {

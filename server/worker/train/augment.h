@@ -57,11 +57,31 @@ cv::Mat Letterbox(const cv::Mat& image, int out_h, int out_w, bool scaleup, Lett
 Sample Mosaic4(const std::vector<Sample>& images, int s, std::mt19937& rng,
                cv::Mat* canvas = nullptr);
 
+// Mosaic4 in two steps, for a caller that draws the affine before painting: the centre (the
+// mosaic's only draws), then the canvas painted only inside `window` (elsewhere left as the
+// buffer had it), with every box of the whole canvas.
+cv::Point DrawMosaicCentre(int s, std::mt19937& rng);
+Sample PaintMosaic(const std::vector<Sample>& images, int s, cv::Point centre, cv::Rect window,
+                   cv::Mat* canvas = nullptr);
+
 // Random rotation/scale/shear/translation (and perspective) about the input's centre, output
 // `out` (a 2s mosaic canvas becomes s x s; a rectangular batch keeps its shape). Boxes that
 // shrink away are dropped as Ultralytics does. A range of zero draws exactly zero, so that all
 // gains at zero leave the sample as it was.
 void RandomAffine(Sample* sample, const AugmentParams& p, cv::Size out, std::mt19937& rng);
+
+// RandomAffine in two steps: its draws for an input of size `in`, then the warp and the boxes.
+struct AffineDraw {
+  cv::Matx33d matrix;  // input pixels to output pixels
+  double scale = 1;    // the drawn scale, for the box-area criterion
+};
+AffineDraw DrawAffine(const AugmentParams& p, cv::Size in, cv::Size out, std::mt19937& rng);
+void ApplyAffine(const AffineDraw& draw, const AugmentParams& p, cv::Size out, Sample* sample);
+
+// The part of an input of size `in` that ApplyAffine's warp to `out` reads (all of it under
+// perspective).
+cv::Rect AffineSourceWindow(const AffineDraw& draw, const AugmentParams& p, cv::Size in,
+                            cv::Size out);
 
 // The last steps of Ultralytics 8.1.47's training pipeline, drawn in its order: random
 // hue/saturation/value gains in OpenCV's 8-bit HSV (each 1 + U(-1, 1) x gain; no draws when all

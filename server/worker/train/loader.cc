@@ -402,10 +402,10 @@ Sample BatchLoader::GeometricSample(int index, const EpochPlanner::Plan* plan, i
   const int s = options_.imgsz;
   double gain = 1;
   Sample sample;
-  // Each loader thread reuses its mosaic canvas (a new 2s x 2s image every time costs page
-  // faults); the affine below warps it into a new s x s image, so no sample keeps it.
-  thread_local cv::Mat canvas;
   if (mosaic && Uniform(rng, 0, 1) < hyp.mosaic) {
+    // Each loader thread reuses its mosaic canvas (a new 2s x 2s image every time costs page
+    // faults); the affine warps it into a new s x s image, so no sample keeps it.
+    thread_local cv::Mat canvas;
     std::vector<Sample> four;
     four.push_back(LoadResized(index, &gain, /*remember=*/true));
     // Partners from the images loaded most recently (Ultralytics' buffer), the image itself
@@ -416,18 +416,25 @@ Sample BatchLoader::GeometricSample(int index, const EpochPlanner::Plan* plan, i
       const int partner = buffered > 0 ? plan->BufferImage(position, pick(rng)) : index;
       four.push_back(LoadResized(partner, &gain, /*remember=*/true));
     }
-    const int64_t start = NowNs();
-    sample = Mosaic4(four, s, rng, &canvas);
+    int64_t start = NowNs();
+    // The affine is drawn before the canvas is painted, so that only the part it reads is.
+    const cv::Point centre = DrawMosaicCentre(s, rng);
+    const cv::Size canvas_size(2 * s, 2 * s), out(s, s);
+    const AffineDraw affine = DrawAffine(hyp, canvas_size, out, rng);
+    sample =
+        PaintMosaic(four, s, centre, AffineSourceWindow(affine, hyp, canvas_size, out), &canvas);
     Count(LoaderProfile::kMosaic, start);
-  } else {
-    sample = LoadResized(index, &gain, /*remember=*/mosaic);
-    const int64_t start = NowNs();
-    sample.image = Letterbox(sample.image, s, s, /*scaleup=*/true, nullptr, &sample.boxes);
-    Count(LoaderProfile::kMosaic, start);
+    start = NowNs();
+    ApplyAffine(affine, hyp, out, &sample);  // a new s x s image: the canvas stays here
+    Count(LoaderProfile::kAffine, start);
+    return sample;
   }
-  const int64_t start = NowNs();
+  sample = LoadResized(index, &gain, /*remember=*/mosaic);
+  int64_t start = NowNs();
+  sample.image = Letterbox(sample.image, s, s, /*scaleup=*/true, nullptr, &sample.boxes);
+  Count(LoaderProfile::kMosaic, start);
+  start = NowNs();
   RandomAffine(&sample, hyp, cv::Size(s, s), rng);
-  if (!canvas.empty() && sample.image.data == canvas.data) sample.image = sample.image.clone();
   Count(LoaderProfile::kAffine, start);
   return sample;
 }

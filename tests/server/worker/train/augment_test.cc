@@ -155,6 +155,39 @@ TEST(AugmentTest, AReusedMosaicCanvasGivesTheSameImage) {
   }
 }
 
+TEST(AugmentTest, PaintingOnlyWhatTheWarpReadsGivesTheSameSample) {
+  // The loader's order (centre, affine, paint the window the warp reads, warp) against the whole
+  // canvas, on a dirty canvas, for the default augmentation and with rotation and shear.
+  std::vector<Sample> four(4);
+  std::mt19937 fill(9);
+  for (int k = 0; k < 4; ++k) {
+    four[k].image = cv::Mat(k == 2 ? 40 : 64, k == 1 ? 48 : 64, CV_8UC3);
+    cv::randu(four[k].image, 0, 256);
+    four[k].boxes = {{k, 4, 6, 30, 28}};
+  }
+  AugmentParams rotated;
+  rotated.degrees = 10, rotated.shear = 5, rotated.scale = 0.9, rotated.translate = 0.2;
+  cv::Mat canvas(128, 128, CV_8UC3, cv::Scalar::all(1));
+  for (const AugmentParams& p : {AugmentParams(), rotated}) {
+    for (int seed = 0; seed < 30; ++seed) {
+      std::mt19937 a(seed), b(seed);
+      Sample whole = Mosaic4(four, 64, a);
+      RandomAffine(&whole, p, cv::Size(64, 64), a);
+      const cv::Point centre = DrawMosaicCentre(64, b);
+      const AffineDraw draw = DrawAffine(p, cv::Size(128, 128), cv::Size(64, 64), b);
+      const cv::Rect window = AffineSourceWindow(draw, p, cv::Size(128, 128), cv::Size(64, 64));
+      Sample part = PaintMosaic(four, 64, centre, window, &canvas);
+      ApplyAffine(draw, p, cv::Size(64, 64), &part);
+      ASSERT_EQ(cv::norm(whole.image, part.image, cv::NORM_INF), 0) << "seed " << seed;
+      ASSERT_EQ(whole.boxes.size(), part.boxes.size());
+      for (size_t i = 0; i < whole.boxes.size(); ++i)
+        EXPECT_EQ(whole.boxes[i].x1, part.boxes[i].x1);
+      EXPECT_EQ(a(), b());  // the same draws
+      canvas.setTo(cv::Scalar::all(seed));
+    }
+  }
+}
+
 TEST(AugmentTest, AffineWithoutChangeIsIdentity) {
   std::mt19937 rng(3);
   AugmentParams p;

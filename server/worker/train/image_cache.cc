@@ -163,7 +163,6 @@ cv::Mat RecentImages::Find(int index) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = where_.find(index);
   if (it == where_.end()) return {};
-  order_.splice(order_.begin(), order_, it->second);
   return it->second->second;
 }
 
@@ -171,10 +170,7 @@ void RecentImages::Insert(int index, const cv::Mat& image) {
   if (capacity_ == 0 || image.empty()) return;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = where_.find(index);
-  if (it != where_.end()) {  // another thread loaded it meanwhile
-    order_.splice(order_.begin(), order_, it->second);
-    return;
-  }
+  if (it != where_.end()) return;  // another thread loaded it meanwhile
   order_.emplace_front(index, image);
   where_[index] = order_.begin();
   bytes_ += MatBytes(image);

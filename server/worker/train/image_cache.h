@@ -30,13 +30,15 @@ cv::Mat DecodeForSize(const std::string& path, int long_side, int imgsz);
 // damage as a full decode in a fraction of the time.
 bool CheckImage(const std::string& path, cv::Size* size);
 
-// The images loaded most recently, already resized, least recently used first out: Ultralytics'
+// The images loaded most recently, already resized, the first loaded first out: Ultralytics'
 // mosaic buffer, which lets a mosaic take its three partners from memory instead of decoding
-// them again. Its size is fixed by the capacity whatever the dataset's size. Thread-safe.
+// them again, and spares decoding an image while it is in the buffer. The epoch plan
+// (EpochPlanner) counts on that order; an image used again does not stay longer. Its size is
+// fixed by the capacity whatever the dataset's size. Thread-safe.
 class RecentImages {
  public:
   explicit RecentImages(size_t capacity) : capacity_(capacity) {}
-  // The image, or an empty one; a hit makes it the most recent.
+  // The image, or an empty one.
   cv::Mat Find(int index);
   void Insert(int index, const cv::Mat& image);
   void Clear();
@@ -47,7 +49,7 @@ class RecentImages {
  private:
   const size_t capacity_;
   mutable std::mutex mu_;
-  std::list<std::pair<int, cv::Mat>> order_;  // most recent first
+  std::list<std::pair<int, cv::Mat>> order_;  // the latest inserted first
   std::unordered_map<int, std::list<std::pair<int, cv::Mat>>::iterator> where_;
   int64_t bytes_ = 0;
 };

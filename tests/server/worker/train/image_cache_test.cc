@@ -111,21 +111,23 @@ TEST(DecodeForSizeTest, FullSizeAndOrientationAsOpenCv) {
   fs::remove_all(dir);
 }
 
-TEST(RecentImagesTest, KeepsTheMostRecentlyUsed) {
+TEST(RecentImagesTest, LetsTheFirstLoadedGoFirst) {
   RecentImages recent(2);
   const cv::Mat a(4, 4, CV_8UC3, cv::Scalar::all(1)), b(4, 4, CV_8UC3, cv::Scalar::all(2)),
       c(4, 4, CV_8UC3, cv::Scalar::all(3));
   recent.Insert(1, a);
   recent.Insert(2, b);
   EXPECT_EQ(recent.bytes(), 2 * 48);
-  EXPECT_FALSE(recent.Find(1).empty());  // 1 is now the most recent: 2 leaves next
+  EXPECT_FALSE(recent.Find(1).empty());  // a use does not keep 1 longer: it leaves first
   recent.Insert(3, c);
   EXPECT_EQ(recent.size(), 2u);
-  EXPECT_TRUE(recent.Find(2).empty());
+  EXPECT_TRUE(recent.Find(1).empty());
   EXPECT_EQ(recent.Find(3).at<cv::Vec3b>(0, 0)[0], 3);
-  EXPECT_EQ(recent.Find(1).at<cv::Vec3b>(0, 0)[0], 1);
-  recent.Insert(1, c);  // already there: kept as it was
-  EXPECT_EQ(recent.Find(1).at<cv::Vec3b>(0, 0)[0], 1);
+  EXPECT_EQ(recent.Find(2).at<cv::Vec3b>(0, 0)[0], 2);
+  recent.Insert(2, c);  // already there: kept as it was, in its place
+  EXPECT_EQ(recent.Find(2).at<cv::Vec3b>(0, 0)[0], 2);
+  recent.Insert(1, a);
+  EXPECT_TRUE(recent.Find(2).empty());
   recent.Clear();
   EXPECT_EQ(recent.size(), 0u);
   EXPECT_EQ(recent.bytes(), 0);

@@ -215,6 +215,28 @@ TEST_F(LoaderTest, RecentBufferGivesTheSameBatchesWithFewerDecodes) {
   EXPECT_EQ(RecentImagesCapacity(o, 10000), 0);
 }
 
+// With a buffer smaller than the dataset, the loader decodes exactly what the epoch plan loads
+// (an image visited while still in the buffer is not decoded again) and every partner comes
+// from memory: the buffer lets images go in the order they came, as the plan assumes.
+TEST_F(LoaderTest, RecentBufferDecodesWhatThePlanLoads) {
+  LoaderOptions o;
+  o.imgsz = 64, o.batch = 1, o.augment = true, o.shuffle = true, o.seed = 3, o.workers = 0;
+  const int n = static_cast<int>(records_.size());
+  ASSERT_GT(n, RecentImagesCapacity(o, n));  // a buffer that must let images go
+  BatchLoader loader(records_, o);
+  TwoEpochs(loader);
+  const LoaderProfile p = loader.Profile();
+  ASSERT_EQ(p.images, 2 * n);
+  // Exactly the loads the plan counts: each epoch's entries into the buffer.
+  EpochPlanner planner(n, o.batch, o.shuffle, o.close_mosaic_epoch);
+  const size_t first = planner.ForEpoch(0)->loaded.size();
+  const size_t second =
+      planner.ForEpoch(1)->loaded.size() - std::min<size_t>(first, planner.ForEpoch(1)->capacity);
+  EXPECT_EQ(p.decodes, static_cast<int64_t>(first + second));
+  EXPECT_LT(p.decodes, 2 * n);
+  EXPECT_EQ(p.decodes + p.recent_hits, 4 * p.images);  // four images a mosaic, each from one
+}
+
 // Images four times imgsz decode at 1/4 scale: the training samples keep their boxes exactly
 // and their pixels up to resampling (per-channel means within half a level, mean absolute
 // difference under 3 levels).

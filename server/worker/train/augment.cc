@@ -6,6 +6,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "server/worker/train/rounding.h"
+#include "server/worker/train/warp_kernel.h"
 
 namespace yolo {
 
@@ -201,9 +202,13 @@ void ApplyAffine(const AffineDraw& draw, const AugmentParams& p, cv::Size out, S
       cv::warpPerspective(sample->image, warped, cv::Mat(M), out, cv::INTER_LINEAR,
                           cv::BORDER_CONSTANT, cv::Scalar::all(kPadValue));
     } else {
-      cv::Mat affine = cv::Mat(M).rowRange(0, 2);
-      cv::warpAffine(sample->image, warped, affine, out, cv::INTER_LINEAR, cv::BORDER_CONSTANT,
-                     cv::Scalar::all(kPadValue));
+      const cv::Matx23d affine(M(0, 0), M(0, 1), M(0, 2), M(1, 0), M(1, 1), M(1, 2));
+      // Scale and shift only (no rotation or shear, the default): the separable warp, which
+      // gives OpenCV's pixels in a fraction of its time.
+      if (!WarpScaleShift(sample->image, affine, out, kPadValue, &warped)) {
+        cv::warpAffine(sample->image, warped, cv::Mat(affine), out, cv::INTER_LINEAR,
+                       cv::BORDER_CONSTANT, cv::Scalar::all(kPadValue));
+      }
     }
     sample->image = warped;
   }

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -11,6 +12,7 @@
 #include <string>
 #include <tuple>
 #include <unordered_map>
+#include <vector>
 
 #include "server/worker/train/bn_silu_kernel.h"
 
@@ -23,6 +25,56 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
+
+// BatchNorm+SiLU outputs (blocked, x̂ in float) that a following convolution may recompute from
+// x̂ in its backward pass instead of keeping them: y = silu(gamma x̂ + beta) is the same bits
+// again, and x̂ is kept anyway. Entries hold every tensor weakly, so that each is freed as usual
+// (and is never mistaken for a new one at the same address), and the output's version, so that
+// one changed in place is not recomputed. The trainer's thread only; expired entries leave as
+// new ones come.
+struct Recomputable {
+  using Weak = c10::weak_intrusive_ptr<c10::TensorImpl>;
+  Weak output, xhat, gamma, beta;
+  int64_t version = 0;
+};
+thread_local std::vector<Recomputable> recomputable;
+
+void RememberRecomputable(const at::Tensor& y, const at::Tensor& xhat, const at::Tensor& gamma,
+                          const at::Tensor& beta) {
+  std::vector<Recomputable>& list = recomputable;
+  list.erase(std::remove_if(list.begin(), list.end(),
+                            [](const Recomputable& r) { return r.output.expired(); }),
+             list.end());
+  using Weak = Recomputable::Weak;
+  list.push_back({Weak(y.getIntrusivePtr()), Weak(xhat.getIntrusivePtr()),
+                  Weak(gamma.getIntrusivePtr()), Weak(beta.getIntrusivePtr()), y._version()});
+}
+
+// The x̂, gamma and beta of which `x` (itself, not a view of it) is the unchanged output.
+bool FindRecomputable(const at::Tensor& x, at::Tensor* xhat, at::Tensor* gamma, at::Tensor* beta) {
+  for (const Recomputable& r : recomputable) {
+    if (r.output.lock().get() != x.unsafeGetTensorImpl()) continue;
+    c10::intrusive_ptr<c10::TensorImpl> kept = r.xhat.lock(), g = r.gamma.lock(), b = r.beta.lock();
+    if (!kept || !g || !b || x._version() != r.version) return false;
+    *xhat = at::Tensor(std::move(kept));
+    *gamma = at::Tensor(std::move(g)), *beta = at::Tensor(std::move(b));
+    return xhat->sizes() == x.sizes() && xhat->scalar_type() == at::kFloat;
+  }
+  return false;
+}
+
+// y = silu(gamma x̂ + beta) for a blocked x̂, as CpuBatchNormSiluFunction's forward wrote it.
+at::Tensor RecomputeBatchNormSilu(const at::Tensor& xhat, const at::Tensor& gamma,
+                                  const at::Tensor& beta) {
+  const BnSiluShape s{xhat.size(0), xhat.size(1) * xhat.size(4), xhat.size(2) * xhat.size(3),
+                      xhat.size(4)};
+  at::Tensor y = at::empty_like(xhat);
+  at::parallel_for(0, s.c / s.block, 1, [&](int64_t begin, int64_t end) {
+    BnSiluOutputBlocked(xhat.data_ptr<float>(), s, begin, end, gamma.data_ptr<float>(),
+                        beta.data_ptr<float>(), y.data_ptr<float>());
+  });
+  return y;
+}
 
 // BatchNorm (training) + SiLU through the fused kernels of bn_silu_kernel.h, on a contiguous
 // NCHW tensor (threads split the channels) or a blocked one (threads split channel blocks).
@@ -64,6 +116,7 @@ class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSi
       running_var.mul_(1.0 - momentum).add_(stats[2], momentum);
     }
     ctx->save_for_backward({xhat, g, b, stats[1]});
+    if (blocked && !bf16 && RecomputeEnabled()) RememberRecomputable(y, xhat, g, b);
     return y;
   }
 
@@ -301,7 +354,17 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
       memory out = Wrap(p.dst, y);
       dnnl::reorder(dst, out).execute(Stream(), dst, out);
     }
-    ctx->save_for_backward({x, weight});
+    // An input that is a BatchNorm+SiLU output is recomputed from that layer's x̂ for the weight
+    // gradient rather than kept: one activation-sized tensor less per layer until backward.
+    at::Tensor xhat, gamma, beta;
+    const bool recompute =
+        x.dim() == 5 && RecomputeEnabled() && FindRecomputable(x_in, &xhat, &gamma, &beta);
+    if (recompute) {
+      ctx->save_for_backward({xhat, weight, gamma, beta});
+    } else {
+      ctx->save_for_backward({x, weight});
+    }
+    ctx->saved_data["recompute"] = recompute;
     ctx->saved_data["stride"] = stride;
     ctx->saved_data["padding"] = padding;
     ctx->saved_data["out_blocked"] = out_blocked;
@@ -311,7 +374,10 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor &x = saved[0], &weight = saved[1];
+    const at::Tensor x = ctx->saved_data["recompute"].toBool()
+                             ? RecomputeBatchNormSilu(saved[0], saved[2], saved[3])
+                             : saved[0];
+    const at::Tensor& weight = saved[1];
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const ConvPrimitives& p = Primitives(KeyOf(x, weight, ctx->saved_data["stride"].toInt(),
                                                ctx->saved_data["padding"].toInt(),
@@ -374,6 +440,11 @@ bool WinogradEnabled() {
 
 bool FusedBatchNormEnabled() {
   static const bool enabled = EnvSwitch("YOLO_FUSED_BN", true);
+  return enabled;
+}
+
+bool RecomputeEnabled() {
+  static const bool enabled = EnvSwitch("YOLO_RECOMPUTE", true);
   return enabled;
 }
 

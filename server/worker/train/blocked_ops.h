@@ -26,6 +26,10 @@ bool FusedBatchNormEnabled();
 // Whether the fused BatchNorm keeps x̂ in bfloat16 (YOLO_BN_BF16=1): half the memory it holds
 // for backward, for gradients within ~1e-2 relative of float's instead of ~1e-5.
 bool FusedBatchNormKeepsBf16();
+// Whether a blocked convolution whose input is a fused BatchNorm+SiLU output recomputes that
+// input from the layer's x̂ in backward instead of keeping it (the same gradients bit for bit,
+// less memory); YOLO_RECOMPUTE=0 keeps inputs. Only with x̂ in float.
+bool RecomputeEnabled();
 
 // Whether 3x3 convolutions of stride 1 between blocked tensors use Winograd's F(4x4, 3x3)
 // where oneDNN has it (AVX-512, nChw16c): about half the time of direct convolution over a

@@ -332,6 +332,27 @@ YOLO_AVX2 void ForwardBlockedW(const float* z, const BnSiluShape& s, int64_t b, 
   }
 }
 
+template <int W>
+YOLO_AVX2 void OutputBlockedW(const float* xhat, const BnSiluShape& s, int64_t b,
+                              const float* gamma, const float* beta, float* y) {
+  constexpr int H = W / 8;
+  const int64_t blocks = s.c / W, row = s.hw * W, c0 = b * W;
+  __m256 g[H], bt[H];
+  for (int h = 0; h < H; ++h) {
+    g[h] = _mm256_loadu_ps(gamma + c0 + h * 8), bt[h] = _mm256_loadu_ps(beta + c0 + h * 8);
+  }
+  for (int64_t n = 0; n < s.n; ++n) {
+    const int64_t off = (n * blocks + b) * row;
+    for (int64_t i = 0; i < row; i += W) {
+      for (int h = 0; h < H; ++h) {
+        const int64_t at = off + i + h * 8;
+        const __m256 u = _mm256_fmadd_ps(g[h], _mm256_loadu_ps(xhat + at), bt[h]);
+        _mm256_storeu_ps(y + at, _mm256_mul_ps(u, Sigmoid8(u)));
+      }
+    }
+  }
+}
+
 template <int W, class X>
 YOLO_AVX2 void BackwardBlockedW(const float* gy, const X* xhat, const BnSiluShape& s, int64_t b,
                                 const float* gamma, const float* beta, const float* invstd,
@@ -463,6 +484,11 @@ void BnSiluForwardBlocked(const float* z, const BnSiluShape& s, int64_t b0, int6
                           const float* gamma, const float* beta, float* mean, float* invstd,
                           float* var_unbiased, float* xhat, float* y) {
   ForwardBlockedAny(z, s, b0, b1, eps, gamma, beta, mean, invstd, var_unbiased, xhat, y);
+}
+void BnSiluOutputBlocked(const float* xhat, const BnSiluShape& s, int64_t b0, int64_t b1,
+                         const float* gamma, const float* beta, float* y) {
+  auto* one = s.block == 16 ? OutputBlockedW<16> : OutputBlockedW<8>;
+  for (int64_t b = b0; b < b1; ++b) one(xhat, s, b, gamma, beta, y);
 }
 void BnSiluBackwardBlocked(const float* gy, const uint16_t* xhat, const BnSiluShape& s, int64_t b0,
                            int64_t b1, const float* gamma, const float* beta, const float* invstd,

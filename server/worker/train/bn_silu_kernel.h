@@ -52,6 +52,10 @@ void BnSiluForwardBlocked(const float* z, const BnSiluShape& s, int64_t b0, int6
 void BnSiluForwardBlocked(const float* z, const BnSiluShape& s, int64_t b0, int64_t b1, double eps,
                           const float* gamma, const float* beta, float* mean, float* invstd,
                           float* var_unbiased, float* xhat, float* y);
+// The forward's output again from its float x̂, y = silu(gamma x̂ + beta), for channel blocks
+// [b0, b1) of the blocked layout: the same operations as BnSiluForwardBlocked, so the same bits.
+void BnSiluOutputBlocked(const float* xhat, const BnSiluShape& s, int64_t b0, int64_t b1,
+                         const float* gamma, const float* beta, float* y);
 void BnSiluBackwardBlocked(const float* gy, const uint16_t* xhat, const BnSiluShape& s, int64_t b0,
                            int64_t b1, const float* gamma, const float* beta, const float* invstd,
                            float* gz, float* ggamma, float* gbeta);

@@ -505,9 +505,12 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
   batch.images =
       at::empty({b, 3, h, w}, at::TensorOptions(at::kByte).pinned_memory(options_.pin_memory));
   uint8_t* dst = batch.images.data_ptr<uint8_t>();
-  // Colour, flips and BGR pixels -> RGB planes in one pass, straight into the batch.
-  for (int64_t i = 0; i < b; ++i)
+  // Colour, flips and BGR pixels -> RGB planes in one pass, straight into the batch (every
+  // sample of a batch has its size).
+  for (int64_t i = 0; i < b; ++i) {
+    CV_Assert(samples[i].image.size() == cv::Size(w, h));
     WritePlanes(samples[i].image, samples[i].finish, dst + i * 3 * h * w);
+  }
   Count(LoaderProfile::kFinish, start);
   start = NowNs();
   std::vector<float> idx, cls, boxes;

@@ -181,6 +181,14 @@ bool WarpScaleShift(const cv::Mat& src, const cv::Matx23d& matrix, cv::Size out,
   const double b1 = -m[0] * m[2] - m[1] * m[5], b2 = -m[3] * m[2] - m[4] * m[5];
   m[2] = b1, m[5] = b2;
 
+  // Coordinates of 1/1024 pixel must fit an int, as OpenCV's do for any sane warp: a map that
+  // reaches 2^20 pixels away (a drawn scale near zero) is left to OpenCV.
+  const double reach = 1 << 20;
+  const double far_x = std::abs(m[0]) * out.width + std::abs(m[2]);
+  const double far_y = std::abs(m[4]) * out.height + std::abs(m[5]);
+  if (!(far_x < reach && far_y < reach)) return false;
+  if (dst->data == src.data) return false;  // in place: OpenCV copies the source first
+
   std::vector<Tap> cols(out.width);
   const int x0 = Round((m[1] * 0 + m[2]) * kAbScale) + kRoundDelta;  // m[1] is zero
   for (int x = 0; x < out.width; ++x) cols[x] = TapOf(x0 + Round(m[0] * x * kAbScale));

@@ -274,6 +274,24 @@ YOLO_AVX2 inline void AddLanes(double* acc, __m256 v) {  // acc[0..7] += v
                                           _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
 }
 
+// A block's gamma and beta as its W / 8 vectors.
+template <int W>
+struct BlockParams {
+  __m256 gamma[W / 8], beta[W / 8];
+  YOLO_AVX2 BlockParams(const float* g, const float* b, int64_t c0) {
+    for (int h = 0; h < W / 8; ++h) {
+      gamma[h] = _mm256_loadu_ps(g + c0 + h * 8), beta[h] = _mm256_loadu_ps(b + c0 + h * 8);
+    }
+  }
+};
+
+// The forward's output from x̂, silu(gamma x̂ + beta): the forward and its recomputation
+// (BnSiluOutputBlocked) both call this, so they give the same bits.
+YOLO_AVX2 inline __m256 SiluOfAffine8(__m256 gamma, __m256 x, __m256 beta) {
+  const __m256 u = _mm256_fmadd_ps(gamma, x, beta);
+  return _mm256_mul_ps(u, Sigmoid8(u));
+}
+
 // A block of W channels (8 or 16) is W / 8 vectors at each position.
 template <int W, class X>
 YOLO_AVX2 void ForwardBlockedW(const float* z, const BnSiluShape& s, int64_t b, double eps,
@@ -313,11 +331,11 @@ YOLO_AVX2 void ForwardBlockedW(const float* z, const BnSiluShape& s, int64_t b, 
     invstd[c0 + l] = static_cast<float>(1.0 / std::sqrt(var + eps));
     var_unbiased[c0 + l] = static_cast<float>(count > 1 ? var * count / (count - 1) : var);
   }
-  __m256 m[H], is[H], g[H], bt[H];
+  __m256 m[H], is[H];
   for (int h = 0; h < H; ++h) {
     m[h] = _mm256_loadu_ps(mean + c0 + h * 8), is[h] = _mm256_loadu_ps(invstd + c0 + h * 8);
-    g[h] = _mm256_loadu_ps(gamma + c0 + h * 8), bt[h] = _mm256_loadu_ps(beta + c0 + h * 8);
   }
+  const BlockParams<W> p(gamma, beta, c0);
   for (int64_t n = 0; n < s.n; ++n) {
     const int64_t off = (n * blocks + b) * row;
     for (int64_t i = 0; i < row; i += W) {
@@ -325,8 +343,7 @@ YOLO_AVX2 void ForwardBlockedW(const float* z, const BnSiluShape& s, int64_t b, 
         const int64_t at = off + i + h * 8;
         const __m256 x = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(z + at), m[h]), is[h]);
         StoreX8(xhat + at, x);
-        const __m256 u = _mm256_fmadd_ps(g[h], x, bt[h]);
-        _mm256_storeu_ps(y + at, _mm256_mul_ps(u, Sigmoid8(u)));
+        _mm256_storeu_ps(y + at, SiluOfAffine8(p.gamma[h], x, p.beta[h]));
       }
     }
   }
@@ -335,19 +352,14 @@ YOLO_AVX2 void ForwardBlockedW(const float* z, const BnSiluShape& s, int64_t b, 
 template <int W>
 YOLO_AVX2 void OutputBlockedW(const float* xhat, const BnSiluShape& s, int64_t b,
                               const float* gamma, const float* beta, float* y) {
-  constexpr int H = W / 8;
-  const int64_t blocks = s.c / W, row = s.hw * W, c0 = b * W;
-  __m256 g[H], bt[H];
-  for (int h = 0; h < H; ++h) {
-    g[h] = _mm256_loadu_ps(gamma + c0 + h * 8), bt[h] = _mm256_loadu_ps(beta + c0 + h * 8);
-  }
+  const int64_t blocks = s.c / W, row = s.hw * W;
+  const BlockParams<W> p(gamma, beta, b * W);
   for (int64_t n = 0; n < s.n; ++n) {
     const int64_t off = (n * blocks + b) * row;
     for (int64_t i = 0; i < row; i += W) {
-      for (int h = 0; h < H; ++h) {
+      for (int h = 0; h < W / 8; ++h) {
         const int64_t at = off + i + h * 8;
-        const __m256 u = _mm256_fmadd_ps(g[h], _mm256_loadu_ps(xhat + at), bt[h]);
-        _mm256_storeu_ps(y + at, _mm256_mul_ps(u, Sigmoid8(u)));
+        _mm256_storeu_ps(y + at, SiluOfAffine8(p.gamma[h], _mm256_loadu_ps(xhat + at), p.beta[h]));
       }
     }
   }

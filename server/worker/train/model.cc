@@ -267,18 +267,15 @@ torch::Tensor SPPFImpl::pool(const torch::Tensor& x) const {
 }
 
 torch::Tensor SPPFImpl::forward(const torch::Tensor& x) {
-  if (x.dim() == 5) {  // pooled in NCHW: at stride 32 the conversions cost next to nothing
-    torch::Tensor y0 = FromBlocked(cv1->forward(x));
-    torch::Tensor y1 = pool(y0);
-    torch::Tensor y2 = pool(y1);
-    torch::Tensor y3 = pool(y2);
-    return cv2->forward(ToBlocked(at::cat({y0, y1, y2, y3}, 1)));
-  }
+  // Blocked activations are pooled in NCHW: at stride 32 the conversions cost next to nothing.
+  const bool blocked = x.dim() == 5;
   torch::Tensor y0 = cv1->forward(x);
+  if (blocked) y0 = FromBlocked(y0);
   torch::Tensor y1 = pool(y0);
   torch::Tensor y2 = pool(y1);
   torch::Tensor y3 = pool(y2);
-  return cv2->forward(at::cat({y0, y1, y2, y3}, 1));
+  torch::Tensor pooled = at::cat({y0, y1, y2, y3}, 1);
+  return cv2->forward(blocked ? ToBlocked(pooled) : pooled);
 }
 
 torch::Tensor UpsampleImpl::forward(const torch::Tensor& x) {

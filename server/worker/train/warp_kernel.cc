@@ -190,7 +190,8 @@ bool WarpScaleShift(const cv::Mat& src, const cv::Matx23d& matrix, cv::Size out,
   if (dst->data == src.data) return false;  // in place: OpenCV copies the source first
 
   std::vector<Tap> cols(out.width);
-  const int x0 = Round((m[1] * 0 + m[2]) * kAbScale) + kRoundDelta;  // m[1] is zero
+  // OpenCV's (m[1] y + m[2]) * 1024 for every row, m[1] being zero.
+  const int x0 = Round(m[2] * kAbScale) + kRoundDelta;
   for (int x = 0; x < out.width; ++x) cols[x] = TapOf(x0 + Round(m[0] * x * kAbScale));
 
   dst->create(out, CV_8UC3);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "server/worker/train/bn_silu_kernel.h"
+#include "server/worker/train/recompute.h"
 
 #ifdef YOLO_WITH_ONEDNN
 #include <oneapi/dnnl/dnnl.hpp>
@@ -25,56 +26,6 @@ namespace {
 
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
-
-// BatchNorm+SiLU outputs (blocked, x̂ in float) that a following convolution may recompute from
-// x̂ in its backward pass instead of keeping them: y = silu(gamma x̂ + beta) is the same bits
-// again, and x̂ is kept anyway. Entries hold every tensor weakly, so that each is freed as usual
-// (and is never mistaken for a new one at the same address), and the output's version, so that
-// one changed in place is not recomputed. The trainer's thread only; expired entries leave as
-// new ones come.
-struct Recomputable {
-  using Weak = c10::weak_intrusive_ptr<c10::TensorImpl>;
-  Weak output, xhat, gamma, beta;
-  int64_t version = 0;
-};
-thread_local std::vector<Recomputable> recomputable;
-
-void RememberRecomputable(const at::Tensor& y, const at::Tensor& xhat, const at::Tensor& gamma,
-                          const at::Tensor& beta) {
-  std::vector<Recomputable>& list = recomputable;
-  list.erase(std::remove_if(list.begin(), list.end(),
-                            [](const Recomputable& r) { return r.output.expired(); }),
-             list.end());
-  using Weak = Recomputable::Weak;
-  list.push_back({Weak(y.getIntrusivePtr()), Weak(xhat.getIntrusivePtr()),
-                  Weak(gamma.getIntrusivePtr()), Weak(beta.getIntrusivePtr()), y._version()});
-}
-
-// The x̂, gamma and beta of which `x` (itself, not a view of it) is the unchanged output.
-bool FindRecomputable(const at::Tensor& x, at::Tensor* xhat, at::Tensor* gamma, at::Tensor* beta) {
-  for (const Recomputable& r : recomputable) {
-    if (r.output.lock().get() != x.unsafeGetTensorImpl()) continue;
-    c10::intrusive_ptr<c10::TensorImpl> kept = r.xhat.lock(), g = r.gamma.lock(), b = r.beta.lock();
-    if (!kept || !g || !b || x._version() != r.version) return false;
-    *xhat = at::Tensor(std::move(kept));
-    *gamma = at::Tensor(std::move(g)), *beta = at::Tensor(std::move(b));
-    return xhat->sizes() == x.sizes() && xhat->scalar_type() == at::kFloat;
-  }
-  return false;
-}
-
-// y = silu(gamma x̂ + beta) for a blocked x̂, as CpuBatchNormSiluFunction's forward wrote it.
-at::Tensor RecomputeBatchNormSilu(const at::Tensor& xhat, const at::Tensor& gamma,
-                                  const at::Tensor& beta) {
-  const BnSiluShape s{xhat.size(0), xhat.size(1) * xhat.size(4), xhat.size(2) * xhat.size(3),
-                      xhat.size(4)};
-  at::Tensor y = at::empty_like(xhat);
-  at::parallel_for(0, s.c / s.block, 1, [&](int64_t begin, int64_t end) {
-    BnSiluOutputBlocked(xhat.data_ptr<float>(), s, begin, end, gamma.data_ptr<float>(),
-                        beta.data_ptr<float>(), y.data_ptr<float>());
-  });
-  return y;
-}
 
 // BatchNorm (training) + SiLU through the fused kernels of bn_silu_kernel.h, on a contiguous
 // NCHW tensor (threads split the channels) or a blocked one (threads split channel blocks).
@@ -116,7 +67,7 @@ class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSi
       running_var.mul_(1.0 - momentum).add_(stats[2], momentum);
     }
     ctx->save_for_backward({xhat, g, b, stats[1]});
-    if (blocked && !bf16 && RecomputeEnabled()) RememberRecomputable(y, xhat, g, b);
+    if (blocked && !bf16) RecordBatchNormSilu(y, xhat, g, b);
     return y;
   }
 
@@ -354,17 +305,17 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
       memory out = Wrap(p.dst, y);
       dnnl::reorder(dst, out).execute(Stream(), dst, out);
     }
-    // An input that is a BatchNorm+SiLU output is recomputed from that layer's x̂ for the weight
-    // gradient rather than kept: one activation-sized tensor less per layer until backward.
-    at::Tensor xhat, gamma, beta;
-    const bool recompute =
-        x.dim() == 5 && RecomputeEnabled() && FindRecomputable(x_in, &xhat, &gamma, &beta);
-    if (recompute) {
-      ctx->save_for_backward({xhat, weight, gamma, beta});
+    // An input made of BatchNorm+SiLU outputs (recompute.h) is rebuilt from their x̂ for the
+    // weight gradient rather than kept: one activation-sized tensor less per layer until
+    // backward. The weight is saved last.
+    RecomputePlan plan;
+    if (x.dim() == 5 && PlanRecompute(x_in, &plan)) {
+      plan.leaves.push_back(weight);
+      ctx->save_for_backward(plan.leaves);
+      ctx->saved_data["recompute"] = c10::List<int64_t>(plan.steps);
     } else {
       ctx->save_for_backward({x, weight});
     }
-    ctx->saved_data["recompute"] = recompute;
     ctx->saved_data["stride"] = stride;
     ctx->saved_data["padding"] = padding;
     ctx->saved_data["out_blocked"] = out_blocked;
@@ -374,10 +325,12 @@ class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor x = ctx->saved_data["recompute"].toBool()
-                             ? RecomputeBatchNormSilu(saved[0], saved[2], saved[3])
-                             : saved[0];
-    const at::Tensor& weight = saved[1];
+    const at::Tensor weight = saved.back();
+    saved.pop_back();
+    const auto steps = ctx->saved_data.find("recompute");
+    const at::Tensor x = steps == ctx->saved_data.end()
+                             ? saved[0]
+                             : Recompute(saved, steps->second.toIntList().vec());
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     const ConvPrimitives& p = Primitives(KeyOf(x, weight, ctx->saved_data["stride"].toInt(),
                                                ctx->saved_data["padding"].toInt(),
@@ -523,6 +476,28 @@ at::Tensor CpuBatchNormSilu(const at::Tensor& z, const at::Tensor& gamma, const 
   return CpuBatchNormSiluFunction::apply(z, gamma, beta, running_mean, running_var, momentum, eps);
 }
 
-at::Tensor BlockedUpsample2x(const at::Tensor& x) { return BlockedUpsampleFunction::apply(x); }
+at::Tensor BlockedUpsample2x(const at::Tensor& x) {
+  at::Tensor y = BlockedUpsampleFunction::apply(x);
+  RecordUpsample(y, x);
+  return y;
+}
+
+at::Tensor ConcatChannels(const std::vector<at::Tensor>& parts) {
+  at::Tensor y = at::cat(parts, 1);
+  if (y.dim() == 5) RecordCat(y, parts);
+  return y;
+}
+
+std::vector<at::Tensor> ChunkChannels(const at::Tensor& x, int64_t chunks) {
+  std::vector<at::Tensor> parts = x.chunk(chunks, 1);
+  if (x.dim() == 5) RecordChunks(parts, x);
+  return parts;
+}
+
+at::Tensor AddActivations(const at::Tensor& a, const at::Tensor& b) {
+  at::Tensor y = a + b;
+  if (y.dim() == 5) RecordAdd(y, a, b);
+  return y;
+}
 
 }  // namespace yolo

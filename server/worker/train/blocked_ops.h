@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace yolo {
 
@@ -26,9 +27,9 @@ bool FusedBatchNormEnabled();
 // Whether the fused BatchNorm keeps x̂ in bfloat16 (YOLO_BN_BF16=1): half the memory it holds
 // for backward, for gradients within ~1e-2 relative of float's instead of ~1e-5.
 bool FusedBatchNormKeepsBf16();
-// Whether a blocked convolution whose input is a fused BatchNorm+SiLU output recomputes that
-// input from the layer's x̂ in backward instead of keeping it (the same gradients bit for bit,
-// less memory); YOLO_RECOMPUTE=0 keeps inputs. Only with x̂ in float.
+// Whether a blocked convolution whose input is made of fused BatchNorm+SiLU outputs rebuilds
+// that input from their x̂ in backward instead of keeping it (recompute.h: the same gradients
+// bit for bit, less memory); YOLO_RECOMPUTE=0 keeps inputs. Only with x̂ in float.
 bool RecomputeEnabled();
 
 // Whether 3x3 convolutions of stride 1 between blocked tensors use Winograd's F(4x4, 3x3)
@@ -62,5 +63,12 @@ at::Tensor CpuBatchNormSilu(const at::Tensor& z, const at::Tensor& gamma, const 
 
 // Nearest-neighbour upsampling by 2 of a blocked tensor.
 at::Tensor BlockedUpsample2x(const at::Tensor& x);
+
+// Concatenation and chunking along channels, and addition, of activations blocked or NCHW:
+// at::cat(parts, 1), x.chunk(chunks, 1) and a + b, whose blocked results a convolution taking
+// them can rebuild in backward (recompute.h).
+at::Tensor ConcatChannels(const std::vector<at::Tensor>& parts);
+std::vector<at::Tensor> ChunkChannels(const at::Tensor& x, int64_t chunks);
+at::Tensor AddActivations(const at::Tensor& a, const at::Tensor& b);
 
 }  // namespace yolo

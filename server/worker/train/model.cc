@@ -233,7 +233,7 @@ BottleneckImpl::BottleneckImpl(int c1, int c2, bool shortcut) {
 
 torch::Tensor BottleneckImpl::forward(const torch::Tensor& x) {
   torch::Tensor y = cv2->forward(cv1->forward(x));
-  return add ? x + y : y;
+  return add ? AddActivations(x, y) : y;
 }
 
 C2fImpl::C2fImpl(int c1, int c2, int n, bool shortcut) {
@@ -248,9 +248,9 @@ C2fImpl::C2fImpl(int c1, int c2, int n, bool shortcut) {
 }
 
 torch::Tensor C2fImpl::forward(const torch::Tensor& x) {
-  std::vector<torch::Tensor> ys = cv1->forward(x).chunk(2, 1);
+  std::vector<torch::Tensor> ys = ChunkChannels(cv1->forward(x), 2);
   for (auto& block : blocks) ys.push_back(block->forward(ys.back()));
-  return cv2->forward(at::cat(ys, 1));
+  return cv2->forward(ConcatChannels(ys));
 }
 
 SPPFImpl::SPPFImpl(int c1, int c2, int k) {
@@ -454,10 +454,10 @@ std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& x) {
   torch::Tensor p3 = c2fs_[4]->forward(convs_[3]->forward(y));
   torch::Tensor p4 = c2fs_[6]->forward(convs_[5]->forward(p3));
   torch::Tensor p5 = sppf_->forward(c2fs_[8]->forward(convs_[7]->forward(p4)));
-  torch::Tensor h12 = c2fs_[12]->forward(at::cat({up10_->forward(p5), p4}, 1));
-  torch::Tensor out3 = c2fs_[15]->forward(at::cat({up13_->forward(h12), p3}, 1));
-  torch::Tensor out4 = c2fs_[18]->forward(at::cat({convs_[16]->forward(out3), h12}, 1));
-  torch::Tensor out5 = c2fs_[21]->forward(at::cat({convs_[19]->forward(out4), p5}, 1));
+  torch::Tensor h12 = c2fs_[12]->forward(ConcatChannels({up10_->forward(p5), p4}));
+  torch::Tensor out3 = c2fs_[15]->forward(ConcatChannels({up13_->forward(h12), p3}));
+  torch::Tensor out4 = c2fs_[18]->forward(ConcatChannels({convs_[16]->forward(out3), h12}));
+  torch::Tensor out5 = c2fs_[21]->forward(ConcatChannels({convs_[19]->forward(out4), p5}));
   return detect->forward({out3, out4, out5});
 }
 

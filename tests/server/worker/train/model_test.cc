@@ -6,8 +6,10 @@
 #include <torch/types.h>
 
 #include <cmath>
+#include <optional>
 
 #include "server/worker/train/blocked_ops.h"
+#include "server/worker/train/recompute.h"
 
 namespace yolo {
 namespace {
@@ -184,6 +186,37 @@ TEST(ModelTest, BlockedLayoutTrainsLikeNchw) {
   for (size_t i = 0; i < running[0].size(); ++i) {
     EXPECT_LT(rel(running[1][i].to(at::kFloat), running[0][i].to(at::kFloat)), 1e-4)
         << "buffer " << i;
+  }
+}
+
+// A blocked training step that rebuilds convolutions' inputs in backward (recompute.h) gives
+// the gradients of one that keeps them, bit for bit.
+TEST(ModelTest, BlockedStepRebuildsInputsWithTheSameGradients) {
+  if (!BlockedLayoutAvailable() || !RecomputeEnabled() || FusedBatchNormKeepsBf16()) {
+    GTEST_SKIP() << "no blocked layout, or recomputing switched off";
+  }
+  auto scale = ScaleFromName("yolov8n");
+  ASSERT_TRUE(scale.ok());
+  std::vector<at::Tensor> grads[2];
+  for (int kept = 0; kept < 2; ++kept) {
+    std::optional<NoRecomputeScope> no_recompute;
+    if (kept == 1) no_recompute.emplace();
+    torch::manual_seed(6);
+    DetectionModel m(*scale, 3);
+    m->train();
+    m->set_blocked_layout(true);
+    at::Tensor loss = at::zeros({});
+    for (const at::Tensor& level : m->forward(at::rand({2, 3, 64, 64}))) {
+      loss = loss + (level * at::randn(level.sizes())).sum();
+    }
+    loss.backward();
+    for (const auto& p : m->parameters()) {
+      if (p.requires_grad()) grads[kept].push_back(p.grad().clone());
+    }
+  }
+  ASSERT_EQ(grads[0].size(), grads[1].size());
+  for (size_t i = 0; i < grads[0].size(); ++i) {
+    EXPECT_TRUE(at::equal(grads[0][i], grads[1][i])) << "parameter " << i;
   }
 }
 

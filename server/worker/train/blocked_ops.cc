@@ -4,6 +4,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -27,88 +28,107 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// (N, C, H, W) or blocked (N, C/B, H, W, B), as the kernels see it.
+BnSiluShape Geometry(const at::Tensor& t) {
+  return t.dim() == 5
+             ? BnSiluShape{t.size(0), t.size(1) * t.size(4), t.size(2) * t.size(3), t.size(4)}
+             : BnSiluShape{t.size(0), t.size(1), t.size(2) * t.size(3)};
+}
+
 // BatchNorm (training) + SiLU through the fused kernels of bn_silu_kernel.h, on a contiguous
 // NCHW tensor (threads split the channels) or a blocked one (threads split channel blocks).
+// Updates the running statistics; returns y, and sets x̂ (bfloat16 with FusedBatchNormKeepsBf16)
+// and the batch's mean and inverse standard deviation (2, C).
+at::Tensor BnSiluTrainForward(const at::Tensor& z, const at::Tensor& g, const at::Tensor& b,
+                              at::Tensor running_mean, at::Tensor running_var, double momentum,
+                              double eps, at::Tensor* xhat_out, at::Tensor* mean_invstd) {
+  const bool blocked = z.dim() == 5;
+  const BnSiluShape s = Geometry(z);
+  const int64_t units = blocked ? s.c / s.block : s.c;  // what the threads split
+  at::Tensor y = at::empty_like(z);
+  const bool bf16 = FusedBatchNormKeepsBf16();
+  at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(bf16 ? at::kBFloat16 : at::kFloat));
+  at::Tensor stats = at::empty({3, s.c}, z.options());  // mean, invstd, unbiased variance
+  float* st = stats.data_ptr<float>();
+  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+    auto run = [&](auto* x) {  // x̂ as bfloat16 bits or float: the kernel overloads
+      if (blocked) {
+        BnSiluForwardBlocked(z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(),
+                             b.data_ptr<float>(), st, st + s.c, st + 2 * s.c, x,
+                             y.data_ptr<float>());
+      } else {
+        BnSiluForward(z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(),
+                      b.data_ptr<float>(), st, st + s.c, st + 2 * s.c, x, y.data_ptr<float>());
+      }
+    };
+    if (bf16) {
+      run(reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>()));
+    } else {
+      run(xhat.data_ptr<float>());
+    }
+  });
+  {
+    at::NoGradGuard no_grad;
+    running_mean.mul_(1.0 - momentum).add_(stats[0], momentum);
+    running_var.mul_(1.0 - momentum).add_(stats[2], momentum);
+  }
+  *xhat_out = std::move(xhat);
+  *mean_invstd = stats.narrow(0, 0, 2);
+  return y;
+}
+
+// The gradients of z, gamma and beta from y's and the forward pass's x̂.
+std::array<at::Tensor, 3> BnSiluTrainBackward(const at::Tensor& gy_in, const at::Tensor& xhat,
+                                              const at::Tensor& gamma, const at::Tensor& beta,
+                                              const at::Tensor& invstd_in) {
+  const at::Tensor invstd = invstd_in.contiguous();
+  const at::Tensor gy = gy_in.to(at::kFloat).contiguous();
+  const bool blocked = xhat.dim() == 5;
+  const BnSiluShape s = Geometry(xhat);
+  at::Tensor gz = at::empty_like(gy);
+  at::Tensor gparams = at::empty({2, s.c}, gy.options());  // gamma, beta
+  float* gp = gparams.data_ptr<float>();
+  const int64_t units = blocked ? s.c / s.block : s.c;
+  at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
+    auto run = [&](const auto* x) {
+      if (blocked) {
+        BnSiluBackwardBlocked(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
+                              beta.data_ptr<float>(), invstd.data_ptr<float>(),
+                              gz.data_ptr<float>(), gp, gp + s.c);
+      } else {
+        BnSiluBackward(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
+                       beta.data_ptr<float>(), invstd.data_ptr<float>(), gz.data_ptr<float>(), gp,
+                       gp + s.c);
+      }
+    };
+    if (xhat.scalar_type() == at::kBFloat16) {
+      run(reinterpret_cast<const uint16_t*>(xhat.data_ptr<at::BFloat16>()));
+    } else {
+      run(xhat.data_ptr<float>());
+    }
+  });
+  return {gz, gparams[0], gparams[1]};
+}
+
 class CpuBatchNormSiluFunction : public torch::autograd::Function<CpuBatchNormSiluFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& z_in, const at::Tensor& gamma,
                             const at::Tensor& beta, at::Tensor running_mean, at::Tensor running_var,
                             double momentum, double eps) {
-    const at::Tensor z = z_in.contiguous();
-    const bool blocked = z.dim() == 5;
-    const BnSiluShape s = Geometry(z);
-    const int64_t units = blocked ? s.c / s.block : s.c;  // what the threads split
-    at::Tensor y = at::empty_like(z);
-    const bool bf16 = FusedBatchNormKeepsBf16();
-    at::Tensor xhat = at::empty(z.sizes(), z.options().dtype(bf16 ? at::kBFloat16 : at::kFloat));
-    at::Tensor stats = at::empty({3, s.c}, z.options());  // mean, invstd, unbiased variance
     const at::Tensor g = gamma.contiguous(), b = beta.contiguous();
-    float* st = stats.data_ptr<float>();
-    at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
-      auto run = [&](auto* x) {  // x̂ as bfloat16 bits or float: the kernel overloads
-        if (blocked) {
-          BnSiluForwardBlocked(z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(),
-                               b.data_ptr<float>(), st, st + s.c, st + 2 * s.c, x,
-                               y.data_ptr<float>());
-        } else {
-          BnSiluForward(z.data_ptr<float>(), s, begin, end, eps, g.data_ptr<float>(),
-                        b.data_ptr<float>(), st, st + s.c, st + 2 * s.c, x, y.data_ptr<float>());
-        }
-      };
-      if (bf16) {
-        run(reinterpret_cast<uint16_t*>(xhat.data_ptr<at::BFloat16>()));
-      } else {
-        run(xhat.data_ptr<float>());
-      }
-    });
-    {
-      at::NoGradGuard no_grad;
-      running_mean.mul_(1.0 - momentum).add_(stats[0], momentum);
-      running_var.mul_(1.0 - momentum).add_(stats[2], momentum);
-    }
+    at::Tensor xhat, stats;
+    at::Tensor y = BnSiluTrainForward(z_in.contiguous(), g, b, std::move(running_mean),
+                                      std::move(running_var), momentum, eps, &xhat, &stats);
     ctx->save_for_backward({xhat, g, b, stats[1]});
-    if (blocked && !bf16) RecordBatchNormSilu(y, xhat, g, b);
+    if (y.dim() == 5) RecordBatchNormSilu(y, xhat, g, b);
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     auto saved = ctx->get_saved_variables();
-    const at::Tensor &xhat = saved[0], &gamma = saved[1], &beta = saved[2];
-    const at::Tensor invstd = saved[3].contiguous();
-    const at::Tensor gy = grads[0].to(at::kFloat).contiguous();
-    const bool blocked = xhat.dim() == 5;
-    const BnSiluShape s = Geometry(xhat);
-    at::Tensor gz = at::empty_like(gy);
-    at::Tensor gparams = at::empty({2, s.c}, gy.options());  // gamma, beta
-    float* gp = gparams.data_ptr<float>();
-    const int64_t units = blocked ? s.c / s.block : s.c;
-    at::parallel_for(0, units, 1, [&](int64_t begin, int64_t end) {
-      auto run = [&](const auto* x) {
-        if (blocked) {
-          BnSiluBackwardBlocked(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
-                                beta.data_ptr<float>(), invstd.data_ptr<float>(),
-                                gz.data_ptr<float>(), gp, gp + s.c);
-        } else {
-          BnSiluBackward(gy.data_ptr<float>(), x, s, begin, end, gamma.data_ptr<float>(),
-                         beta.data_ptr<float>(), invstd.data_ptr<float>(), gz.data_ptr<float>(), gp,
-                         gp + s.c);
-        }
-      };
-      if (xhat.scalar_type() == at::kBFloat16) {
-        run(reinterpret_cast<const uint16_t*>(xhat.data_ptr<at::BFloat16>()));
-      } else {
-        run(xhat.data_ptr<float>());
-      }
-    });
-    return {gz, gparams[0], gparams[1], at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
-  }
-
- private:
-  // (N, C, H, W) or blocked (N, C/B, H, W, B), as the kernels see it.
-  static BnSiluShape Geometry(const at::Tensor& t) {
-    return t.dim() == 5
-               ? BnSiluShape{t.size(0), t.size(1) * t.size(4), t.size(2) * t.size(3), t.size(4)}
-               : BnSiluShape{t.size(0), t.size(1), t.size(2) * t.size(3)};
+    auto [gz, ggamma, gbeta] =
+        BnSiluTrainBackward(grads[0], saved[0], saved[1], saved[2], saved[3]);
+    return {gz, ggamma, gbeta, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -274,104 +294,171 @@ ConvKey KeyOf(const at::Tensor& x, const at::Tensor& weight, int64_t stride, int
           stride,    padding, src_blocked, out_blocked, has_bias};
 }
 
+// y = conv(x, weight) + bias through oneDNN, outside autograd.
+at::Tensor ConvForward(const at::Tensor& x_in, const at::Tensor& weight_in, const at::Tensor& bias,
+                       int64_t stride, int64_t padding, bool out_blocked) {
+  const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
+  const bool has_bias = bias.defined() && bias.numel() > 0;
+  const ConvPrimitives& p = Primitives(KeyOf(x, weight, stride, padding, out_blocked, has_bias));
+  const memory::dims& d = p.dst.dims();
+  const int64_t width = BlockedLayoutWidth();
+  at::Tensor y = out_blocked ? at::empty({d[0], d[1] / width, d[2], d[3], width}, x.options())
+                             : at::empty({d[0], d[1], d[2], d[3]}, x.options());
+  at::Tensor src_copy, weights_copy, dst_copy;
+  const memory::desc& dst_desc = p.fwd_pd.dst_desc();
+  if (dst_desc != p.dst) {
+    dst_copy = at::empty({static_cast<int64_t>(dst_desc.get_size() / sizeof(float))}, x.options());
+  }
+  memory dst = Wrap(dst_desc, dst_copy.defined() ? dst_copy : y);
+  std::unordered_map<int, memory> args = {
+      {DNNL_ARG_SRC, InLayout(p.src, x, p.fwd_pd.src_desc(), &src_copy)},
+      {DNNL_ARG_WEIGHTS, InLayout(p.weights, weight, p.fwd_pd.weights_desc(), &weights_copy)},
+      {DNNL_ARG_DST, dst}};
+  const at::Tensor b = has_bias ? bias.contiguous() : at::Tensor();
+  if (has_bias) args.emplace(DNNL_ARG_BIAS, Wrap(p.bias, b));
+  at::Tensor scratch;
+  p.fwd.execute(Stream(), WithScratchpad(std::move(args), p.fwd_pd.scratchpad_desc(), &scratch));
+  if (dst_copy.defined()) {
+    memory out = Wrap(p.dst, y);
+    dnnl::reorder(dst, out).execute(Stream(), dst, out);
+  }
+  return y;
+}
+
+// The gradients of x (when `want_gx` and x is blocked), of the weight and of the bias (when
+// `has_bias`) from y's.
+std::array<at::Tensor, 3> ConvBackward(const at::Tensor& x, const at::Tensor& weight,
+                                       const at::Tensor& gy_in, int64_t stride, int64_t padding,
+                                       bool out_blocked, bool has_bias, bool want_gx) {
+  const ConvPrimitives& p = Primitives(KeyOf(x, weight, stride, padding, out_blocked, has_bias));
+  const at::Tensor gy = gy_in.contiguous();
+  at::Tensor gx, gw = at::empty_like(weight), gb;
+  if (x.dim() == 5 && want_gx) {
+    gx = at::empty_like(x);
+    at::Tensor weights_copy, gy_copy, scratch;
+    p.data.execute(
+        Stream(),
+        WithScratchpad(
+            {{DNNL_ARG_DIFF_DST, InLayout(p.dst, gy, p.data_pd.diff_dst_desc(), &gy_copy)},
+             {DNNL_ARG_WEIGHTS,
+              InLayout(p.weights, weight, p.data_pd.weights_desc(), &weights_copy)},
+             {DNNL_ARG_DIFF_SRC, Wrap(p.src, gx)}},
+            p.data_pd.scratchpad_desc(), &scratch));
+  }
+  at::Tensor src_copy, gy_copy;
+  const memory::desc& gw_desc = p.weights_pd.diff_weights_desc();
+  at::Tensor gw_blocked = gw;
+  if (gw_desc != p.weights) {
+    gw_blocked =
+        at::empty({static_cast<int64_t>(gw_desc.get_size() / sizeof(float))}, weight.options());
+  }
+  std::unordered_map<int, memory> args = {
+      {DNNL_ARG_SRC, InLayout(p.src, x, p.weights_pd.src_desc(), &src_copy)},
+      {DNNL_ARG_DIFF_DST, InLayout(p.dst, gy, p.weights_pd.diff_dst_desc(), &gy_copy)},
+      {DNNL_ARG_DIFF_WEIGHTS, Wrap(gw_desc, gw_blocked)}};
+  if (has_bias) {
+    gb = at::empty({weight.size(0)}, weight.options());
+    args.emplace(DNNL_ARG_DIFF_BIAS, Wrap(p.bias, gb));
+  }
+  at::Tensor scratch;
+  p.weights_prim.execute(Stream(),
+                         WithScratchpad(std::move(args), p.weights_pd.scratchpad_desc(), &scratch));
+  if (gw_desc != p.weights) {
+    memory from = Wrap(gw_desc, gw_blocked), to = Wrap(p.weights, gw);
+    dnnl::reorder(from, to).execute(Stream(), from, to);
+  }
+  return {gx, gw, gb};
+}
+
+// Saves what rebuilds `x_in` in backward (recompute.h), or `x` itself; the weight last.
+void SaveInput(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& x,
+               std::vector<at::Tensor> rest) {
+  RecomputePlan plan;
+  if (x.dim() == 5 && PlanRecompute(x_in, &plan)) {
+    ctx->saved_data["recompute"] = c10::List<int64_t>(plan.steps);
+  } else {
+    plan.leaves = {x};
+  }
+  ctx->saved_data["leaves"] = static_cast<int64_t>(plan.leaves.size());
+  plan.leaves.insert(plan.leaves.end(), rest.begin(), rest.end());
+  ctx->save_for_backward(plan.leaves);
+}
+
+// The input SaveInput saved, and the tensors saved after it.
+at::Tensor SavedInput(AutogradContext* ctx, std::vector<at::Tensor>* rest) {
+  std::vector<at::Tensor> saved = ctx->get_saved_variables();
+  const int64_t leaves = ctx->saved_data["leaves"].toInt();
+  rest->assign(saved.begin() + leaves, saved.end());
+  saved.resize(leaves);
+  const auto steps = ctx->saved_data.find("recompute");
+  return steps == ctx->saved_data.end() ? saved[0]
+                                        : Recompute(saved, steps->second.toIntList().vec());
+}
+
 class BlockedConvFunction : public torch::autograd::Function<BlockedConvFunction> {
  public:
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in,
                             const at::Tensor& weight_in, const at::Tensor& bias, int64_t stride,
                             int64_t padding, bool out_blocked) {
     const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
-    const bool has_bias = bias.numel() > 0;
-    const ConvPrimitives& p = Primitives(KeyOf(x, weight, stride, padding, out_blocked, has_bias));
-    const memory::dims& d = p.dst.dims();
-    const int64_t width = BlockedLayoutWidth();
-    at::Tensor y = out_blocked ? at::empty({d[0], d[1] / width, d[2], d[3], width}, x.options())
-                               : at::empty({d[0], d[1], d[2], d[3]}, x.options());
-    at::Tensor src_copy, weights_copy, dst_copy;
-    const memory::desc& dst_desc = p.fwd_pd.dst_desc();
-    if (dst_desc != p.dst) {
-      dst_copy =
-          at::empty({static_cast<int64_t>(dst_desc.get_size() / sizeof(float))}, x.options());
-    }
-    memory dst = Wrap(dst_desc, dst_copy.defined() ? dst_copy : y);
-    std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, InLayout(p.src, x, p.fwd_pd.src_desc(), &src_copy)},
-        {DNNL_ARG_WEIGHTS, InLayout(p.weights, weight, p.fwd_pd.weights_desc(), &weights_copy)},
-        {DNNL_ARG_DST, dst}};
-    const at::Tensor b = has_bias ? bias.contiguous() : at::Tensor();
-    if (has_bias) args.emplace(DNNL_ARG_BIAS, Wrap(p.bias, b));
-    at::Tensor scratch;
-    p.fwd.execute(Stream(), WithScratchpad(std::move(args), p.fwd_pd.scratchpad_desc(), &scratch));
-    if (dst_copy.defined()) {
-      memory out = Wrap(p.dst, y);
-      dnnl::reorder(dst, out).execute(Stream(), dst, out);
-    }
+    at::Tensor y = ConvForward(x, weight, bias, stride, padding, out_blocked);
     // An input made of BatchNorm+SiLU outputs (recompute.h) is rebuilt from their x̂ for the
     // weight gradient rather than kept: one activation-sized tensor less per layer until
-    // backward. The weight is saved last.
-    RecomputePlan plan;
-    if (x.dim() == 5 && PlanRecompute(x_in, &plan)) {
-      plan.leaves.push_back(weight);
-      ctx->save_for_backward(plan.leaves);
-      ctx->saved_data["recompute"] = c10::List<int64_t>(plan.steps);
-    } else {
-      ctx->save_for_backward({x, weight});
-    }
+    // backward.
+    SaveInput(ctx, x_in, x, {weight});
     ctx->saved_data["stride"] = stride;
     ctx->saved_data["padding"] = padding;
     ctx->saved_data["out_blocked"] = out_blocked;
-    ctx->saved_data["has_bias"] = has_bias;
+    ctx->saved_data["has_bias"] = bias.numel() > 0;
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
-    auto saved = ctx->get_saved_variables();
-    const at::Tensor weight = saved.back();
-    saved.pop_back();
-    const auto steps = ctx->saved_data.find("recompute");
-    const at::Tensor x = steps == ctx->saved_data.end()
-                             ? saved[0]
-                             : Recompute(saved, steps->second.toIntList().vec());
-    const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    const ConvPrimitives& p = Primitives(KeyOf(x, weight, ctx->saved_data["stride"].toInt(),
-                                               ctx->saved_data["padding"].toInt(),
-                                               ctx->saved_data["out_blocked"].toBool(), has_bias));
-    const at::Tensor gy = grads[0].contiguous();
-    at::Tensor gx, gw = at::empty_like(weight), gb;
-    if (x.dim() == 5 && ctx->needs_input_grad(0)) {
-      gx = at::empty_like(x);
-      at::Tensor weights_copy, gy_copy, scratch;
-      p.data.execute(
-          Stream(),
-          WithScratchpad(
-              {{DNNL_ARG_DIFF_DST, InLayout(p.dst, gy, p.data_pd.diff_dst_desc(), &gy_copy)},
-               {DNNL_ARG_WEIGHTS,
-                InLayout(p.weights, weight, p.data_pd.weights_desc(), &weights_copy)},
-               {DNNL_ARG_DIFF_SRC, Wrap(p.src, gx)}},
-              p.data_pd.scratchpad_desc(), &scratch));
-    }
-    at::Tensor src_copy, gy_copy;
-    const memory::desc& gw_desc = p.weights_pd.diff_weights_desc();
-    at::Tensor gw_blocked = gw;
-    if (gw_desc != p.weights) {
-      gw_blocked =
-          at::empty({static_cast<int64_t>(gw_desc.get_size() / sizeof(float))}, weight.options());
-    }
-    std::unordered_map<int, memory> args = {
-        {DNNL_ARG_SRC, InLayout(p.src, x, p.weights_pd.src_desc(), &src_copy)},
-        {DNNL_ARG_DIFF_DST, InLayout(p.dst, gy, p.weights_pd.diff_dst_desc(), &gy_copy)},
-        {DNNL_ARG_DIFF_WEIGHTS, Wrap(gw_desc, gw_blocked)}};
-    if (has_bias) {
-      gb = at::empty({weight.size(0)}, weight.options());
-      args.emplace(DNNL_ARG_DIFF_BIAS, Wrap(p.bias, gb));
-    }
-    at::Tensor scratch;
-    p.weights_prim.execute(
-        Stream(), WithScratchpad(std::move(args), p.weights_pd.scratchpad_desc(), &scratch));
-    if (gw_desc != p.weights) {
-      memory from = Wrap(gw_desc, gw_blocked), to = Wrap(p.weights, gw);
-      dnnl::reorder(from, to).execute(Stream(), from, to);
-    }
+    std::vector<at::Tensor> rest;
+    const at::Tensor x = SavedInput(ctx, &rest);
+    auto [gx, gw, gb] =
+        ConvBackward(x, rest[0], grads[0], ctx->saved_data["stride"].toInt(),
+                     ctx->saved_data["padding"].toInt(), ctx->saved_data["out_blocked"].toBool(),
+                     ctx->saved_data["has_bias"].toBool(), ctx->needs_input_grad(0));
     return {gx, gw, gb, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// A convolution (blocked output, no bias) followed by BatchNorm+SiLU that keeps neither its
+// output nor x̂: backward runs the convolution again and normalises its output with the saved
+// statistics, which gives x̂'s bits again (recompute.h).
+class BlockedConvBnSiluFunction : public torch::autograd::Function<BlockedConvBnSiluFunction> {
+ public:
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x_in,
+                            const at::Tensor& weight_in, const at::Tensor& gamma,
+                            const at::Tensor& beta, at::Tensor running_mean, at::Tensor running_var,
+                            int64_t stride, int64_t padding, double momentum, double eps) {
+    const at::Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
+    const at::Tensor g = gamma.contiguous(), b = beta.contiguous();
+    at::Tensor xhat, stats;
+    at::Tensor y = BnSiluTrainForward(ConvForward(x, weight, {}, stride, padding, true), g, b,
+                                      std::move(running_mean), std::move(running_var), momentum,
+                                      eps, &xhat, &stats);
+    SaveInput(ctx, x_in, x, {weight, g, b, stats});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    const bool rebuilt = ctx->saved_data.find("recompute") != ctx->saved_data.end();
+    RecordConvBatchNormSilu(y, rebuilt ? x_in : x, weight, stats, g, b, stride, padding);
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    std::vector<at::Tensor> rest;
+    const at::Tensor x = SavedInput(ctx, &rest);
+    const at::Tensor &weight = rest[0], &gamma = rest[1], &beta = rest[2], &stats = rest[3];
+    const int64_t stride = ctx->saved_data["stride"].toInt();
+    const int64_t padding = ctx->saved_data["padding"].toInt();
+    const at::Tensor xhat = NormalisedConvOutput(x, weight, stats, stride, padding, /*last=*/true);
+    auto [gz, ggamma, gbeta] = BnSiluTrainBackward(grads[0], xhat, gamma, beta, stats[1]);
+    auto [gx, gw, gb] = ConvBackward(x, weight, gz, stride, padding, /*out_blocked=*/true,
+                                     /*has_bias=*/false, ctx->needs_input_grad(0));
+    return {gx,           gw,           ggamma,       gbeta,        at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 #endif  // YOLO_WITH_ONEDNN
@@ -463,6 +550,32 @@ at::Tensor BlockedConv2d(const at::Tensor& x, const at::Tensor& weight, const at
   (void)x, (void)weight, (void)bias, (void)stride, (void)padding, (void)out_blocked;
   throw std::logic_error("BlockedConv2d: built without oneDNN");
 #endif
+}
+
+at::Tensor BlockedConvForward(const at::Tensor& x, const at::Tensor& weight, int64_t stride,
+                              int64_t padding) {
+#ifdef YOLO_WITH_ONEDNN
+  return ConvForward(x, weight, {}, stride, padding, /*out_blocked=*/true);
+#else
+  (void)x, (void)weight, (void)stride, (void)padding;
+  throw std::logic_error("BlockedConvForward: built without oneDNN");
+#endif
+}
+
+at::Tensor BlockedConvBatchNormSilu(const at::Tensor& x, const at::Tensor& weight,
+                                    const at::Tensor& gamma, const at::Tensor& beta,
+                                    at::Tensor running_mean, at::Tensor running_var, int64_t stride,
+                                    int64_t padding, double momentum, double eps) {
+#ifdef YOLO_WITH_ONEDNN
+  if (RecomputeActive() && !FusedBatchNormKeepsBf16() &&
+      Primitives(KeyOf(x, weight, stride, padding, true, false)).optimised) {
+    return BlockedConvBnSiluFunction::apply(x, weight, gamma, beta, std::move(running_mean),
+                                            std::move(running_var), stride, padding, momentum, eps);
+  }
+#endif
+  const at::Tensor z = BlockedConv2d(x, weight, /*bias=*/{}, stride, padding, true);
+  return CpuBatchNormSilu(z, gamma, beta, std::move(running_mean), std::move(running_var), momentum,
+                          eps);
 }
 
 bool CpuBatchNormSiluHandles(const at::Tensor& z) {

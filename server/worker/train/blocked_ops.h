@@ -53,6 +53,20 @@ at::Tensor FromBlocked(const at::Tensor& blocked);
 at::Tensor BlockedConv2d(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                          int64_t stride, int64_t padding, bool out_blocked);
 
+// The convolution alone, outside autograd: blocked or NCHW `x`, blocked result, no bias.
+at::Tensor BlockedConvForward(const at::Tensor& x, const at::Tensor& weight, int64_t stride,
+                              int64_t padding);
+
+// BatchNorm+SiLU (training) of a convolution without bias into the blocked layout, keeping
+// neither the convolution's output nor x̂ for backward: both are made again there from the
+// input, for about one more forward pass of the convolution (recompute.h). For convolutions
+// that cost little against the activations they make (the stem, 1x1). Where recomputing is
+// off, the same as BlockedConv2d followed by CpuBatchNormSilu.
+at::Tensor BlockedConvBatchNormSilu(const at::Tensor& x, const at::Tensor& weight,
+                                    const at::Tensor& gamma, const at::Tensor& beta,
+                                    at::Tensor running_mean, at::Tensor running_var, int64_t stride,
+                                    int64_t padding, double momentum, double eps);
+
 // BatchNorm in training mode followed by SiLU (bn_silu_kernel.h) on a CPU float tensor, NCHW
 // and contiguous or blocked (CpuBatchNormSiluHandles says which tensors qualify); updates the
 // running statistics as BatchNorm2d does.

@@ -218,9 +218,15 @@ torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
 torch::Tensor ConvImpl::forward_blocked(const torch::Tensor& x) {
   const auto& o = bn->options;
   bn->num_batches_tracked += 1;
+  const int64_t stride = conv->options.stride()->at(0);
+  const int64_t padding = conv->options.kernel_size()->at(0) / 2;
+  if (rebuild_normalised) {
+    return BlockedConvBatchNormSilu(x, conv->weight, bn->weight, bn->bias, bn->running_mean,
+                                    bn->running_var, stride, padding, o.momentum().value(),
+                                    o.eps());
+  }
   const torch::Tensor z =
-      BlockedConv2d(x, conv->weight, /*bias=*/{}, conv->options.stride()->at(0),
-                    conv->options.kernel_size()->at(0) / 2, /*out_blocked=*/true);
+      BlockedConv2d(x, conv->weight, /*bias=*/{}, stride, padding, /*out_blocked=*/true);
   return CpuBatchNormSilu(z, bn->weight, bn->bias, bn->running_mean, bn->running_var,
                           o.momentum().value(), o.eps());
 }
@@ -374,6 +380,7 @@ DetectionModelImpl::DetectionModelImpl(const ModelScale& s, int nc) : scale(s), 
   auto ch = [&](int c) { return Channels(c, s); };
   auto add_conv = [&](int i, int c1, int c2, int k, int st) {
     convs_[i] = Conv(c1, c2, k, st);
+    convs_[i]->rebuild_normalised = i == 0;  // the stem: 27 multiply-adds per output
     model->push_back(convs_[i]);
   };
   auto add_c2f = [&](int i, int c1, int c2, int n, bool shortcut) {

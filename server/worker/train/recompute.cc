@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
@@ -16,14 +17,17 @@ namespace {
 
 using Weak = c10::weak_intrusive_ptr<c10::TensorImpl>;
 
-enum Op : int64_t { kBatchNormSilu, kUpsample, kAdd, kCat, kChunk };
+enum Op : int64_t { kBatchNormSilu, kUpsample, kAdd, kCat, kChunk, kTensor, kConvBatchNormSilu };
 
 // How one recorded tensor was made. Tensors are held weakly: a recipe never keeps memory alive.
 struct Recipe {
   Op op = kBatchNormSilu;
-  std::vector<std::shared_ptr<const Recipe>> parts;  // kUpsample, kChunk: 1; kAdd: 2; kCat: n
-  std::vector<Weak> tensors;                         // kBatchNormSilu: x̂, gamma, beta
-  int64_t index = 0, count = 0;                      // kChunk: chunk `index` of `count`
+  // kUpsample, kChunk, kConvBatchNormSilu (its input): 1; kAdd: 2; kCat: n
+  std::vector<std::shared_ptr<const Recipe>> parts;
+  // kBatchNormSilu: x̂, gamma, beta; kTensor: itself; kConvBatchNormSilu: weight, statistics
+  // (mean and inverse standard deviation, 2 x C), gamma, beta
+  std::vector<Weak> tensors;
+  int64_t arg0 = 0, arg1 = 0;  // kChunk: index, count; kConvBatchNormSilu: stride, padding
 };
 
 struct Recorded {
@@ -41,7 +45,7 @@ struct Registry {
 };
 thread_local Registry registry;
 
-bool Recording() { return registry.suspended == 0 && RecomputeEnabled(); }
+bool Recording() { return RecomputeActive(); }
 
 std::shared_ptr<const Recipe> Find(const at::Tensor& t) {
   if (!t.defined()) return nullptr;
@@ -88,21 +92,19 @@ class Planner {
   int64_t Add(const Recipe& r) {
     if (auto it = nodes_.find(&r); it != nodes_.end()) return it->second;
     std::vector<int64_t> operands;
-    if (r.op == kBatchNormSilu) {
-      for (const Weak& w : r.tensors) {
-        const int64_t leaf = Leaf(w);
-        if (leaf < 0) return -1;
-        operands.push_back(leaf);
-      }
-    } else {
-      if (r.op == kCat) operands.push_back(static_cast<int64_t>(r.parts.size()));
-      for (const auto& part : r.parts) {
-        const int64_t node = Add(*part);
-        if (node < 0) return -1;
-        operands.push_back(node);
-      }
-      if (r.op == kChunk) operands.insert(operands.end(), {r.index, r.count});
+    if (r.op == kCat) operands.push_back(static_cast<int64_t>(r.parts.size()));
+    for (const auto& part : r.parts) {
+      const int64_t node = Add(*part);
+      if (node < 0) return -1;
+      operands.push_back(node);
     }
+    for (const Weak& w : r.tensors) {
+      const int64_t leaf = Leaf(w);
+      if (leaf < 0) return -1;
+      operands.push_back(leaf);
+    }
+    if (r.op == kChunk || r.op == kConvBatchNormSilu)
+      operands.insert(operands.end(), {r.arg0, r.arg1});
     plan_->steps.push_back(r.op);
     plan_->steps.insert(plan_->steps.end(), operands.begin(), operands.end());
     return nodes_[&r] = next_node_++;
@@ -171,8 +173,8 @@ void RecordChunks(const std::vector<at::Tensor>& chunks, const at::Tensor& x) {
     auto recipe = std::make_shared<Recipe>();
     recipe->op = kChunk;
     recipe->parts = {whole};
-    recipe->index = static_cast<int64_t>(i);
-    recipe->count = static_cast<int64_t>(chunks.size());
+    recipe->arg0 = static_cast<int64_t>(i);
+    recipe->arg1 = static_cast<int64_t>(chunks.size());
     Record(chunks[i], std::move(recipe));
   }
 }
@@ -190,34 +192,48 @@ at::Tensor Recompute(const std::vector<at::Tensor>& leaves, const std::vector<in
   // Decode the steps once, so that each value can be freed after its last use.
   struct Node {
     Op op;
-    std::vector<int64_t> operands;  // leaves for kBatchNormSilu, earlier nodes otherwise
-    int64_t index = 0, count = 0;
+    std::vector<int64_t> operands;  // earlier nodes
+    std::vector<int64_t> leaves;
+    int64_t arg0 = 0, arg1 = 0;
   };
   std::vector<Node> nodes;
   for (size_t i = 0; i < steps.size();) {
-    Node n{static_cast<Op>(steps[i++]), {}};
-    const int64_t arity = n.op == kBatchNormSilu ? 3
-                          : n.op == kAdd         ? 2
-                          : n.op == kCat         ? steps.at(i++)
-                                                 : 1;
-    for (int64_t k = 0; k < arity; ++k) n.operands.push_back(steps.at(i++));
-    if (n.op == kChunk) n.index = steps.at(i++), n.count = steps.at(i++);
+    Node n{static_cast<Op>(steps[i++]), {}, {}};
+    const int64_t parts = n.op == kBatchNormSilu || n.op == kTensor ? 0
+                          : n.op == kAdd                            ? 2
+                          : n.op == kCat                            ? steps.at(i++)
+                                                                    : 1;
+    const int64_t leaves = n.op == kBatchNormSilu       ? 3
+                           : n.op == kTensor            ? 1
+                           : n.op == kConvBatchNormSilu ? 4
+                                                        : 0;
+    for (int64_t k = 0; k < parts; ++k) n.operands.push_back(steps.at(i++));
+    for (int64_t k = 0; k < leaves; ++k) n.leaves.push_back(steps.at(i++));
+    if (n.op == kChunk || n.op == kConvBatchNormSilu)
+      n.arg0 = steps.at(i++), n.arg1 = steps.at(i++);
     nodes.push_back(std::move(n));
   }
   if (nodes.empty()) throw std::logic_error("Recompute: no steps");
   std::vector<size_t> last_use(nodes.size(), 0);
   for (size_t i = 0; i < nodes.size(); ++i) {
-    if (nodes[i].op == kBatchNormSilu) continue;
     for (int64_t operand : nodes[i].operands) last_use.at(operand) = i;
   }
   std::vector<at::Tensor> values(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
     auto in = [&](size_t k) -> const at::Tensor& { return values.at(n.operands[k]); };
+    auto leaf = [&](size_t k) -> const at::Tensor& { return leaves.at(n.leaves[k]); };
     switch (n.op) {
       case kBatchNormSilu:
-        values[i] = BatchNormSiluOutput(leaves.at(n.operands[0]), leaves.at(n.operands[1]),
-                                        leaves.at(n.operands[2]));
+        values[i] = BatchNormSiluOutput(leaf(0), leaf(1), leaf(2));
+        break;
+      case kTensor:
+        values[i] = leaf(0);
+        break;
+      case kConvBatchNormSilu:
+        values[i] = BatchNormSiluOutput(
+            NormalisedConvOutput(in(0), leaf(0), leaf(1), n.arg0, n.arg1, /*last=*/false), leaf(2),
+            leaf(3));
         break;
       case kUpsample:
         values[i] = BlockedUpsample2x(in(0));
@@ -232,17 +248,67 @@ at::Tensor Recompute(const std::vector<at::Tensor>& leaves, const std::vector<in
         break;
       }
       case kChunk:
-        values[i] = in(0).chunk(n.count, 1).at(n.index);
+        values[i] = in(0).chunk(n.arg1, 1).at(n.arg0);
         break;
     }
-    if (n.op != kBatchNormSilu) {
-      for (int64_t operand : n.operands) {
-        if (last_use[operand] == i) values[operand].reset();
-      }
+    for (int64_t operand : n.operands) {
+      if (last_use[operand] == i) values[operand].reset();
     }
   }
   return values.back().contiguous();
 }
+
+void RecordConvBatchNormSilu(const at::Tensor& y, const at::Tensor& x, const at::Tensor& weight,
+                             const at::Tensor& stats, const at::Tensor& gamma,
+                             const at::Tensor& beta, int64_t stride, int64_t padding) {
+  if (!Recording() || y.dim() != 5) return;
+  std::shared_ptr<const Recipe> input = Find(x);
+  if (!input) {
+    auto kept = std::make_shared<Recipe>();
+    kept->op = kTensor;
+    kept->tensors.emplace_back(x.getIntrusivePtr());
+    input = std::move(kept);
+  }
+  auto recipe = std::make_shared<Recipe>();
+  recipe->op = kConvBatchNormSilu;
+  recipe->parts = {std::move(input)};
+  for (const at::Tensor* t : {&weight, &stats, &gamma, &beta}) {
+    recipe->tensors.emplace_back(t->getIntrusivePtr());
+  }
+  recipe->arg0 = stride, recipe->arg1 = padding;
+  Record(y, std::move(recipe));
+}
+
+at::Tensor NormalisedConvOutput(const at::Tensor& x, const at::Tensor& weight,
+                                const at::Tensor& stats, int64_t stride, int64_t padding,
+                                bool last) {
+  // x̂s made in backward wait here for the convolution's own backward, the last to need them.
+  static std::mutex mu;
+  static auto* made = new std::unordered_map<const c10::TensorImpl*, std::pair<Weak, at::Tensor>>;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = made->find(stats.unsafeGetTensorImpl());
+    if (it != made->end() && it->second.first.lock().get() == stats.unsafeGetTensorImpl()) {
+      at::Tensor xhat = it->second.second;
+      if (last) made->erase(it);
+      return xhat;
+    }
+  }
+  // (z - mean) * invstd, each rounded as the forward pass's kernel rounds it.
+  at::Tensor xhat = BlockedConvForward(x, weight, stride, padding);
+  const std::vector<int64_t> per_channel{1, xhat.size(1), 1, 1, xhat.size(4)};
+  xhat.sub_(stats[0].view(per_channel)).mul_(stats[1].view(per_channel));
+  if (!last) {
+    std::lock_guard<std::mutex> lock(mu);
+    for (auto it = made->begin(); it != made->end();) {  // left by a backward pass cut short
+      it = it->second.first.expired() ? made->erase(it) : std::next(it);
+    }
+    made->emplace(stats.unsafeGetTensorImpl(), std::make_pair(Weak(stats.getIntrusivePtr()), xhat));
+  }
+  return xhat;
+}
+
+bool RecomputeActive() { return registry.suspended == 0 && RecomputeEnabled(); }
 
 NoRecomputeScope::NoRecomputeScope() { ++registry.suspended; }
 NoRecomputeScope::~NoRecomputeScope() { --registry.suspended; }

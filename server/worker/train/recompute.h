@@ -23,6 +23,22 @@ void RecordUpsample(const at::Tensor& y, const at::Tensor& x);
 void RecordAdd(const at::Tensor& y, const at::Tensor& a, const at::Tensor& b);
 void RecordCat(const at::Tensor& y, const std::vector<at::Tensor>& parts);      // along dim 1
 void RecordChunks(const std::vector<at::Tensor>& chunks, const at::Tensor& x);  // x.chunk(n, 1)
+// y = silu(gamma x̂ + beta) with x̂ = (conv(x, weight) - mean) * invstd, `stats` holding mean
+// and invstd (2 x C): rebuilt by running the convolution again. `x` is kept as it is where it
+// is not recorded itself.
+void RecordConvBatchNormSilu(const at::Tensor& y, const at::Tensor& x, const at::Tensor& weight,
+                             const at::Tensor& stats, const at::Tensor& gamma,
+                             const at::Tensor& beta, int64_t stride, int64_t padding);
+
+// Whether recipes are recorded on this thread: RecomputeEnabled() and no NoRecomputeScope.
+bool RecomputeActive();
+
+// x̂ of a RecordConvBatchNormSilu output, from its convolution run again (blocked). The first
+// call in a backward pass makes it and keeps it for later ones; `last` (the layer's own
+// backward) takes it away.
+at::Tensor NormalisedConvOutput(const at::Tensor& x, const at::Tensor& weight,
+                                const at::Tensor& stats, int64_t stride, int64_t padding,
+                                bool last);
 
 // How to rebuild one tensor: the tensors it is made from (x̂s, gammas, betas), to be saved for
 // backward in place of the tensor, and the steps, a flat list of integers.

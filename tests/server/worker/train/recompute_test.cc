@@ -142,5 +142,46 @@ TEST(RecomputeTest, AnOutputChangedInPlaceIsKept) {
   ExpectEqual(grads[0], grads[1]);
 }
 
+// A convolution+BatchNorm+SiLU that keeps neither its output nor x̂ (the stem from the image,
+// and a 1x1 convolution of a blocked output): the convolution runs again in backward, for
+// consumers that take the output whole and in chunks, and the gradients are those of the two
+// steps with everything kept, bit for bit.
+TEST(RecomputeTest, ConvolutionOutputsAreRebuiltByRunningTheConvolutionAgain) {
+  if (!Recomputing()) GTEST_SKIP() << "no blocked layout, or recomputing switched off";
+  const int64_t w = BlockedLayoutWidth();
+  at::manual_seed(9);
+  const at::Tensor image = at::rand({2, 3, 16, 12});
+  Norm n0(2 * w), n1(2 * w), n2(w);
+  const at::Tensor w0 = (at::randn({2 * w, 3, 3, 3}) * 0.3).set_requires_grad(true);
+  const at::Tensor w1 = (at::randn({2 * w, 2 * w, 1, 1}) * 0.2).set_requires_grad(true);
+  const at::Tensor w2 = (at::randn({w, w, 3, 3}) * 0.1).set_requires_grad(true);
+  const at::Tensor w3 = (at::randn({w, 3 * w, 1, 1}) * 0.1).set_requires_grad(true);
+  const at::Tensor upstream = at::randn({2, w, 8, 6});
+  std::vector<at::Tensor> grads[2];
+  for (int kept = 0; kept < 2; ++kept) {
+    std::optional<NoRecomputeScope> no_recompute;
+    if (kept == 1) no_recompute.emplace();
+    at::Tensor loss;
+    std::optional<WeakTensor> stem;
+    {
+      const at::Tensor y0 = BlockedConvBatchNormSilu(image, w0, n0.gamma, n0.beta, n0.mean, n0.var,
+                                                     /*stride=*/2, /*padding=*/1, 0.03, 1e-3);
+      stem.emplace(y0.getIntrusivePtr());
+      const at::Tensor y1 =
+          BlockedConvBatchNormSilu(y0, w1, n1.gamma, n1.beta, n1.mean, n1.var, 1, 0, 0.03, 1e-3);
+      const std::vector<at::Tensor> halves = ChunkChannels(y1, 2);
+      const at::Tensor y2 = n2(BlockedConv2d(halves[1], w2, {}, 1, 1, /*out_blocked=*/true));
+      const at::Tensor all = ConcatChannels({halves[0], halves[1], y2});
+      const at::Tensor out = BlockedConv2d(all, w3, {}, 1, 0, /*out_blocked=*/true);
+      loss = (FromBlocked(out) * upstream).sum();
+    }
+    EXPECT_EQ(stem->expired(), kept == 0);
+    loss.backward();
+    grads[kept] =
+        Gradients({w0, w1, w2, w3, n0.gamma, n0.beta, n1.gamma, n1.beta, n2.gamma, n2.beta});
+  }
+  ExpectEqual(grads[0], grads[1]);
+}
+
 }  // namespace
 }  // namespace yolo

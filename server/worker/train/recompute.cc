@@ -45,8 +45,6 @@ struct Registry {
 };
 thread_local Registry registry;
 
-bool Recording() { return RecomputeActive(); }
-
 std::shared_ptr<const Recipe> Find(const at::Tensor& t) {
   if (!t.defined()) return nullptr;
   auto it = registry.entries.find(t.unsafeGetTensorImpl());
@@ -72,7 +70,7 @@ void Record(const at::Tensor& y, std::shared_ptr<const Recipe> recipe) {
 
 // Records `y` as `op` of `inputs` when every input is recorded.
 void RecordOf(const at::Tensor& y, Op op, const std::vector<at::Tensor>& inputs) {
-  if (!Recording() || y.dim() != 5) return;
+  if (!RecomputeActive() || y.dim() != 5) return;
   auto recipe = std::make_shared<Recipe>();
   recipe->op = op;
   for (const at::Tensor& t : inputs) {
@@ -144,7 +142,7 @@ at::Tensor BatchNormSiluOutput(const at::Tensor& xhat, const at::Tensor& gamma,
 
 void RecordBatchNormSilu(const at::Tensor& y, const at::Tensor& xhat, const at::Tensor& gamma,
                          const at::Tensor& beta) {
-  if (!Recording() || y.dim() != 5 || xhat.scalar_type() != at::kFloat ||
+  if (!RecomputeActive() || y.dim() != 5 || xhat.scalar_type() != at::kFloat ||
       xhat.sizes() != y.sizes() || !xhat.is_contiguous()) {
     return;
   }
@@ -166,7 +164,7 @@ void RecordCat(const at::Tensor& y, const std::vector<at::Tensor>& parts) {
 }
 
 void RecordChunks(const std::vector<at::Tensor>& chunks, const at::Tensor& x) {
-  if (!Recording()) return;
+  if (!RecomputeActive()) return;
   std::shared_ptr<const Recipe> whole = Find(x);
   if (!whole) return;
   for (size_t i = 0; i < chunks.size(); ++i) {
@@ -261,7 +259,7 @@ at::Tensor Recompute(const std::vector<at::Tensor>& leaves, const std::vector<in
 void RecordConvBatchNormSilu(const at::Tensor& y, const at::Tensor& x, const at::Tensor& weight,
                              const at::Tensor& stats, const at::Tensor& gamma,
                              const at::Tensor& beta, int64_t stride, int64_t padding) {
-  if (!Recording() || y.dim() != 5) return;
+  if (!RecomputeActive() || y.dim() != 5) return;
   std::shared_ptr<const Recipe> input = Find(x);
   if (!input) {
     auto kept = std::make_shared<Recipe>();

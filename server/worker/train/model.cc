@@ -210,16 +210,39 @@ torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
     return BatchNormSiluFunction::apply(y, bn->weight, bn->bias, bn->running_mean, bn->running_var,
                                         o.momentum().value(), o.eps());
   }
+  if (!is_training() && !at::GradMode::is_enabled() && y.is_contiguous()) {
+    return InferenceBatchNormSilu(y);
+  }
   y = bn->forward(y);
   CountBatchNorm(y);
   return at::silu(y);
 }
 
+torch::Tensor ConvImpl::InferenceBatchNormSilu(torch::Tensor y) {
+  // BatchNorm's affine map and SiLU in place on the convolution's output, so that one activation
+  // is live per layer instead of three (BatchNorm's and SiLU's outputs besides). The map is
+  // LibTorch's own, y * a + (beta - mean * a) with a = gamma / sd, with the same roundings and
+  // multiply-adds, so that NCHW values are the out-of-place ops' bits.
+  const at::Tensor factor =
+      bn->weight * at::sqrt(bn->running_var + bn->options.eps()).reciprocal_();
+  const at::Tensor offset = at::addcmul(bn->bias, bn->running_mean.neg(), factor);
+  // Channel c of a blocked tensor (N, C/B, H, W, B) is block c / B, lane c % B.
+  const std::vector<int64_t> shape = y.dim() == 5
+                                         ? std::vector<int64_t>{1, y.size(1), 1, 1, y.size(4)}
+                                         : std::vector<int64_t>{1, y.size(1), 1, 1};
+  at::addcmul_out(y, offset.view(shape), y, factor.view(shape));
+  CountBatchNorm(y);
+  return at::silu_(y);
+}
+
 torch::Tensor ConvImpl::forward_blocked(const torch::Tensor& x) {
   const auto& o = bn->options;
-  bn->num_batches_tracked += 1;
   const int64_t stride = conv->options.stride()->at(0);
   const int64_t padding = conv->options.kernel_size()->at(0) / 2;
+  if (!is_training() && !at::GradMode::is_enabled()) {
+    return InferenceBatchNormSilu(BlockedConvForward(x, conv->weight, stride, padding));
+  }
+  bn->num_batches_tracked += 1;
   if (rebuild_normalised) {
     return BlockedConvBatchNormSilu(x, conv->weight, bn->weight, bn->bias, bn->running_mean,
                                     bn->running_var, stride, padding, o.momentum().value(),
@@ -449,8 +472,11 @@ void DetectionModelImpl::SetSyncBatchNorm(const RankSum& sum) {
 }
 
 bool DetectionModelImpl::UsesBlockedLayout(const torch::Tensor& x) const {
-  return blocked_layout_ && blocked_channels_ && is_training() && at::GradMode::is_enabled() &&
-         x.device().is_cpu() && x.scalar_type() == at::kFloat && BlockedLayoutAvailable();
+  // Training, and inference (without autograd; not while Gflops counts the NCHW layers).
+  const bool training = is_training() && at::GradMode::is_enabled();
+  const bool inference = !is_training() && !at::GradMode::is_enabled() && g_flop_counter == nullptr;
+  return blocked_layout_ && blocked_channels_ && (training || inference) && x.device().is_cpu() &&
+         x.scalar_type() == at::kFloat && BlockedLayoutAvailable();
 }
 
 std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& x) {

@@ -36,6 +36,8 @@ class ConvImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   // Training only: a blocked or NCHW input, a blocked output.
   torch::Tensor forward_blocked(const torch::Tensor& x);
+  // Inference: BatchNorm with its running statistics and SiLU, in place on `y` (NCHW or blocked).
+  torch::Tensor InferenceBatchNormSilu(torch::Tensor y);
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
   // Set for data-parallel training: batch statistics (and their gradients) summed over every

@@ -150,6 +150,26 @@ TEST(ModelTest, FusedBatchNormSiluMatchesTheUnfusedOps) {
   EXPECT_TRUE(at::allclose(conv->bn->running_var, rv, 1e-5, 1e-6));
 }
 
+// In inference, BatchNorm and SiLU run in place on the convolution's output, with the bits of
+// LibTorch's out-of-place ops.
+TEST(ModelTest, InferenceConvInPlaceGivesTheOutOfPlaceBits) {
+  torch::manual_seed(2);
+  Conv conv(5, 24, 3);
+  {
+    at::NoGradGuard g;
+    conv->bn->weight.uniform_(0.5, 1.5);
+    conv->bn->bias.uniform_(-0.5, 0.5);
+    conv->bn->running_mean.uniform_(-1, 1);
+    conv->bn->running_var.uniform_(0.2, 3);
+  }
+  conv->eval();
+  at::Tensor x = at::randn({2, 5, 19, 23});
+  at::NoGradGuard g;
+  at::Tensor y = conv->forward(x);
+  at::Tensor ref = at::silu(conv->bn->forward(conv->conv->forward(x)));
+  EXPECT_TRUE(at::equal(y, ref)) << (y - ref).abs().max().item<float>();
+}
+
 // A training step in the blocked layout gives what LibTorch's NCHW ops give.
 TEST(ModelTest, BlockedLayoutTrainsLikeNchw) {
   auto scale = ScaleFromName("yolov8n");
@@ -187,6 +207,41 @@ TEST(ModelTest, BlockedLayoutTrainsLikeNchw) {
     EXPECT_LT(rel(running[1][i].to(at::kFloat), running[0][i].to(at::kFloat)), 1e-4)
         << "buffer " << i;
   }
+}
+
+// Inference runs in the blocked layout too, with LibTorch's NCHW outputs up to rounding, and
+// leaves the BatchNorm buffers as they were.
+TEST(ModelTest, BlockedInferenceGivesTheNchwOutputs) {
+  auto scale = ScaleFromName("yolov8n");
+  ASSERT_TRUE(scale.ok());
+  torch::manual_seed(5);
+  DetectionModel m(*scale, 3);
+  {
+    at::NoGradGuard g;
+    for (auto& b : m->buffers()) {
+      if (b.scalar_type() == at::kFloat) b.uniform_(0.5, 1.5);  // running means and variances
+    }
+  }
+  m->eval();
+  std::vector<at::Tensor> before;
+  for (const auto& b : m->buffers()) before.push_back(b.clone());
+  at::NoGradGuard no_grad;
+  const at::Tensor x = at::rand({2, 3, 96, 64});
+  std::vector<at::Tensor> outputs[2];
+  for (int blocked = 0; blocked < 2; ++blocked) {
+    m->set_blocked_layout(blocked == 1);
+    EXPECT_EQ(m->UsesBlockedLayout(x), blocked == 1 && BlockedLayoutAvailable());
+    outputs[blocked] = m->forward(x);
+  }
+  ASSERT_EQ(outputs[0].size(), outputs[1].size());
+  for (size_t i = 0; i < outputs[0].size(); ++i) {
+    ASSERT_EQ(outputs[1][i].sizes(), outputs[0][i].sizes());
+    const double rel =
+        ((outputs[1][i] - outputs[0][i]).norm() / outputs[0][i].norm()).item<double>();
+    EXPECT_LT(rel, 1e-5) << "output " << i;
+  }
+  const auto after = m->buffers();
+  for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(at::equal(after[i], before[i])) << i;
 }
 
 // A blocked training step that rebuilds convolutions' inputs in backward (recompute.h) gives

@@ -34,7 +34,7 @@ class ConvImpl : public torch::nn::Module {
   ConvImpl(int c1, int c2, int k = 1, int s = 1);
   // NCHW in, NCHW out; a blocked (5-D, blocked_ops.h) input gives a blocked output.
   torch::Tensor forward(const torch::Tensor& x);
-  // Training only: a blocked or NCHW input, a blocked output.
+  // Training, or inference without autograd: a blocked or NCHW input, a blocked output.
   torch::Tensor forward_blocked(const torch::Tensor& x);
   // Inference: BatchNorm with its running statistics and SiLU, in place on `y` (NCHW or blocked).
   torch::Tensor InferenceBatchNormSilu(torch::Tensor y);

@@ -32,6 +32,12 @@ void CountBatchNorm(const torch::Tensor& out) {
   if (g_flop_counter != nullptr) *g_flop_counter += 4.0 * static_cast<double>(out.numel());
 }
 
+// Eval mode without autograd: nothing needs a layer's activations once the next layer has them,
+// so they may be overwritten in place.
+bool Inferring(const torch::nn::Module& m) {
+  return !m.is_training() && !at::GradMode::is_enabled();
+}
+
 // BatchNorm (training mode) followed by SiLU, keeping only the BatchNorm input for backward:
 // the normalised value is recomputed there. The unfused pair keeps three activations per
 // Conv (conv output, BN output, SiLU output); this keeps two, a third less activation memory
@@ -210,7 +216,7 @@ torch::Tensor ConvImpl::forward(const torch::Tensor& x) {
     return BatchNormSiluFunction::apply(y, bn->weight, bn->bias, bn->running_mean, bn->running_var,
                                         o.momentum().value(), o.eps());
   }
-  if (!is_training() && !at::GradMode::is_enabled() && y.is_contiguous()) {
+  if (Inferring(*this) && y.is_contiguous()) {
     return InferenceBatchNormSilu(y);
   }
   y = bn->forward(y);
@@ -239,7 +245,7 @@ torch::Tensor ConvImpl::forward_blocked(const torch::Tensor& x) {
   const auto& o = bn->options;
   const int64_t stride = conv->options.stride()->at(0);
   const int64_t padding = conv->options.kernel_size()->at(0) / 2;
-  if (!is_training() && !at::GradMode::is_enabled()) {
+  if (Inferring(*this)) {
     return InferenceBatchNormSilu(BlockedConvForward(x, conv->weight, stride, padding));
   }
   bn->num_batches_tracked += 1;
@@ -474,7 +480,7 @@ void DetectionModelImpl::SetSyncBatchNorm(const RankSum& sum) {
 bool DetectionModelImpl::UsesBlockedLayout(const torch::Tensor& x) const {
   // Training, and inference (without autograd; not while Gflops counts the NCHW layers).
   const bool training = is_training() && at::GradMode::is_enabled();
-  const bool inference = !is_training() && !at::GradMode::is_enabled() && g_flop_counter == nullptr;
+  const bool inference = Inferring(*this) && g_flop_counter == nullptr;
   return blocked_layout_ && blocked_channels_ && (training || inference) && x.device().is_cpu() &&
          x.scalar_type() == at::kFloat && BlockedLayoutAvailable();
 }

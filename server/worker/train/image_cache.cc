@@ -1,6 +1,7 @@
 #include "server/worker/train/image_cache.h"
 
 #include <jpeglib.h>
+#include <sys/mman.h>
 
 #include <csetjmp>
 #include <cstdio>
@@ -10,6 +11,110 @@
 #include <vector>
 
 namespace yolo {
+
+// A region of equal slots, each an image's pixels, handed out as cv::Mat data through OpenCV's
+// allocator interface: a Mat from a slot gives it back when its last reference goes, from
+// whichever thread. The last slot freed after Retire() deletes the object.
+class ImageSlots final : public cv::MatAllocator {
+ public:
+  ImageSlots(size_t count, size_t slot_bytes)
+      : slot_bytes_((slot_bytes + 4095) / 4096 * 4096), count_(count) {
+    void* p = mmap(nullptr, count_ * slot_bytes_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+      count_ = 0;
+      return;
+    }
+    base_ = static_cast<uchar*>(p);
+    // The first slots first, so that the pages of slots never needed are never touched.
+    for (size_t i = count_; i-- > 0;) free_.push_back(i);
+  }
+
+  // `image` copied into a free slot, or an empty Mat when none is free or it does not fit.
+  cv::Mat Copy(const cv::Mat& image) {
+    if (image.total() * image.elemSize() > slot_bytes_) return {};
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (free_.empty()) return {};
+    }
+    cv::Mat out;
+    out.allocator = this;
+    out.create(image.rows, image.cols, image.type());
+    // Later create() calls on copies of this header are not for slots; its data stays one.
+    out.allocator = nullptr;
+    if (out.u == nullptr || out.u->currAllocator != this) return {};  // taken meanwhile
+    image.copyTo(out);
+    return out;
+  }
+
+  void Retire() {
+    std::unique_lock<std::mutex> lock(mu_);
+    retired_ = true;
+    if (free_.size() == count_) {
+      lock.unlock();
+      delete this;
+    }
+  }
+
+  size_t in_use() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return count_ - free_.size();
+  }
+  int64_t region_bytes() const { return static_cast<int64_t>(count_ * slot_bytes_); }
+
+  cv::UMatData* allocate(int dims, const int* sizes, int type, void* data, size_t* step,
+                         cv::AccessFlag flags, cv::UMatUsageFlags usage) const override {
+    size_t total = CV_ELEM_SIZE(type);
+    for (int i = dims - 1; i >= 0; --i) {
+      if (step != nullptr) step[i] = total;
+      total *= static_cast<size_t>(sizes[i]);
+    }
+    size_t slot = count_;
+    if (data == nullptr && total <= slot_bytes_) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        slot = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (slot == count_) {
+      return cv::Mat::getDefaultAllocator()->allocate(dims, sizes, type, data, step, flags, usage);
+    }
+    auto* u = new cv::UMatData(this);
+    u->data = u->origdata = base_ + slot * slot_bytes_;
+    u->size = total;
+    return u;
+  }
+
+  bool allocate(cv::UMatData* u, cv::AccessFlag, cv::UMatUsageFlags) const override {
+    return u != nullptr;
+  }
+
+  void deallocate(cv::UMatData* u) const override {
+    if (u == nullptr) return;
+    const size_t slot = static_cast<size_t>(u->origdata - base_) / slot_bytes_;
+    delete u;
+    std::unique_lock<std::mutex> lock(mu_);
+    free_.push_back(slot);
+    if (retired_ && free_.size() == count_) {
+      lock.unlock();
+      delete this;
+    }
+  }
+
+ private:
+  ~ImageSlots() override {
+    if (base_ != nullptr) munmap(base_, count_ * slot_bytes_);
+  }
+
+  const size_t slot_bytes_;
+  size_t count_;
+  uchar* base_ = nullptr;
+  mutable std::mutex mu_;
+  mutable std::vector<size_t> free_;  // the next one at the back
+  bool retired_ = false;
+};
+
 namespace {
 
 int64_t MatBytes(const cv::Mat& m) { return static_cast<int64_t>(m.total() * m.elemSize()); }
@@ -159,6 +264,17 @@ bool CheckImage(const std::string& path, cv::Size* size) {
   return true;
 }
 
+RecentImages::RecentImages(size_t capacity, size_t slot_bytes) : capacity_(capacity) {
+  // Images evicted while a mosaic still draws on them keep their slots a little longer.
+  if (capacity > 0 && slot_bytes > 0)
+    slots_ = new ImageSlots(capacity + capacity / 4 + 32, slot_bytes);
+}
+
+RecentImages::~RecentImages() {
+  Clear();
+  if (slots_ != nullptr) slots_->Retire();
+}
+
 cv::Mat RecentImages::Find(int index) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = where_.find(index);
@@ -166,19 +282,22 @@ cv::Mat RecentImages::Find(int index) {
   return it->second->second;
 }
 
-void RecentImages::Insert(int index, const cv::Mat& image) {
-  if (capacity_ == 0 || image.empty()) return;
+cv::Mat RecentImages::Insert(int index, const cv::Mat& image) {
+  if (capacity_ == 0 || image.empty()) return image;
+  cv::Mat kept = slots_ != nullptr ? slots_->Copy(image) : cv::Mat();
+  if (kept.empty()) kept = image;
   std::lock_guard<std::mutex> lock(mu_);
   auto it = where_.find(index);
-  if (it != where_.end()) return;  // another thread loaded it meanwhile
-  order_.emplace_front(index, image);
+  if (it != where_.end()) return it->second->second;  // another thread loaded it meanwhile
+  order_.emplace_front(index, kept);
   where_[index] = order_.begin();
-  bytes_ += MatBytes(image);
+  bytes_ += MatBytes(kept);
   while (order_.size() > capacity_) {
     bytes_ -= MatBytes(order_.back().second);
     where_.erase(order_.back().first);
     order_.pop_back();
   }
+  return kept;
 }
 
 void RecentImages::Clear() {
@@ -196,6 +315,12 @@ size_t RecentImages::size() const {
 int64_t RecentImages::bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   return bytes_;
+}
+
+size_t RecentImages::slotted() const { return slots_ != nullptr ? slots_->in_use() : 0; }
+
+int64_t RecentImages::slot_region_bytes() const {
+  return slots_ != nullptr ? slots_->region_bytes() : 0;
 }
 
 }  // namespace yolo

@@ -30,24 +30,42 @@ cv::Mat DecodeForSize(const std::string& path, int long_side, int imgsz);
 // damage as a full decode in a fraction of the time.
 bool CheckImage(const std::string& path, cv::Size* size);
 
+class ImageSlots;
+
 // The images loaded most recently, already resized, the first loaded first out: Ultralytics'
 // mosaic buffer, which lets a mosaic take its three partners from memory instead of decoding
 // them again, and spares decoding an image while it is in the buffer. The epoch plan
 // (EpochPlanner) counts on that order; an image used again does not stay longer. Its size is
 // fixed by the capacity whatever the dataset's size. Thread-safe.
+//
+// With `slot_bytes` > 0 (the largest image it will hold: imgsz x imgsz x 3), each image is
+// copied into a fixed slot of a region of its own. The buffer's images live for hundreds of
+// loads while everything else the loader allocates lives for one: kept in malloc's heap, they
+// pin the holes left between them and the heap grows by tens of MB of free but resident memory.
 class RecentImages {
  public:
-  explicit RecentImages(size_t capacity) : capacity_(capacity) {}
+  explicit RecentImages(size_t capacity, size_t slot_bytes = 0);
+  ~RecentImages();
+  RecentImages(const RecentImages&) = delete;
+  RecentImages& operator=(const RecentImages&) = delete;
+
   // The image, or an empty one.
   cv::Mat Find(int index);
-  void Insert(int index, const cv::Mat& image);
+  // Keeps `image` (unless it holds `index` already) and returns the buffer's copy of it: the
+  // one in a slot, or `image` itself where it has no slot for it.
+  cv::Mat Insert(int index, const cv::Mat& image);
   void Clear();
   size_t capacity() const { return capacity_; }
   size_t size() const;
   int64_t bytes() const;
+  // Images now held in slots, and the bytes of the slots' region (virtual; a slot's pages are
+  // resident once an image has been written to it).
+  size_t slotted() const;
+  int64_t slot_region_bytes() const;
 
  private:
   const size_t capacity_;
+  ImageSlots* slots_ = nullptr;  // outlives us while images from it are in use elsewhere
   mutable std::mutex mu_;
   std::list<std::pair<int, cv::Mat>> order_;  // the latest inserted first
   std::unordered_map<int, std::list<std::pair<int, cv::Mat>>::iterator> where_;

@@ -205,7 +205,8 @@ int RecentImagesCapacity(const LoaderOptions& o, int n) {
 BatchLoader::BatchLoader(std::vector<ImageRecord> records, LoaderOptions options)
     : records_(std::move(records)),
       options_(options),
-      recent_(RecentImagesCapacity(options, static_cast<int>(records_.size()))),
+      recent_(RecentImagesCapacity(options, static_cast<int>(records_.size())),
+              static_cast<size_t>(options.imgsz) * options.imgsz * 3),
       planner_(static_cast<int>(records_.size()), options.batch, options.shuffle,
                options.close_mosaic_epoch, options.rank, options.world_size) {
   options_.batch = std::max(1, std::min(options_.batch, static_cast<int>(records_.size())));
@@ -389,7 +390,7 @@ Sample BatchLoader::LoadResized(int index, double* gain, bool remember) const {
     const int64_t start = NowNs();
     s.image = ResizeLongSide(image, options_.imgsz);
     Count(LoaderProfile::kResize, start);
-    if (remember) recent_.Insert(index, s.image);
+    if (remember) s.image = recent_.Insert(index, s.image);
   }
   *gain = static_cast<double>(s.image.cols) / r.width;
   s.boxes = ToPixelBoxes(r.labels, s.image.cols, s.image.rows);

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -134,6 +135,38 @@ TEST(RecentImagesTest, LetsTheFirstLoadedGoFirst) {
   RecentImages none(0);
   none.Insert(1, a);
   EXPECT_TRUE(none.Find(1).empty());
+}
+
+TEST(RecentImagesTest, SlotsHoldCopiesThatOutliveEvictionWhileInUse) {
+  const int side = 8;
+  cv::Mat in_use;
+  {
+    auto recent = std::make_unique<RecentImages>(2, static_cast<size_t>(side) * side * 3);
+    std::vector<cv::Mat> images;
+    for (int i = 0; i < 4; ++i) {
+      cv::Mat image(side, side - i, CV_8UC3);  // narrower ones fit a slot too
+      cv::randu(image, 0, 255);
+      images.push_back(image);
+    }
+    const cv::Mat kept = recent->Insert(0, images[0]);
+    EXPECT_NE(kept.data, images[0].data);  // a copy, in a slot
+    EXPECT_EQ(cv::norm(kept, images[0], cv::NORM_INF), 0);
+    EXPECT_EQ(recent->slotted(), 1u);
+    in_use = recent->Find(0);
+    recent->Insert(1, images[1]);
+    recent->Insert(2, images[2]);  // 0 leaves the buffer, but its slot is still in use
+    EXPECT_TRUE(recent->Find(0).empty());
+    EXPECT_EQ(recent->slotted(), 3u);
+    recent->Insert(3, images[3]);
+    EXPECT_EQ(cv::norm(recent->Find(3), images[3], cv::NORM_INF), 0);
+    EXPECT_EQ(cv::norm(in_use, images[0], cv::NORM_INF), 0);
+    // Too large for a slot (a page, at the least): kept as it is.
+    const cv::Mat large(40, 40, CV_8UC3, cv::Scalar::all(9));
+    EXPECT_EQ(recent->Insert(4, large).data, large.data);
+    recent.reset();  // the buffer goes; the image in use keeps its slot until it goes too
+    EXPECT_EQ(cv::norm(in_use, images[0], cv::NORM_INF), 0);
+  }
+  in_use.release();
 }
 
 }  // namespace

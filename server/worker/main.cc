@@ -326,6 +326,11 @@ int main(int argc, char** argv) {
     return kUsage;
   }
   yolo::InstallCachingCpuAllocator();
+  // YOLO_STEP_PLAN=0 leaves every training step to best fit (for side-by-side measurements).
+  if (const char* plan = std::getenv("YOLO_STEP_PLAN");
+      plan != nullptr && std::strcmp(plan, "0") == 0) {
+    yolo::EnableCpuStepPlans(false);
+  }
   yolo::TrainArgs args;
   absl::Status parsed = args.ParseTokens(tokens);
   if (parsed.ok()) parsed = args.Set("mode", command == "info" ? "train" : command);

@@ -66,12 +66,13 @@ void BlockPool::Absorb(Block* b, Block* next) {
   delete next;
 }
 
-bool BlockPool::Free(void* p) {
+bool BlockPool::Free(void* p, bool release) {
   auto it = live_.find(p);
   if (it == live_.end()) return false;
   Block* b = it->second;
   live_.erase(it);
   allocated_ -= static_cast<int64_t>(b->size);
+  if (release) madvise(b->ptr, b->size, MADV_DONTNEED);
   b->free = true;
   if (b->next != nullptr && b->next->free) Absorb(b, b->next);
   if (b->prev != nullptr && b->prev->free) {
@@ -80,6 +81,14 @@ bool BlockPool::Free(void* p) {
   }
   free_.insert(b);
   return true;
+}
+
+int64_t BlockPool::ReleaseFreePages() {
+  int64_t released = 0;
+  for (Block* b : free_) {
+    if (madvise(b->ptr, b->size, MADV_DONTNEED) == 0) released += static_cast<int64_t>(b->size);
+  }
+  return released;
 }
 
 int64_t BlockPool::ReleaseFreeSegments() {

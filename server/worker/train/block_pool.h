@@ -29,7 +29,11 @@ class BlockPool {
   // nullptr when the OS refuses a new segment.
   void* Allocate(size_t n);
   // Returns a block of this pool; false (and nothing done) for a pointer it did not hand out.
-  bool Free(void* p);
+  // With `release`, the block's pages go back to the OS too (the addresses stay the pool's; a
+  // later use faults them in again, zeroed).
+  bool Free(void* p, bool release = false);
+  // Gives the pages of every free block back to the OS, keeping the segments; returns the bytes.
+  int64_t ReleaseFreePages();
   // Unmaps every segment with nothing live in it; returns the bytes given back.
   int64_t ReleaseFreeSegments();
 

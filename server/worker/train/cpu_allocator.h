@@ -15,6 +15,13 @@ struct CpuAllocatorStats {
   int64_t allocated_bytes = 0;  // live, in large blocks
   int64_t cached_bytes = 0;     // held for reuse: reserved segments minus live blocks
   int64_t peak_allocated_bytes = 0;
+  // The step plan (BeginCpuStep): its region, the live peak it was planned for, and requests
+  // served from it or not.
+  int64_t step_plan_bytes = 0;
+  int64_t step_plan_peak_live_bytes = 0;
+  int64_t step_plan_hits = 0;
+  int64_t step_plan_misses = 0;
+  int64_t step_plans_made = 0;
 };
 
 // Makes the caching allocator LibTorch's CPU allocator. Idempotent. `cache_limit_bytes` caps
@@ -28,5 +35,42 @@ int64_t EmptyCpuCache();
 CpuAllocatorStats GetCpuAllocatorStats();
 // Starts peak_allocated_bytes again from what is live now.
 void ResetCpuAllocatorPeak();
+
+// Training steps, bracketed on the thread that runs them. The first step creates what lives on
+// (gradients, optimizer state); the second is watched: every large buffer it asks for, in
+// order, with when it is freed. While these two run, freed pages go back to the OS at once, so
+// they hold no more than they have live. The watched step's end plans where each of its buffers
+// goes in a region of its own (step_plan.h), and the steps after it are served from that plan:
+// the k-th request at the k-th buffer's place, when it fits and the place is free; the pool
+// otherwise, with its pages given back when it is freed. A buffer that came larger (the loss's,
+// with more boxes) gets the larger size at the step's end, and a step that misses more than a
+// quarter of its requests is watched again (a few times at most). Buffers that outlive their
+// step stay in the pool. Between steps, the same thread's requests (validation) take free space
+// in the region first; other threads (loaders) never use it.
+void BeginCpuStep();
+// `completed` false: the step failed part way (an exception), and a watched one is not planned.
+void EndCpuStep(bool completed);
+
+// Brackets one step: EndCpuStep(false) unless Done() was called.
+class CpuStepScope {
+ public:
+  CpuStepScope() { BeginCpuStep(); }
+  ~CpuStepScope() {
+    if (!done_) EndCpuStep(false);
+  }
+  CpuStepScope(const CpuStepScope&) = delete;
+  CpuStepScope& operator=(const CpuStepScope&) = delete;
+  void Done() {
+    if (!done_) EndCpuStep(true);
+    done_ = true;
+  }
+
+ private:
+  bool done_ = false;
+};
+// Forgets the plan (when the batch size changes); nothing of it may be live.
+void ResetCpuStepPlan();
+// On by default; off, every request goes to the pool (YOLO_STEP_PLAN=0 in the trainer).
+void EnableCpuStepPlans(bool enable);
 
 }  // namespace yolo

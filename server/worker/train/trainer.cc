@@ -607,6 +607,7 @@ absl::Status TrainRun::ApplyPressurePolicy(int epoch, const std::string& reason)
   settings_.save_period = period_after;
   accumulate_ = AccumulateCount(/*ni=*/0, /*nw=*/-1, settings_.nbs, batch_after);
   RETURN_IF_ERROR(BuildLoaders());
+  ResetCpuStepPlan();  // planned for the old batch
   EmptyCpuCache();
   malloc_trim(0);
   std::string detail =
@@ -850,6 +851,7 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
         SetGroupMomentum(*optimizer_, g, Interp(ni, 0, nw, s.warmup_momentum, s.momentum));
       }
     }
+    CpuStepScope step;  // the allocator places this step's buffers as it placed the last's
     at::Tensor input = ModelInput(*batch, device_);
     if (reducer_) reducer_->BeforeForward();
     SetAutocast(amp_);
@@ -880,6 +882,9 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
       ema_->Update(model_);
       last_opt_step_ = ni;
     }
+    input = at::Tensor();  // the step's buffers end with it
+    raw.clear();
+    step.Done();
     out.images += static_cast<int>(batch->info.size());
     out.last_instances = batch->instances;
     ++i;

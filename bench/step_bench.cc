@@ -72,18 +72,19 @@ int main(int argc, char** argv) {
     t.cls = at::randint(0, 3, {n}).to(at::kFloat);
     t.boxes = at::cat({at::rand({n, 2}) * 0.6 + 0.2, at::rand({n, 2}) * 0.2 + 0.05}, 1);
     double f = 0, l = 0, b = 0, s = 0;
-    for (int i = 0; i < iters + 1; ++i) {
+    for (int i = 0; i < iters + 2; ++i) {
       // PROFILE=FILE writes a Chrome trace of the last step of the blocked run.
       std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-      if (std::getenv("PROFILE") && i == iters && layout == "blocked") {
+      if (std::getenv("PROFILE") && i == iters + 1 && layout == "blocked") {
         profile =
             std::make_unique<torch::autograd::profiler::RecordProfile>(std::getenv("PROFILE"));
       }
       const double rss0 = RssMb();
+      yolo::CpuStepScope step;  // placed by the allocator's step plan, as training steps are
       auto t0 = Clock::now();
       auto raw = model->forward(x);
       auto t1 = Clock::now();
-      if (i == iters) {
+      if (i == iters + 1) {
         std::printf("  rss before forward %.0f MB, after %.0f MB; live after forward %.0f MB\n",
                     rss0, RssMb(), yolo::GetCpuAllocatorStats().allocated_bytes / 1e6);
       }
@@ -93,8 +94,11 @@ int main(int argc, char** argv) {
       auto t3 = Clock::now();
       opt->step();
       opt->zero_grad();
+      raw.clear();
+      out = {};
+      step.Done();
       auto t4 = Clock::now();
-      if (i == 0) continue;  // warm-up
+      if (i < 2) continue;  // warm-up, and the step the allocator watches (step plans)
       f += Ms(t0, t1), l += Ms(t1, t2), b += Ms(t2, t3), s += Ms(t3, t4);
     }
     const double total = (f + l + b + s) / iters;

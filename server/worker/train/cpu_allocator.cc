@@ -118,7 +118,10 @@ class CachingCpuAllocator final : public c10::Allocator {
       DropArena();
       state_ = State::kRecord;
     } else if (state_ == State::kServe && !grown_.empty() && arena_live_.empty()) {
-      for (const auto& [k, size] : grown_) plan_[k].size = size;
+      for (const auto& [k, size] : grown_) {
+        plan_[k].size =
+            (size + BlockPool::kQuantum - 1) / BlockPool::kQuantum * BlockPool::kQuantum;
+      }
       grown_.clear();
       DropArena(/*keep_plan=*/true);
       Layout();
@@ -254,15 +257,22 @@ class CachingCpuAllocator final : public c10::Allocator {
       }
     }
     cursor_ = k + 1;
-    if (k < plan_.size() && plan_[k].size >= size && !Overlaps(plan_[k].offset, size)) {
+    if (k >= plan_.size() || plan_[k].size == 0) {
+      ++misses_;
+      ++step_misses_;
+      return nullptr;
+    }
+    const bool grew = plan_[k].size < size && size <= 2 * plan_[k].size;
+    if (grew) {
+      // The same buffer, larger this time (the loss's, with more boxes in an image): the plan
+      // makes room for it, with an eighth more, at the step's end. Meanwhile it takes its place
+      // and what follows when that is free now, rather than pages of the pool beside the plan's.
+      grown_[k] = std::max(grown_[k], size + size / 8);
+    }
+    if ((plan_[k].size >= size || grew) && plan_[k].offset + size <= arena_bytes_ &&
+        !Overlaps(plan_[k].offset, size)) {
       ++hits_;
       return Take(plan_[k].offset, size);
-    }
-    if (k < plan_.size() && plan_[k].size > 0 && plan_[k].size < size &&
-        size <= 2 * plan_[k].size) {
-      // The same buffer, larger this time (the loss's, with more boxes in an image): the plan
-      // makes room for it at the step's end.
-      grown_[k] = std::max(grown_[k], size);
     }
     ++misses_;
     ++step_misses_;

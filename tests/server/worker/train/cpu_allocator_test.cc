@@ -96,6 +96,21 @@ TEST(CpuAllocatorTest, StepsAfterTheWatchedOneAreServedFromItsPlan) {
   }
   const StepBuffers again = RunStep(&outlive, 7);
   EXPECT_EQ(again.a, third.a);
+
+  // A buffer that comes larger (the loss's, with more boxes) is planned larger after its step.
+  const int64_t made = GetCpuAllocatorStats().step_plans_made;
+  {
+    CpuStepScope step;
+    at::Tensor a = at::full({1 << 20}, 1.0f);
+    at::Tensor t = at::full({(1 << 19) + (1 << 16)}, 1.0f);  // an eighth larger
+    EXPECT_FLOAT_EQ(t.sum().item<float>(), (1 << 19) + (1 << 16));
+    t.reset();
+    a.reset();
+    step.Done();
+  }
+  EXPECT_EQ(GetCpuAllocatorStats().step_plans_made, made + 1);
+  RunStep(&outlive, 8);  // the smaller one fits the larger place
+  EXPECT_EQ(GetCpuAllocatorStats().step_plans_made, made + 1);
   ResetCpuStepPlan();
   EXPECT_EQ(GetCpuAllocatorStats().step_plan_bytes, 0);
 }

@@ -520,6 +520,7 @@ absl::Status TrainRun::RecoverFromOom(int epoch, const absl::Status& error) {
   optimizer_->zero_grad();
   train_loader_.reset();
   val_loader_.reset();
+  ResetCpuStepPlan();  // planned for the batch that failed
   EmptyCpuCache();
   EmptyDeviceCache(device_);
   malloc_trim(0);

@@ -5,9 +5,6 @@
 #include <algorithm>
 
 namespace yolo {
-namespace {
-size_t RoundUp(size_t n, size_t quantum) { return (n + quantum - 1) / quantum * quantum; }
-}  // namespace
 
 BlockPool::BlockPool(size_t segment_bytes) : segment_bytes_(RoundUp(segment_bytes, kQuantum)) {}
 

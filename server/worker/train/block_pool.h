@@ -1,10 +1,10 @@
 // A pool of large memory blocks carved out of big mmap'd segments, for the CPU caching
 // allocator. A request takes the smallest free block that fits (best fit) and splits off what
-// it does not need; a freed block merges with free neighbours of its segment. A training step
-// asks for the same sizes in the same order every time, so after the first step every request
-// is served from the segments without a page fault, and what the pool holds stays close to the
-// peak of what is live: blocks of one size can serve requests of another. Not thread-safe: the
-// allocator that owns it holds a lock around every call.
+// it does not need; a freed block merges with free neighbours of its segment. Once its segments
+// have grown, requests are served without a page fault, but best fit cannot know what comes
+// later: a training step left it about a fifth above its live peak, which is why the steps
+// themselves are placed by a plan (cpu_allocator.h) and the pool keeps what outlives them. Not
+// thread-safe: the allocator that owns it holds a lock around every call.
 #pragma once
 
 #include <cstddef>
@@ -18,6 +18,10 @@ namespace yolo {
 class BlockPool {
  public:
   static constexpr size_t kQuantum = 64 << 10;  // block sizes are multiples of this
+  // `n` rounded up to a multiple of `quantum`: the size of the block a request gets.
+  static size_t RoundUp(size_t n, size_t quantum = kQuantum) {
+    return (n + quantum - 1) / quantum * quantum;
+  }
 
   // Segments are `segment_bytes` (or the request, rounded, where that is larger).
   explicit BlockPool(size_t segment_bytes = size_t{32} << 20);

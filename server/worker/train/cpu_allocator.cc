@@ -105,12 +105,8 @@ class CachingCpuAllocator final : public c10::Allocator {
       // The first step also creates what lives on (gradients, optimizer state): the second is
       // the one that looks like the rest.
       if (completed) state_ = State::kRecord;
-    } else if (state_ == State::kRecord &&
-               !completed) {  // a failed step is no plan: watch the next
-      trace_.clear();
-      traced_.clear();
     } else if (state_ == State::kRecord) {
-      MakePlan();
+      if (completed) MakePlan();  // a failed step is no plan: the next is watched instead
     } else if (state_ == State::kServe && step_misses_ * 4 > plan_.size() && arena_live_.empty() &&
                replans_left_ > 0) {
       // The step changed (another batch size, another model): see it again.
@@ -118,10 +114,7 @@ class CachingCpuAllocator final : public c10::Allocator {
       DropArena();
       state_ = State::kRecord;
     } else if (state_ == State::kServe && !grown_.empty() && arena_live_.empty()) {
-      for (const auto& [k, size] : grown_) {
-        plan_[k].size =
-            (size + BlockPool::kQuantum - 1) / BlockPool::kQuantum * BlockPool::kQuantum;
-      }
+      for (const auto& [k, size] : grown_) plan_[k].size = BlockPool::RoundUp(size);
       grown_.clear();
       DropArena(/*keep_plan=*/true);
       Layout();
@@ -147,8 +140,7 @@ class CachingCpuAllocator final : public c10::Allocator {
     if (n >= kLargeBlock) {
       {
         std::lock_guard<std::mutex> lock(mu_);
-        const size_t size =
-            (n + BlockPool::kQuantum - 1) / BlockPool::kQuantum * BlockPool::kQuantum;
+        const size_t size = BlockPool::RoundUp(n);
         const bool step_thread =
             state_ != State::kOff && std::this_thread::get_id() == step_thread_;
         if (step_thread && in_step_ && state_ == State::kServe) {
@@ -159,8 +151,8 @@ class CachingCpuAllocator final : public c10::Allocator {
         const bool missed = step_thread && in_step_ && state_ == State::kServe && p == nullptr;
         if (p == nullptr) {
           p = pool_.Allocate(n);
-          if (p != nullptr && missed) missed_.insert(p);
           if (p == nullptr && pool_.ReleaseFreeSegments() > 0) p = pool_.Allocate(n);
+          if (p != nullptr && missed) missed_.insert(p);
           if (p != nullptr && step_thread && in_step_ && state_ == State::kRecord) {
             traced_[p] = trace_.size();
             trace_.push_back({size, event_++, -1});

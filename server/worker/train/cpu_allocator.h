@@ -2,8 +2,9 @@
 // (activations, gradients) every iteration; glibc either returns them to the OS (then every
 // iteration pays page faults to get them back) or keeps them in fragmented arenas (then resident
 // memory grows far above what is live). Large blocks come from a BlockPool (block_pool.h):
-// best fit in big segments, split and merged, so that no page fault is paid in steady state and
-// resident memory stays within a few percent of the live peak. Small allocations go to malloc.
+// best fit in big segments, split and merged, so that no page fault is paid in steady state;
+// a training step's own blocks are placed by a plan instead (BeginCpuStep below), which keeps
+// them within a few percent of their live peak. Small allocations go to malloc.
 #pragma once
 
 #include <cstddef>

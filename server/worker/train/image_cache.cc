@@ -33,16 +33,12 @@ class ImageSlots final : public cv::MatAllocator {
   // `image` copied into a free slot, or an empty Mat when none is free or it does not fit.
   cv::Mat Copy(const cv::Mat& image) {
     if (image.total() * image.elemSize() > slot_bytes_) return {};
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (free_.empty()) return {};
-    }
     cv::Mat out;
     out.allocator = this;
     out.create(image.rows, image.cols, image.type());
     // Later create() calls on copies of this header are not for slots; its data stays one.
     out.allocator = nullptr;
-    if (out.u == nullptr || out.u->currAllocator != this) return {};  // taken meanwhile
+    if (out.u == nullptr || out.u->currAllocator != this) return {};  // no slot free
     image.copyTo(out);
     return out;
   }
@@ -60,7 +56,6 @@ class ImageSlots final : public cv::MatAllocator {
     std::lock_guard<std::mutex> lock(mu_);
     return count_ - free_.size();
   }
-  int64_t region_bytes() const { return static_cast<int64_t>(count_ * slot_bytes_); }
 
   cv::UMatData* allocate(int dims, const int* sizes, int type, void* data, size_t* step,
                          cv::AccessFlag flags, cv::UMatUsageFlags usage) const override {
@@ -318,9 +313,5 @@ int64_t RecentImages::bytes() const {
 }
 
 size_t RecentImages::slotted() const { return slots_ != nullptr ? slots_->in_use() : 0; }
-
-int64_t RecentImages::slot_region_bytes() const {
-  return slots_ != nullptr ? slots_->region_bytes() : 0;
-}
 
 }  // namespace yolo

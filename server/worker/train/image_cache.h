@@ -58,10 +58,8 @@ class RecentImages {
   size_t capacity() const { return capacity_; }
   size_t size() const;
   int64_t bytes() const;
-  // Images now held in slots, and the bytes of the slots' region (virtual; a slot's pages are
-  // resident once an image has been written to it).
+  // Slots in use: images held, and evicted ones still referenced elsewhere.
   size_t slotted() const;
-  int64_t slot_region_bytes() const;
 
  private:
   const size_t capacity_;

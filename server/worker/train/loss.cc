@@ -3,11 +3,75 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "server/worker/train/boxes.h"
 #include "server/worker/train/model.h"
 
 namespace yolo {
+
+namespace {
+
+// One image's assignment, written into its rows of the batch's outputs (which start zeroed):
+// pd_scores (A, C), pd_boxes (A, 4), anchors (A, 2), labels (M) int64 and gt_boxes (M, 4) of its
+// M >= 1 real GTs. Image by image, the (M, A) intermediates stay a batch's share of the size
+// that (B, M_max, A) ones would have, with M each image's own count rather than the batch's
+// largest.
+void AssignImage(const at::Tensor& pd_scores, const at::Tensor& pd_boxes, const at::Tensor& anchors,
+                 const at::Tensor& labels, const at::Tensor& gt_boxes, const AssignerOptions& o,
+                 at::Tensor target_labels, at::Tensor target_boxes, at::Tensor target_scores,
+                 at::Tensor fg_mask) {
+  const int64_t a = pd_scores.size(0);
+  // Anchors whose centre lies strictly inside a GT box.
+  at::Tensor anc = anchors.unsqueeze(0);                         // (1, A, 2)
+  at::Tensor lt = anc - gt_boxes.narrow(-1, 0, 2).unsqueeze(1);  // (M, A, 2)
+  at::Tensor rb = gt_boxes.narrow(-1, 2, 2).unsqueeze(1) - anc;  // (M, A, 2)
+  at::Tensor valid = at::minimum(lt, rb).amin(-1).gt(o.eps);     // (M, A)
+  lt.reset();
+  rb.reset();
+
+  at::Tensor scores = pd_scores.t().index_select(0, labels);  // (M, A)
+  at::Tensor overlaps =
+      BoxIou(gt_boxes.unsqueeze(1), pd_boxes.unsqueeze(0), /*ciou=*/true).squeeze(-1).clamp_min(0);
+  at::Tensor validf = valid.to(overlaps.scalar_type());
+  overlaps.mul_(validf);
+  scores.mul_(validf);
+  at::Tensor align = scores.pow_(o.alpha).mul_(overlaps.pow(o.beta));  // (M, A)
+  scores.reset();
+
+  const int64_t k = std::min<int64_t>(o.topk, a);
+  at::Tensor topk_idx = std::get<1>(align.topk(k, -1, /*largest=*/true));  // (M, k)
+  at::Tensor count = at::zeros_like(align);
+  count.scatter_add_(-1, topk_idx, at::ones_like(topk_idx, align.options()));
+  at::Tensor mask_pos = count.eq(1).logical_and_(valid);  // (M, A)
+  count.reset();
+
+  // An anchor claimed by several GTs goes to the one it overlaps most.
+  at::Tensor multi = mask_pos.sum(0).gt(1).unsqueeze(0);  // (1, A)
+  at::Tensor best =
+      at::zeros_like(mask_pos).scatter_(0, overlaps.argmax(0, /*keepdim=*/true), true);
+  mask_pos = at::where(multi, best, mask_pos);
+  best.reset();
+  at::Tensor fg = mask_pos.any(0);                        // (A)
+  at::Tensor gt_idx = mask_pos.to(at::kFloat).argmax(0);  // (A)
+
+  at::Tensor assigned_labels = labels.index_select(0, gt_idx);
+  target_labels.copy_(assigned_labels);
+  target_boxes.copy_(gt_boxes.index_select(0, gt_idx));
+
+  at::Tensor mask_posf = mask_pos.to(align.scalar_type());
+  align.mul_(mask_posf);
+  at::Tensor pos_align_max = align.amax(-1, /*keepdim=*/true);                     // (M, 1)
+  at::Tensor pos_overlaps = overlaps.mul_(mask_posf).amax(-1, /*keepdim=*/true);   // (M, 1)
+  at::Tensor norm = align.mul_(pos_overlaps).div_(pos_align_max + o.eps).amax(0);  // (A)
+  // The one-hot of the assigned class, scaled by the normalised alignment, foreground only.
+  target_scores.scatter_(
+      1, assigned_labels.unsqueeze(1),
+      norm.mul_(fg.to(norm.scalar_type())).unsqueeze(1).to(target_scores.scalar_type()));
+  fg_mask.copy_(fg);
+}
+
+}  // namespace
 
 Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_boxes,
                              const at::Tensor& anchors, const at::Tensor& gt_labels,
@@ -16,59 +80,32 @@ Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_b
   at::NoGradGuard no_grad;
   const int64_t b = pd_scores.size(0), a = pd_scores.size(1), m = gt_boxes.size(1);
   Assignment out;
-  if (m == 0) {
-    out.target_labels = at::zeros({b, a}, pd_scores.options().dtype(at::kLong));
-    out.target_boxes = at::zeros({b, a, 4}, pd_boxes.options());
-    out.target_scores = at::zeros_like(pd_scores);
-    out.fg_mask = at::zeros({b, a}, pd_scores.options().dtype(at::kBool));
-    return out;
-  }
-  // Anchors whose centre lies strictly inside a GT box.
-  at::Tensor anc = anchors.view({1, 1, a, 2});
-  at::Tensor lt = anc - gt_boxes.narrow(-1, 0, 2).unsqueeze(2);
-  at::Tensor rb = gt_boxes.narrow(-1, 2, 2).unsqueeze(2) - anc;
-  at::Tensor mask_in = at::cat({lt, rb}, -1).amin(-1).gt(o.eps);  // (B, M, A)
-  at::Tensor valid = mask_in.logical_and(mask_gt.to(at::kBool));  // (B, M, A)
-
+  out.target_labels = at::zeros({b, a}, pd_scores.options().dtype(at::kLong));
+  out.target_boxes = at::zeros({b, a, 4}, pd_boxes.options());
+  out.target_scores = at::zeros_like(pd_scores);
+  out.fg_mask = at::zeros({b, a}, pd_scores.options().dtype(at::kBool));
+  if (m == 0) return out;
   at::Tensor labels = gt_labels.to(at::kLong).squeeze(-1).clamp_min(0);  // (B, M)
-  at::Tensor scores =
-      pd_scores.permute({0, 2, 1}).gather(1, labels.unsqueeze(-1).expand({b, m, a}));
-  at::Tensor overlaps =
-      BoxIou(gt_boxes.unsqueeze(2), pd_boxes.unsqueeze(1), /*ciou=*/true).squeeze(-1).clamp_min(0);
-  at::Tensor validf = valid.to(overlaps.scalar_type());
-  overlaps = overlaps * validf;
-  scores = scores * validf;
-  at::Tensor align = scores.pow(o.alpha) * overlaps.pow(o.beta);  // (B, M, A)
-
-  const int64_t k = std::min<int64_t>(o.topk, a);
-  at::Tensor topk_idx = std::get<1>(align.topk(k, -1, /*largest=*/true));  // (B, M, k)
-  at::Tensor count = at::zeros({b, m, a}, align.options());
-  count.scatter_add_(-1, topk_idx, at::ones_like(topk_idx, align.options()));
-  at::Tensor mask_pos = count.eq(1).logical_and(valid);  // (B, M, A)
-
-  // An anchor claimed by several GTs goes to the one it overlaps most.
-  at::Tensor fg = mask_pos.sum(1);  // (B, A)
-  if (fg.max().item<int64_t>() > 1) {
-    at::Tensor multi = fg.unsqueeze(1).gt(1).expand({b, m, a});
-    at::Tensor best = at::one_hot(overlaps.argmax(1), m).permute({0, 2, 1}).to(at::kBool);
-    mask_pos = at::where(multi, best, mask_pos);
+  // Which rows are real, read once: padding usually trails, so an image's GTs are a prefix.
+  at::Tensor real = mask_gt.to(at::kCPU, at::kBool).reshape({b, m}).contiguous();
+  const bool* r = real.data_ptr<bool>();
+  for (int64_t i = 0; i < b; ++i) {
+    std::vector<int64_t> rows;
+    for (int64_t j = 0; j < m; ++j)
+      if (r[i * m + j]) rows.push_back(j);
+    if (rows.empty()) continue;
+    at::Tensor img_labels = labels[i], img_boxes = gt_boxes[i];
+    if (rows.back() + 1 != static_cast<int64_t>(rows.size())) {
+      at::Tensor index = at::tensor(rows, at::kLong).to(labels.device());
+      img_labels = img_labels.index_select(0, index);
+      img_boxes = img_boxes.index_select(0, index);
+    } else {
+      img_labels = img_labels.narrow(0, 0, rows.size());
+      img_boxes = img_boxes.narrow(0, 0, rows.size());
+    }
+    AssignImage(pd_scores[i], pd_boxes[i], anchors, img_labels, img_boxes, o, out.target_labels[i],
+                out.target_boxes[i], out.target_scores[i], out.fg_mask[i]);
   }
-  at::Tensor fg_mask = mask_pos.any(1);                   // (B, A)
-  at::Tensor gt_idx = mask_pos.to(at::kFloat).argmax(1);  // (B, A)
-
-  at::Tensor flat = gt_idx + at::arange(b, gt_idx.options()).unsqueeze(-1) * m;
-  out.target_labels = labels.flatten().index_select(0, flat.flatten()).view({b, a});
-  out.target_boxes = gt_boxes.reshape({-1, 4}).index_select(0, flat.flatten()).view({b, a, 4});
-  at::Tensor one_hot = at::one_hot(out.target_labels, o.nc).to(pd_scores.scalar_type());
-  one_hot = one_hot * fg_mask.unsqueeze(-1).to(one_hot.scalar_type());
-
-  at::Tensor mask_posf = mask_pos.to(align.scalar_type());
-  align = align * mask_posf;
-  at::Tensor pos_align_max = align.amax(-1, /*keepdim=*/true);                  // (B, M, 1)
-  at::Tensor pos_overlaps = (overlaps * mask_posf).amax(-1, /*keepdim=*/true);  // (B, M, 1)
-  at::Tensor norm = (align * pos_overlaps / (pos_align_max + o.eps)).amax(1).unsqueeze(-1);
-  out.target_scores = one_hot * norm;
-  out.fg_mask = fg_mask;
   return out;
 }
 

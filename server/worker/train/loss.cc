@@ -86,7 +86,7 @@ Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_b
   out.fg_mask = at::zeros({b, a}, pd_scores.options().dtype(at::kBool));
   if (m == 0) return out;
   at::Tensor labels = gt_labels.to(at::kLong).squeeze(-1).clamp_min(0);  // (B, M)
-  // Which rows are real, read once: padding usually trails, so an image's GTs are a prefix.
+  // Which rows are real, read once (one device-to-host copy), wherever the padding sits.
   at::Tensor real = mask_gt.to(at::kCPU, at::kBool).reshape({b, m}).contiguous();
   const bool* r = real.data_ptr<bool>();
   for (int64_t i = 0; i < b; ++i) {
@@ -94,15 +94,9 @@ Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_b
     for (int64_t j = 0; j < m; ++j)
       if (r[i * m + j]) rows.push_back(j);
     if (rows.empty()) continue;
-    at::Tensor img_labels = labels[i], img_boxes = gt_boxes[i];
-    if (rows.back() + 1 != static_cast<int64_t>(rows.size())) {
-      at::Tensor index = at::tensor(rows, at::kLong).to(labels.device());
-      img_labels = img_labels.index_select(0, index);
-      img_boxes = img_boxes.index_select(0, index);
-    } else {
-      img_labels = img_labels.narrow(0, 0, rows.size());
-      img_boxes = img_boxes.narrow(0, 0, rows.size());
-    }
+    at::Tensor index = at::tensor(rows, at::kLong).to(labels.device());
+    at::Tensor img_labels = labels[i].index_select(0, index);
+    at::Tensor img_boxes = gt_boxes[i].index_select(0, index);
     AssignImage(pd_scores[i], pd_boxes[i], anchors, img_labels, img_boxes, o, out.target_labels[i],
                 out.target_boxes[i], out.target_scores[i], out.fg_mask[i]);
   }

@@ -27,7 +27,9 @@ struct AssignerOptions {
 
 // Task-aligned assignment (no gradient). pd_scores (B, A, C) probabilities, pd_boxes (B, A, 4)
 // xyxy pixels, anchors (A, 2) pixels, gt_labels (B, M, 1), gt_boxes (B, M, 4) xyxy pixels,
-// mask_gt (B, M, 1) true for real (non-padding) GTs.
+// mask_gt (B, M, 1) true for real (non-padding) GTs. Computed image by image on (M_i, A) tensors
+// of each image's real GTs; a background anchor takes its image's first real GT's label and box
+// (zeros in an image with none).
 Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_boxes,
                              const at::Tensor& anchors, const at::Tensor& gt_labels,
                              const at::Tensor& gt_boxes, const at::Tensor& mask_gt,

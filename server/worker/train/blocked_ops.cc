@@ -243,11 +243,15 @@ std::unique_ptr<ConvPrimitives> MakePrimitives(const ConvKey& key) {
   return MakePrimitives(key, dnnl::algorithm::convolution_direct);
 }
 
+std::mutex primitives_mu;
+std::map<ConvKey, std::unique_ptr<ConvPrimitives>>& PrimitivesCache() {
+  static auto* cache = new std::map<ConvKey, std::unique_ptr<ConvPrimitives>>();
+  return *cache;
+}
+
 const ConvPrimitives& Primitives(const ConvKey& key) {
-  static std::mutex mu;
-  static std::map<ConvKey, std::unique_ptr<ConvPrimitives>> cache;
-  std::lock_guard<std::mutex> lock(mu);
-  auto& slot = cache[key];
+  std::lock_guard<std::mutex> lock(primitives_mu);
+  auto& slot = PrimitivesCache()[key];
   if (!slot) {
     try {
       slot = MakePrimitives(key);
@@ -549,6 +553,18 @@ at::Tensor BlockedConv2d(const at::Tensor& x, const at::Tensor& weight, const at
 #else
   (void)x, (void)weight, (void)bias, (void)stride, (void)padding, (void)out_blocked;
   throw std::logic_error("BlockedConv2d: built without oneDNN");
+#endif
+}
+
+void ForgetConvolutionKernels() {
+#ifdef YOLO_WITH_ONEDNN
+  {
+    std::lock_guard<std::mutex> lock(primitives_mu);
+    PrimitivesCache().clear();
+  }
+  const int capacity = dnnl::get_primitive_cache_capacity();
+  dnnl::set_primitive_cache_capacity(0);  // which empties it
+  dnnl::set_primitive_cache_capacity(capacity);
 #endif
 }
 

@@ -82,6 +82,17 @@ TEST(BlockedOpsTest, ConvolutionsMatchLibTorch) {
   }
 }
 
+// Kernels forgotten are made again: the same convolution gives the same bits afterwards.
+TEST(BlockedOpsTest, ForgottenKernelsAreMadeAgain) {
+  if (!BlockedLayoutAvailable()) GTEST_SKIP() << "built without oneDNN or no AVX2";
+  torch::manual_seed(4);
+  const at::Tensor x = ToBlocked(at::randn({2, 16, 10, 10}));
+  const at::Tensor w = at::randn({32, 16, 3, 3});
+  const at::Tensor before = BlockedConvForward(x, w, 1, 1);
+  ForgetConvolutionKernels();
+  EXPECT_TRUE(at::equal(BlockedConvForward(x, w, 1, 1), before));
+}
+
 TEST(BlockedOpsTest, BatchNormSiluMatchesLibTorch) {
   if (!BlockedLayoutAvailable()) GTEST_SKIP() << "built without oneDNN or no AVX2";
   at::Tensor z = at::randn({3, 32, 7, 5}) * 2 + 1;

@@ -220,7 +220,7 @@ absl::StatusOr<int64_t> StepProfiler::Train(int batch) {
     ParamGroups groups = SplitParameters(*model);
     auto optimizer = MakeOptimizer(spec_.optimizer, groups, 5e-4);
     for (int i = 0; i < 3; ++i) {
-      at::Tensor input = images[i].to(spec_.device).to(at::kFloat).div_(255.0);
+      at::Tensor input = images[i].to(spec_.device);  // scaled by the model, as in training
       SetAutocast(spec_.amp);
       std::vector<at::Tensor> raw = model->forward(input);
       SetAutocast(false);
@@ -246,7 +246,7 @@ absl::StatusOr<int64_t> StepProfiler::Val(int batch) {
     DetectionModel model = NewModel();
     model->eval();
     at::NoGradGuard no_grad;
-    at::Tensor input = images.to(spec_.device).to(at::kFloat).div_(255.0);
+    at::Tensor input = images.to(spec_.device);
     SetAutocast(spec_.amp);
     std::vector<at::Tensor> raw = model->forward(input);
     SetAutocast(false);

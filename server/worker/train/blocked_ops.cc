@@ -378,7 +378,7 @@ std::array<at::Tensor, 3> ConvBackward(const at::Tensor& x, const at::Tensor& we
 void SaveInput(AutogradContext* ctx, const at::Tensor& x_in, const at::Tensor& x,
                std::vector<at::Tensor> rest) {
   RecomputePlan plan;
-  if (x.dim() == 5 && PlanRecompute(x_in, &plan)) {
+  if (PlanRecompute(x_in, &plan)) {
     ctx->saved_data["recompute"] = c10::List<int64_t>(plan.steps);
   } else {
     plan.leaves = {x};

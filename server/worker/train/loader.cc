@@ -536,7 +536,7 @@ Batch BatchLoader::Build(const BatchPlan& plan, int epoch, bool mosaic) const {
 }
 
 at::Tensor ModelInput(const Batch& batch, const c10::Device& device) {
-  return batch.images.to(device, /*non_blocking=*/true).to(at::kFloat).div_(255.0);
+  return batch.images.to(device, /*non_blocking=*/true);
 }
 
 int64_t BatchLoader::DropRamCache() {

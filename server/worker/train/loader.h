@@ -225,7 +225,8 @@ class BatchLoader {
   std::vector<std::thread> threads_;
 };
 
-// The model's input for a batch: float32 in [0, 1] on `device`.
+// The model's input for a batch: its uint8 images on `device`, which the model scales to
+// [0, 1] (DetectionModelImpl::forward).
 at::Tensor ModelInput(const Batch& batch, const c10::Device& device);
 
 // Writes / reads a uint8 image as a .npy array (H, W, 3), the disk cache format.

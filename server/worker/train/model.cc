@@ -11,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "server/worker/train/blocked_ops.h"
+#include "server/worker/train/recompute.h"
 #include "server/worker/train/rounding.h"
 
 namespace yolo {
@@ -485,9 +486,18 @@ bool DetectionModelImpl::UsesBlockedLayout(const torch::Tensor& x) const {
          x.scalar_type() == at::kFloat && BlockedLayoutAvailable();
 }
 
-std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& x) {
-  // In the blocked layout from the first convolution on: every layer after it sees 5-D tensors.
-  torch::Tensor y = UsesBlockedLayout(x) ? convs_[0]->forward_blocked(x) : convs_[0]->forward(x);
+std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& images) {
+  torch::Tensor y;
+  {
+    torch::Tensor x = images;
+    if (x.scalar_type() == at::kByte) {
+      x = images.to(at::kFloat).div_(255.0);
+      RecordScaledBytes(x, images);
+    }
+    // In the blocked layout from the first convolution on: every layer after it sees 5-D
+    // tensors.
+    y = UsesBlockedLayout(x) ? convs_[0]->forward_blocked(x) : convs_[0]->forward(x);
+  }
   y = convs_[1]->forward(y);
   y = c2fs_[2]->forward(y);
   torch::Tensor p3 = c2fs_[4]->forward(convs_[3]->forward(y));

@@ -17,15 +17,25 @@ namespace {
 
 using Weak = c10::weak_intrusive_ptr<c10::TensorImpl>;
 
-enum Op : int64_t { kBatchNormSilu, kUpsample, kAdd, kCat, kChunk, kTensor, kConvBatchNormSilu };
+enum Op : int64_t {
+  kBatchNormSilu,
+  kUpsample,
+  kAdd,
+  kCat,
+  kChunk,
+  kTensor,
+  kConvBatchNormSilu,
+  kScaledBytes
+};
 
 // How one recorded tensor was made. Tensors are held weakly: a recipe never keeps memory alive.
 struct Recipe {
   Op op = kBatchNormSilu;
   // kUpsample, kChunk, kConvBatchNormSilu (its input): 1; kAdd: 2; kCat: n
   std::vector<std::shared_ptr<const Recipe>> parts;
-  // kBatchNormSilu: x̂, gamma, beta; kTensor: itself; kConvBatchNormSilu: weight, statistics
-  // (mean and inverse standard deviation, 2 x C), gamma, beta
+  // kBatchNormSilu: x̂, gamma, beta; kTensor: itself; kScaledBytes: the bytes;
+  // kConvBatchNormSilu: weight, statistics (mean and inverse standard deviation, 2 x C), gamma,
+  // beta
   std::vector<Weak> tensors;
   int64_t arg0 = 0, arg1 = 0;  // kChunk: index, count; kConvBatchNormSilu: stride, padding
 };
@@ -153,6 +163,17 @@ void RecordBatchNormSilu(const at::Tensor& y, const at::Tensor& xhat, const at::
   Record(y, std::move(recipe));
 }
 
+void RecordScaledBytes(const at::Tensor& x, const at::Tensor& bytes) {
+  if (!RecomputeActive() || !x.device().is_cpu() || bytes.scalar_type() != at::kByte ||
+      x.sizes() != bytes.sizes()) {
+    return;
+  }
+  auto recipe = std::make_shared<Recipe>();
+  recipe->op = kScaledBytes;
+  recipe->tensors.emplace_back(bytes.getIntrusivePtr());
+  Record(x, std::move(recipe));
+}
+
 void RecordUpsample(const at::Tensor& y, const at::Tensor& x) { RecordOf(y, kUpsample, {x}); }
 
 void RecordAdd(const at::Tensor& y, const at::Tensor& a, const at::Tensor& b) {
@@ -197,14 +218,12 @@ at::Tensor Recompute(const std::vector<at::Tensor>& leaves, const std::vector<in
   std::vector<Node> nodes;
   for (size_t i = 0; i < steps.size();) {
     Node n{static_cast<Op>(steps[i++]), {}, {}};
-    const int64_t parts = n.op == kBatchNormSilu || n.op == kTensor ? 0
-                          : n.op == kAdd                            ? 2
-                          : n.op == kCat                            ? steps.at(i++)
-                                                                    : 1;
-    const int64_t leaves = n.op == kBatchNormSilu       ? 3
-                           : n.op == kTensor            ? 1
-                           : n.op == kConvBatchNormSilu ? 4
-                                                        : 0;
+    const bool source = n.op == kBatchNormSilu || n.op == kTensor || n.op == kScaledBytes;
+    const int64_t parts = source ? 0 : n.op == kAdd ? 2 : n.op == kCat ? steps.at(i++) : 1;
+    const int64_t leaves = n.op == kBatchNormSilu                    ? 3
+                           : n.op == kTensor || n.op == kScaledBytes ? 1
+                           : n.op == kConvBatchNormSilu              ? 4
+                                                                     : 0;
     for (int64_t k = 0; k < parts; ++k) n.operands.push_back(steps.at(i++));
     for (int64_t k = 0; k < leaves; ++k) n.leaves.push_back(steps.at(i++));
     if (n.op == kChunk || n.op == kConvBatchNormSilu)
@@ -227,6 +246,9 @@ at::Tensor Recompute(const std::vector<at::Tensor>& leaves, const std::vector<in
         break;
       case kTensor:
         values[i] = leaf(0);
+        break;
+      case kScaledBytes:
+        values[i] = leaf(0).to(at::kFloat).div_(255.0);  // as DetectionModelImpl::forward made it
         break;
       case kConvBatchNormSilu:
         values[i] = BatchNormSiluOutput(

@@ -1,11 +1,11 @@
 // Rebuilding blocked activations in backward instead of keeping them. A convolution keeps its
 // input for the weight gradient; when that input is made only of fused BatchNorm+SiLU outputs
 // (whose x̂, gamma and beta backward keeps anyway) through channel concatenation, chunking,
-// addition and 2x upsampling, the convolution keeps those instead and rebuilds its input in
-// backward with the same operations, so the same bits. Each producing operation records how
-// its output was made (a recipe); outputs are held weakly, with their version, so that a freed
-// tensor is forgotten and one changed in place is never rebuilt. Recipes are per thread: the
-// thread that runs the forward pass records and reads them.
+// addition and 2x upsampling (or of the uint8 image batch), the convolution keeps those instead and
+// rebuilds its input in backward with the same operations, so the same bits. Each producing
+// operation records how its output was made (a recipe); outputs are held weakly, with their
+// version, so that a freed tensor is forgotten and one changed in place is never rebuilt. Recipes
+// are per thread: the thread that runs the forward pass records and reads them.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -29,6 +29,10 @@ void RecordChunks(const std::vector<at::Tensor>& chunks, const at::Tensor& x);  
 void RecordConvBatchNormSilu(const at::Tensor& y, const at::Tensor& x, const at::Tensor& weight,
                              const at::Tensor& stats, const at::Tensor& gamma,
                              const at::Tensor& beta, int64_t stride, int64_t padding);
+
+// x = bytes / 255 in float: the model's input, scaled from a uint8 batch
+// (DetectionModelImpl::forward), rebuilt from the bytes, a quarter of its size.
+void RecordScaledBytes(const at::Tensor& x, const at::Tensor& bytes);
 
 // Whether recipes are recorded on this thread: RecomputeEnabled() and no NoRecomputeScope.
 bool RecomputeActive();

@@ -245,7 +245,7 @@ TEST(ModelTest, BlockedInferenceGivesTheNchwOutputs) {
 }
 
 // A blocked training step that rebuilds convolutions' inputs in backward (recompute.h) gives
-// the gradients of one that keeps them, bit for bit.
+// the gradients of one that keeps them, bit for bit, from a uint8 batch as training gives it.
 TEST(ModelTest, BlockedStepRebuildsInputsWithTheSameGradients) {
   if (!BlockedLayoutAvailable() || !RecomputeEnabled() || FusedBatchNormKeepsBf16()) {
     GTEST_SKIP() << "no blocked layout, or recomputing switched off";
@@ -260,10 +260,11 @@ TEST(ModelTest, BlockedStepRebuildsInputsWithTheSameGradients) {
     DetectionModel m(*scale, 3);
     m->train();
     m->set_blocked_layout(true);
+    const at::Tensor bytes = at::randint(0, 256, {2, 3, 64, 64}, at::TensorOptions(at::kByte));
+    std::vector<at::Tensor> raw = m->forward(bytes);
     at::Tensor loss = at::zeros({});
-    for (const at::Tensor& level : m->forward(at::rand({2, 3, 64, 64}))) {
-      loss = loss + (level * at::randn(level.sizes())).sum();
-    }
+    for (const at::Tensor& level : raw) loss = loss + (level * at::randn(level.sizes())).sum();
+    raw.clear();
     loss.backward();
     for (const auto& p : m->parameters()) {
       if (p.requires_grad()) grads[kept].push_back(p.grad().clone());

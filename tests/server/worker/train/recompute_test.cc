@@ -145,12 +145,13 @@ TEST(RecomputeTest, AnOutputChangedInPlaceIsKept) {
 // A convolution+BatchNorm+SiLU that keeps neither its output nor x̂ (the stem from the image,
 // and a 1x1 convolution of a blocked output): the convolution runs again in backward, for
 // consumers that take the output whole and in chunks, and the gradients are those of the two
-// steps with everything kept, bit for bit.
+// steps with everything kept, bit for bit. The image, scaled from bytes, is not kept either:
+// the bytes are.
 TEST(RecomputeTest, ConvolutionOutputsAreRebuiltByRunningTheConvolutionAgain) {
   if (!Recomputing()) GTEST_SKIP() << "no blocked layout, or recomputing switched off";
   const int64_t w = BlockedLayoutWidth();
   at::manual_seed(9);
-  const at::Tensor image = at::rand({2, 3, 16, 12});
+  const at::Tensor bytes = at::randint(0, 256, {2, 3, 16, 12}, at::TensorOptions(at::kByte));
   Norm n0(2 * w), n1(2 * w), n2(w);
   const at::Tensor w0 = (at::randn({2 * w, 3, 3, 3}) * 0.3).set_requires_grad(true);
   const at::Tensor w1 = (at::randn({2 * w, 2 * w, 1, 1}) * 0.2).set_requires_grad(true);
@@ -162,8 +163,11 @@ TEST(RecomputeTest, ConvolutionOutputsAreRebuiltByRunningTheConvolutionAgain) {
     std::optional<NoRecomputeScope> no_recompute;
     if (kept == 1) no_recompute.emplace();
     at::Tensor loss;
-    std::optional<WeakTensor> stem;
+    std::optional<WeakTensor> stem, input;
     {
+      const at::Tensor image = bytes.to(at::kFloat).div_(255.0);
+      RecordScaledBytes(image, bytes);
+      input.emplace(image.getIntrusivePtr());
       const at::Tensor y0 = BlockedConvBatchNormSilu(image, w0, n0.gamma, n0.beta, n0.mean, n0.var,
                                                      /*stride=*/2, /*padding=*/1, 0.03, 1e-3);
       stem.emplace(y0.getIntrusivePtr());
@@ -176,6 +180,7 @@ TEST(RecomputeTest, ConvolutionOutputsAreRebuiltByRunningTheConvolutionAgain) {
       loss = (FromBlocked(out) * upstream).sum();
     }
     EXPECT_EQ(stem->expired(), kept == 0);
+    EXPECT_EQ(input->expired(), kept == 0);
     loss.backward();
     grads[kept] =
         Gradients({w0, w1, w2, w3, n0.gamma, n0.beta, n1.gamma, n1.beta, n2.gamma, n2.beta});

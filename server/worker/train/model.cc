@@ -377,11 +377,12 @@ void DetectImpl::InitBiases() {
   }
 }
 
-std::vector<torch::Tensor> DetectImpl::forward(const std::vector<torch::Tensor>& feats) {
+std::vector<torch::Tensor> DetectImpl::forward(std::vector<torch::Tensor> feats) {
   std::vector<torch::Tensor> out;
   for (size_t i = 0; i < feats.size(); ++i) {
     out.push_back(
         at::cat({box_branches[i]->forward(feats[i]), cls_branches[i]->forward(feats[i])}, 1));
+    feats[i].reset();
   }
   return out;
 }
@@ -487,6 +488,9 @@ bool DetectionModelImpl::UsesBlockedLayout(const torch::Tensor& x) const {
 }
 
 std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& images) {
+  // Each activation goes as soon as its last consumer has run. In the blocked layout those
+  // consumers keep what rebuilds it, not the activation itself (recompute.h), and the step's
+  // peak comes late in this pass: a layer's output held to the end would be part of it.
   torch::Tensor y;
   {
     torch::Tensor x = images;
@@ -501,13 +505,20 @@ std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& imag
   y = convs_[1]->forward(y);
   y = c2fs_[2]->forward(y);
   torch::Tensor p3 = c2fs_[4]->forward(convs_[3]->forward(y));
+  y.reset();
   torch::Tensor p4 = c2fs_[6]->forward(convs_[5]->forward(p3));
   torch::Tensor p5 = sppf_->forward(c2fs_[8]->forward(convs_[7]->forward(p4)));
   torch::Tensor h12 = c2fs_[12]->forward(ConcatChannels({up10_->forward(p5), p4}));
+  p4.reset();
   torch::Tensor out3 = c2fs_[15]->forward(ConcatChannels({up13_->forward(h12), p3}));
+  p3.reset();
   torch::Tensor out4 = c2fs_[18]->forward(ConcatChannels({convs_[16]->forward(out3), h12}));
+  h12.reset();
   torch::Tensor out5 = c2fs_[21]->forward(ConcatChannels({convs_[19]->forward(out4), p5}));
-  return detect->forward({out3, out4, out5});
+  p5.reset();
+  std::vector<torch::Tensor> levels;
+  for (torch::Tensor* level : {&out3, &out4, &out5}) levels.push_back(std::move(*level));
+  return detect->forward(std::move(levels));
 }
 
 int DetectionModelImpl::LayerCount() {

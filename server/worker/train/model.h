@@ -118,8 +118,9 @@ TORCH_MODULE(DFL);
 class DetectImpl : public torch::nn::Module {
  public:
   DetectImpl(int nc, const std::vector<int>& channels);
-  // Raw outputs per level: (B, 4*reg_max + nc, H_i, W_i).
-  std::vector<torch::Tensor> forward(const std::vector<torch::Tensor>& feats);
+  // Raw outputs per level: (B, 4*reg_max + nc, H_i, W_i). Each level's features are let go once
+  // its branches have run.
+  std::vector<torch::Tensor> forward(std::vector<torch::Tensor> feats);
   // Decoded predictions (B, 4 + nc, A): centre-xywh boxes in input pixels, class probabilities.
   torch::Tensor Decode(const std::vector<torch::Tensor>& raw);
   void InitBiases();

@@ -1,6 +1,7 @@
 #include "server/worker/train/loss.h"
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
 #include <vector>
@@ -11,6 +12,56 @@
 namespace yolo {
 
 namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// SplitHeadOutputs (loss.h) in one copy each way.
+class SplitHeadFunction : public torch::autograd::Function<SplitHeadFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, at::TensorList levels, int64_t split) {
+    const int64_t b = levels[0].size(0), no = levels[0].size(1);
+    std::vector<int64_t> sizes;
+    int64_t a = 0;
+    for (const at::Tensor& level : levels) {
+      sizes.insert(sizes.end(), {level.size(2), level.size(3)});
+      a += level.size(2) * level.size(3);
+    }
+    at::Tensor first = at::empty({b, a, split}, levels[0].options());
+    at::Tensor second = at::empty({b, a, no - split}, levels[0].options());
+    int64_t offset = 0;
+    for (const at::Tensor& level : levels) {
+      const int64_t n = level.size(2) * level.size(3);
+      const at::Tensor rows = level.reshape({b, no, n}).permute({0, 2, 1});  // (B, n, no)
+      first.narrow(1, offset, n).copy_(rows.narrow(2, 0, split));
+      second.narrow(1, offset, n).copy_(rows.narrow(2, split, no - split));
+      offset += n;
+    }
+    ctx->saved_data["sizes"] = sizes;
+    ctx->saved_data["split"] = split;
+    return {first, second};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // Both defined: undefined gradients come materialised as zeros.
+    const std::vector<int64_t> sizes = ctx->saved_data["sizes"].toIntVector();
+    const int64_t split = ctx->saved_data["split"].toInt();
+    const int64_t b = grads[0].size(0), no = split + grads[1].size(2);
+    variable_list out;
+    int64_t offset = 0;
+    for (size_t i = 0; i < sizes.size(); i += 2) {
+      const int64_t h = sizes[i], w = sizes[i + 1], n = h * w;
+      at::Tensor level = at::empty({b, no, h, w}, grads[0].options());
+      const at::Tensor rows = level.view({b, no, n}).permute({0, 2, 1});  // (B, n, no)
+      rows.narrow(2, 0, split).copy_(grads[0].narrow(1, offset, n));
+      rows.narrow(2, split, no - split).copy_(grads[1].narrow(1, offset, n));
+      out.push_back(level);
+      offset += n;
+    }
+    out.emplace_back();  // split
+    return out;
+  }
+};
 
 // One image's assignment, written into its rows of the batch's outputs (which start zeroed):
 // pd_scores (A, C), pd_boxes (A, 4), anchors (A, 2), labels (M) int64 and gt_boxes (M, 4) of its
@@ -114,6 +165,12 @@ at::Tensor DistributionFocalLoss(const at::Tensor& pred, const at::Tensor& targe
   return ce_l * wl + ce_r * wr;
 }
 
+std::pair<at::Tensor, at::Tensor> SplitHeadOutputs(const std::vector<at::Tensor>& raw,
+                                                   int64_t split) {
+  variable_list parts = SplitHeadFunction::apply(at::TensorList(raw), split);
+  return {std::move(parts[0]), std::move(parts[1])};
+}
+
 at::Tensor DecodeDistances(const at::Tensor& pred_dist, int reg_max) {
   const int64_t b = pred_dist.size(0), a = pred_dist.size(1);
   at::Tensor proj = at::arange(reg_max, pred_dist.options());
@@ -130,11 +187,10 @@ LossOutput DetectionLoss::operator()(const std::vector<at::Tensor>& raw,
                                      Assignment* assignment) const {
   const int64_t b = raw[0].size(0);
   const int64_t no = 4 * reg_max_ + nc_;
-  std::vector<at::Tensor> flat;
-  for (const auto& r : raw) flat.push_back(r.reshape({b, no, -1}));
-  at::Tensor pred = at::cat(flat, 2);  // (B, no, A)
-  at::Tensor pred_dist = pred.narrow(1, 0, 4 * reg_max_).permute({0, 2, 1}).contiguous();
-  at::Tensor pred_scores = pred.narrow(1, 4 * reg_max_, nc_).permute({0, 2, 1}).contiguous();
+  TORCH_CHECK(raw[0].size(1) == no, "DetectionLoss: the head gives ", raw[0].size(1),
+              " channels, not ", no);
+  const auto [pred_dist, pred_scores] =
+      SplitHeadOutputs(raw, 4 * reg_max_);  // (B, A, 4 reg_max), (B, A, nc)
   const auto dtype = pred_scores.scalar_type();
   const double img_h = raw[0].size(2) * strides_[0], img_w = raw[0].size(3) * strides_[0];
 
@@ -164,15 +220,23 @@ LossOutput DetectionLoss::operator()(const std::vector<at::Tensor>& raw,
       for (int k = 0; k < 4; ++k) g[img][j][k + 1] = bx[i][k];
     }
   }
-  gt = gt.to(pred.device());
+  gt = gt.to(pred_dist.device());
   at::Tensor gt_labels = gt.narrow(-1, 0, 1);
   at::Tensor gt_boxes = gt.narrow(-1, 1, 4);
   at::Tensor mask_gt = gt_boxes.sum(-1, /*keepdim=*/true).gt(0);
 
-  at::Tensor pred_boxes = DistToBox(DecodeDistances(pred_dist, reg_max_), anchors);  // grid units
+  // Every anchor's box, for the assigner only: the box and DFL losses below read the foreground
+  // anchors alone, and decode them again from their own rows, so that backward brings pred_dist
+  // one gradient through one gather instead of the softmax's (B, A, 4 reg_max) tensors.
+  at::Tensor pred_boxes;  // grid units
+  {
+    at::NoGradGuard no_grad;
+    pred_boxes = DistToBox(DecodeDistances(pred_dist, reg_max_), anchors);
+  }
   Assignment assigned = AssignTaskAligned(
-      pred_scores.detach().sigmoid(), (pred_boxes.detach() * stride_t).to(gt_boxes.scalar_type()),
+      pred_scores.detach().sigmoid(), (pred_boxes * stride_t).to(gt_boxes.scalar_type()),
       anchors * stride_t, gt_labels, gt_boxes, mask_gt, assigner_);
+  pred_boxes.reset();
 
   at::Tensor target_scores = assigned.target_scores.to(dtype);
   at::Tensor tss = target_scores.sum();
@@ -186,19 +250,22 @@ LossOutput DetectionLoss::operator()(const std::vector<at::Tensor>& raw,
       at::binary_cross_entropy_with_logits(pred_scores, target_scores, {}, {}, at::Reduction::None)
           .sum() /
       tss;
-  at::Tensor loss_box = at::zeros({}, pred.options());
-  at::Tensor loss_dfl = at::zeros({}, pred.options());
+  at::Tensor loss_box = at::zeros({}, pred_dist.options());
+  at::Tensor loss_dfl = at::zeros({}, pred_dist.options());
   at::Tensor fg = assigned.fg_mask;
   if (fg.any().item<bool>()) {
     at::Tensor target_boxes = assigned.target_boxes / stride_t;
     at::Tensor weight = target_scores.sum(-1).index({fg}).unsqueeze(-1);
-    at::Tensor iou = BoxIou(pred_boxes.index({fg}), target_boxes.index({fg}), /*ciou=*/true);
+    const at::Tensor fg_dist = pred_dist.index({fg});                       // (F, 4 reg_max)
+    const at::Tensor fg_anchors = anchors.expand({b, -1, -1}).index({fg});  // (F, 2)
+    const at::Tensor fg_boxes =
+        DistToBox(DecodeDistances(fg_dist.unsqueeze(0), reg_max_).squeeze(0), fg_anchors);
+    at::Tensor iou = BoxIou(fg_boxes, target_boxes.index({fg}), /*ciou=*/true);
     loss_box = ((1.0 - iou) * weight).sum() / tss;
     at::Tensor target_ltrb = BoxToDist(anchors, target_boxes, reg_max_).index({fg});  // (F, 4)
-    at::Tensor dfl =
-        DistributionFocalLoss(pred_dist.index({fg}).view({-1, reg_max_}), target_ltrb.reshape({-1}))
-            .view({-1, 4})
-            .mean(-1, /*keepdim=*/true);
+    at::Tensor dfl = DistributionFocalLoss(fg_dist.view({-1, reg_max_}), target_ltrb.reshape({-1}))
+                         .view({-1, 4})
+                         .mean(-1, /*keepdim=*/true);
     loss_dfl = (dfl * weight).sum() / tss;
   }
   loss_box = loss_box * gains_.box;

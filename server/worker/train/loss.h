@@ -4,6 +4,7 @@
 
 #include <ATen/Tensor.h>
 
+#include <utility>
 #include <vector>
 
 #include "server/worker/train/rank_sum.h"
@@ -38,6 +39,14 @@ Assignment AssignTaskAligned(const at::Tensor& pd_scores, const at::Tensor& pd_b
 // DFL per anchor: pred (n, reg_max) logits, target (n) distances in [0, reg_max - 1.01];
 // returns (n) the interpolated cross-entropy of the two neighbouring bins.
 at::Tensor DistributionFocalLoss(const at::Tensor& pred, const at::Tensor& target);
+
+// The head's levels (B, no, H_i, W_i) as (B, A, split) and (B, A, no - split) (box bins and
+// class logits), anchors in level order, as cat, narrow, permute and contiguous would give them.
+// One copy each way: autograd's own ops would give backward a zeroed (B, no, A) for each of the
+// two narrows and their sum, three tensors the size of the head's output at the step's peak
+// (the start of backward, while every x̂ is still live).
+std::pair<at::Tensor, at::Tensor> SplitHeadOutputs(const std::vector<at::Tensor>& raw,
+                                                   int64_t split);
 
 // Decodes (B, A, 4 * reg_max) bin logits into distances (B, A, 4) by softmax expectation.
 at::Tensor DecodeDistances(const at::Tensor& pred_dist, int reg_max);

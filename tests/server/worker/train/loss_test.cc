@@ -168,6 +168,33 @@ TEST(AssignerTest, NoGtMeansAllBackground) {
   EXPECT_EQ(a.target_scores.sum().item<float>(), 0);
 }
 
+// The head's levels split into box bins and class logits: the values and the levels' gradients
+// of cat, narrow, permute and contiguous, exactly.
+TEST(DetectionLossTest, SplitHeadOutputsIsCatNarrowAndPermute) {
+  torch::manual_seed(8);
+  const int64_t b = 2, no = 64 + 3;
+  std::vector<at::Tensor> raw, ref;
+  for (int64_t s : {8, 4, 2}) {
+    raw.push_back(torch::randn({b, no, s, s + 1}, torch::requires_grad()));
+    ref.push_back(raw.back().detach().clone().set_requires_grad(true));
+  }
+  auto [dist, scores] = SplitHeadOutputs(raw, 64);
+  std::vector<at::Tensor> flat;
+  for (const at::Tensor& r : ref) flat.push_back(r.reshape({b, no, -1}));
+  const at::Tensor all = at::cat(flat, 2);
+  const at::Tensor ref_dist = all.narrow(1, 0, 64).permute({0, 2, 1}).contiguous();
+  const at::Tensor ref_scores = all.narrow(1, 64, 3).permute({0, 2, 1}).contiguous();
+  ASSERT_TRUE(dist.is_contiguous() && scores.is_contiguous());
+  EXPECT_TRUE(at::equal(dist, ref_dist));
+  EXPECT_TRUE(at::equal(scores, ref_scores));
+  const at::Tensor up_dist = at::randn(dist.sizes()), up_scores = at::randn(scores.sizes());
+  ((dist * up_dist).sum() + (scores * up_scores).sum()).backward();
+  ((ref_dist * up_dist).sum() + (ref_scores * up_scores).sum()).backward();
+  for (size_t i = 0; i < raw.size(); ++i) {
+    EXPECT_TRUE(at::equal(raw[i].grad(), ref[i].grad())) << "level " << i;
+  }
+}
+
 TEST(DetectionLossTest, LossFallsOnAMicroSet) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::temp_directory_path() / ("loss_micro_" + std::to_string(::getpid()));

@@ -195,10 +195,12 @@ int RecentImagesCapacity(const LoaderOptions& o, int n) {
   if (!o.recent_buffer || !o.augment || o.rect || o.hyp.mosaic <= 0 || n <= 0) return 0;
   const int64_t batch = std::clamp(o.batch, 1, n);
   const int64_t buffer = std::max<int64_t>(0, std::min<int64_t>({n, 8 * batch, 1000}) - 1);
-  // Loader threads build up to `prefetch` batches ahead, plus one each in the making; without
-  // them, only the batch being built is.
+  // Loader threads build or hold at most `prefetch` batches ahead of the one training takes
+  // next (the window counts the batches in the making); without them, only the batch being
+  // built is. A worker stalled while the others fill the window can find a partner gone and
+  // decode it again: the same pixels, a decode more.
   const int64_t prefetch = o.prefetch > 0 ? o.prefetch : std::max(2, 2 * o.workers);
-  const int64_t ahead = o.workers > 0 ? (prefetch + o.workers + 1) * batch : batch;
+  const int64_t ahead = o.workers > 0 ? prefetch * batch : batch;
   return static_cast<int>(std::min<int64_t>(n, buffer + ahead));
 }
 

@@ -77,8 +77,9 @@ struct LoaderProfile {
 };
 
 // Images the recent-image buffer holds: Ultralytics' mosaic buffer (min(n, 8 x batch, 1000)),
-// plus the images of the batches being built or queued ahead of training, so that a partner
-// is still there when a worker running ahead asks for it. 0 without mosaic.
+// plus the images of the batches being built or queued ahead of training (the prefetch
+// window), so that a partner is still there when a worker running ahead asks for it. 0 without
+// mosaic.
 int RecentImagesCapacity(const LoaderOptions& options, int n);
 
 // The order in which each training epoch visits the images, and the images that a mosaic at

@@ -209,8 +209,8 @@ TEST_F(LoaderTest, RecentBufferGivesTheSameBatchesWithFewerDecodes) {
   EXPECT_GT(static_cast<double>(p.decodes) / p.images, 3.0);
   EXPECT_LT(static_cast<double>(b.decodes) / b.images, 1.5);
   EXPECT_GT(b.recent_hits, 0);
-  EXPECT_EQ(RecentImagesCapacity(o, 12), 12);  // never more than the dataset
-  EXPECT_EQ(RecentImagesCapacity(o, 10000), 31 + (4 + 2 + 1) * 4);
+  EXPECT_EQ(RecentImagesCapacity(o, 12), 12);             // never more than the dataset
+  EXPECT_EQ(RecentImagesCapacity(o, 10000), 31 + 4 * 4);  // prefetch 4 (2 x workers)
   o.rect = true;
   EXPECT_EQ(RecentImagesCapacity(o, 10000), 0);
 }

@@ -127,8 +127,9 @@ says "$AUTO" "e['memory_estimate']['autobatch'] and int(e['memory_estimate']['ba
   True || fail "no AutoBatch choice in the record: $(json "$AUTO" "e.get('memory_estimate')")"
 says "$AUTO" "[a['kind'] for a in e['memory_actions']]" "autobatch" || fail "no autobatch event"
 expect 0 "AutoBatch: batch" ctl describe experiment "$AUTO"
-# As many images as it takes for one batch of them at 640 px to need more than this host's RAM.
-n=$(awk '/MemTotal/{n = int($2 / 1024 / 100); print (n < 256 ? 256 : n)}' /proc/meminfo)
+# As many images as it takes for one batch of them at 640 px to need more than this host's RAM:
+# a step of yolov8n needs about 80 MB an image there, so one image per 40 MB asks for twice it.
+n=$(awk '/MemTotal/{n = int($2 / 1024 / 40); print (n < 512 ? 512 : n)}' /proc/meminfo)
 "$WORKER" make-dataset shapes out="$T/big" train="$n" val=4 imgsz=64 seed=0 >/dev/null || fail "make-dataset"
 BIG=$(ctl start-experiment --data "$T/big/data.yaml" --imgsz 640 --workers 0 --plots False --batch "$n" --epochs 1 | new_id)
 wait_for 120 says "$BIG" "e['state']" FAILED || fail "a batch that cannot fit was not refused: $(ctl describe experiment "$BIG")"

@@ -16,6 +16,7 @@
 #include <exception>
 #include <fstream>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -38,18 +39,30 @@ std::string Bytes(double b) { return MegaOrGigaBytes(b); }
 // allocator's 1 MB) comes and goes there. On the calling thread, which trains next, the holes
 // it leaves would sit among the run's own blocks, stay resident and be written again by each
 // step's small buffers: tens of MB more RSS for the whole run.
+// Where no thread can be started (a capped address space, say), the step runs here.
 void OnThreadOfItsOwn(const std::function<void()>& step) {
   std::exception_ptr error;
-  std::thread thread([&] {
-    try {
-      step();
-    } catch (...) {
-      error = std::current_exception();
-    }
-  });
+  std::thread thread;
+  try {
+    thread = std::thread([&] {
+      try {
+        step();
+      } catch (...) {
+        error = std::current_exception();
+      }
+    });
+  } catch (const std::system_error&) {
+    step();
+    return;
+  }
   thread.join();
   if (error) std::rethrow_exception(error);
 }
+
+// Forgets the kernels a measured step made, however it ended: they are for its batch alone.
+struct ForgetKernelsAfter {
+  ~ForgetKernelsAfter() { ForgetConvolutionKernels(); }
+};
 
 }  // namespace
 
@@ -158,9 +171,11 @@ absl::StatusOr<int64_t> StepProfiler::Measure(const std::function<void()>& step)
     if (measure_ == "RSS") {
       auto before = proc.Self();
       if (before.ok() && ResetPeakRss()) {
-        OnThreadOfItsOwn(step);
+        {
+          ForgetKernelsAfter forget;  // made in the step's arena, for a batch size of its own
+          OnThreadOfItsOwn(step);
+        }
         auto after = proc.Self();
-        ForgetConvolutionKernels();  // made in the step's arena, for a batch size of its own
         EmptyCpuCache();
         if (after.ok()) return std::max<int64_t>(after->peak_rss_bytes - before->rss_bytes, 0);
       }
@@ -168,9 +183,11 @@ absl::StatusOr<int64_t> StepProfiler::Measure(const std::function<void()>& step)
     }
     const int64_t live = GetCpuAllocatorStats().allocated_bytes;
     ResetCpuAllocatorPeak();
-    OnThreadOfItsOwn(step);
+    {
+      ForgetKernelsAfter forget;
+      OnThreadOfItsOwn(step);
+    }
     const int64_t peak = GetCpuAllocatorStats().peak_allocated_bytes;
-    ForgetConvolutionKernels();
     EmptyCpuCache();
     return std::max<int64_t>(peak - live, 0);
   } catch (const c10::Error& e) {
@@ -280,7 +297,8 @@ absl::StatusOr<v1::MemoryEstimate> EstimateMemory(StepProfiler& profiler,
 
   std::vector<double> xs, train, val_x, val;
   std::string stopped;
-  // The first steps pay for one-time set-up (kernels, thread pools, caches): not measured.
+  // The first steps pay for one-time set-up (LibTorch's thread pools and caches): not measured.
+  // Each measured step makes its own kernels again (they are forgotten after each).
   if (auto warm = profiler.Train(1); !warm.ok()) {
     return absl::ResourceExhaustedError(
         "memory estimate: a training step at batch 1 ran out of memory");

@@ -78,7 +78,8 @@ at::Tensor CpuBatchNormSilu(const at::Tensor& z, const at::Tensor& gamma, const 
 // Drops the convolution kernels made so far (oneDNN primitives, one per shape and direction,
 // with their generated code), here and in oneDNN's own cache; the next convolution of each shape
 // makes its kernel again. For the memory estimate, whose steps at other batch sizes make kernels
-// the run never uses. No convolution may run meanwhile.
+// the run never uses. No convolution may run meanwhile, on any thread: a convolution holds its
+// kernel by reference.
 void ForgetConvolutionKernels();
 
 // Nearest-neighbour upsampling by 2 of a blocked tensor.

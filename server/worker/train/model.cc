@@ -490,7 +490,8 @@ bool DetectionModelImpl::UsesBlockedLayout(const torch::Tensor& x) const {
   const bool training = is_training() && at::GradMode::is_enabled();
   const bool inference = Inferring(*this) && g_flop_counter == nullptr;
   return blocked_layout_ && blocked_channels_ && (training || inference) && x.device().is_cpu() &&
-         x.scalar_type() == at::kFloat && BlockedLayoutAvailable();
+         (x.scalar_type() == at::kFloat || x.scalar_type() == at::kByte) &&
+         BlockedLayoutAvailable();
 }
 
 std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& images) {
@@ -510,8 +511,9 @@ std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& imag
   }
   y = convs_[1]->forward(y);
   y = c2fs_[2]->forward(y);
-  torch::Tensor p3 = c2fs_[4]->forward(convs_[3]->forward(y));
+  torch::Tensor p3 = convs_[3]->forward(y);
   y.reset();
+  p3 = c2fs_[4]->forward(p3);
   torch::Tensor p4 = c2fs_[6]->forward(convs_[5]->forward(p3));
   torch::Tensor p5 = sppf_->forward(c2fs_[8]->forward(convs_[7]->forward(p4)));
   torch::Tensor h12 = c2fs_[12]->forward(ConcatChannels({up10_->forward(p5), p4}));

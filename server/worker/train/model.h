@@ -46,8 +46,9 @@ class ConvImpl : public torch::nn::Module {
   RankSum sync_stats;
   // In the blocked layout, keep neither the convolution's output nor x̂ for backward but make
   // them again there (BlockedConvBatchNormSilu). Set for the stem, whose output is the largest
-  // and cheapest to make (27 multiply-adds each). C2f's 1x1 convolutions would save as much
-  // again but cost about 9 % of a step's time: they are bound by memory, not arithmetic.
+  // and cheapest to make (27 multiply-adds each), and for the 1x1 convolutions of C2f layers 2
+  // and 4 (see the model's constructor). All of C2f's 1x1 convolutions would cost about 9 % of a
+  // step's time: they are bound by memory, not arithmetic.
   bool rebuild_normalised = false;
 };
 TORCH_MODULE(Conv);

@@ -15,8 +15,9 @@
 
 namespace yolo {
 
-// Recording, called by the producing operations with their (blocked) output. An output whose
-// inputs are not all recorded is not recorded either.
+// Recording, called by the producing operations with their (blocked) output; the model's input
+// (RecordScaledBytes below) is the one NCHW tensor recorded. An output whose inputs are not all
+// recorded is not recorded either.
 void RecordBatchNormSilu(const at::Tensor& y, const at::Tensor& xhat, const at::Tensor& gamma,
                          const at::Tensor& beta);
 void RecordUpsample(const at::Tensor& y, const at::Tensor& x);

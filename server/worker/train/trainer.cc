@@ -883,7 +883,7 @@ EpochTraining TrainRun::TrainEpoch(int epoch) {
       ema_->Update(model_);
       last_opt_step_ = ni;
     }
-    input = at::Tensor();  // the step's buffers end with it
+    input = at::Tensor();  // on a GPU, the batch's copy there
     raw.clear();
     step.Done();
     out.images += static_cast<int>(batch->info.size());

@@ -156,8 +156,8 @@ stat -c %a "$STATE/worker.sock" | grep -qx 600 || fail "worker.sock is not 0600"
 # Under a capped address space the allocation that fails is a std::bad_alloc. The worker's
 # pre-flight estimate meets it first, in its own step at the run's batch, and refuses the run
 # before training (a failed run, not an out-of-memory exit: nothing is resumed). 2.3 GB: the
-# worker and its steps at batches 1 to 4 fit, batch 16 at 640 px does not (it fits from about
-# 2.5 GB). Nearer 1.7 GB, where the worker barely starts, a library's own allocation can fail
+# worker and its steps at batches 1 to 4 fit, batch 16 at 640 px does not (at 2.6 GB it
+# fits). Nearer 1.7 GB, where the worker barely starts, a library's own allocation can fail
 # before ours and crash the worker.
 echo "== a real out-of-memory (address space capped): FAILED, and says why"
 STATE=$T/oom

@@ -500,11 +500,7 @@ std::vector<torch::Tensor> DetectionModelImpl::forward(const torch::Tensor& imag
   // peak comes late in this pass: a layer's output held to the end would be part of it.
   torch::Tensor y;
   {
-    torch::Tensor x = images;
-    if (x.scalar_type() == at::kByte) {
-      x = images.to(at::kFloat).div_(255.0);
-      RecordScaledBytes(x, images);
-    }
+    const torch::Tensor x = images.scalar_type() == at::kByte ? ScaleBytes(images) : images;
     // In the blocked layout from the first convolution on: every layer after it sees 5-D
     // tensors.
     y = UsesBlockedLayout(x) ? convs_[0]->forward_blocked(x) : convs_[0]->forward(x);

@@ -138,10 +138,10 @@ TORCH_MODULE(Detect);
 class DetectionModelImpl : public torch::nn::Module {
  public:
   DetectionModelImpl(const ModelScale& scale, int nc);
-  // `x`: float images in [0, 1], or uint8 ones, which are scaled to them here (x / 255) so that
-  // the float copy lives only as long as the first layer needs it: in training that layer keeps
-  // the bytes for backward instead (recompute.h).
-  std::vector<torch::Tensor> forward(const torch::Tensor& x);
+  // `images`: float in [0, 1], or uint8, which are scaled to it here (ScaleBytes) so that the
+  // float copy lives only as long as the first layer needs it: in training that layer keeps the
+  // bytes for backward instead (recompute.h).
+  std::vector<torch::Tensor> forward(const torch::Tensor& images);
   // CPU training runs in oneDNN's blocked layout (blocked_ops.h) where it can; false makes it
   // use LibTorch's NCHW ops, as evaluation and GPUs always do. Same results up to rounding.
   void set_blocked_layout(bool on) { blocked_layout_ = on; }

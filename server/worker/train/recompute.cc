@@ -135,6 +135,9 @@ class Planner {
   int64_t next_node_ = 0;
 };
 
+// A kScaledBytes value, made the same way in forward and backward.
+at::Tensor Scaled(const at::Tensor& bytes) { return bytes.to(at::kFloat).div_(255.0); }
+
 // y = silu(gamma x̂ + beta) for a blocked x̂, as the fused BatchNorm's forward wrote it.
 at::Tensor BatchNormSiluOutput(const at::Tensor& xhat, const at::Tensor& gamma,
                                const at::Tensor& beta) {
@@ -163,15 +166,17 @@ void RecordBatchNormSilu(const at::Tensor& y, const at::Tensor& xhat, const at::
   Record(y, std::move(recipe));
 }
 
-void RecordScaledBytes(const at::Tensor& x, const at::Tensor& bytes) {
-  if (!RecomputeActive() || !x.device().is_cpu() || bytes.scalar_type() != at::kByte ||
-      x.sizes() != bytes.sizes()) {
-    return;
+at::Tensor ScaleBytes(const at::Tensor& bytes) {
+  TORCH_CHECK(bytes.scalar_type() == at::kByte, "ScaleBytes: uint8 images, not ",
+              bytes.scalar_type());
+  at::Tensor x = Scaled(bytes);
+  if (RecomputeActive() && x.device().is_cpu()) {
+    auto recipe = std::make_shared<Recipe>();
+    recipe->op = kScaledBytes;
+    recipe->tensors.emplace_back(bytes.getIntrusivePtr());
+    Record(x, std::move(recipe));
   }
-  auto recipe = std::make_shared<Recipe>();
-  recipe->op = kScaledBytes;
-  recipe->tensors.emplace_back(bytes.getIntrusivePtr());
-  Record(x, std::move(recipe));
+  return x;
 }
 
 void RecordUpsample(const at::Tensor& y, const at::Tensor& x) { RecordOf(y, kUpsample, {x}); }
@@ -248,7 +253,7 @@ at::Tensor Recompute(const std::vector<at::Tensor>& leaves, const std::vector<in
         values[i] = leaf(0);
         break;
       case kScaledBytes:
-        values[i] = leaf(0).to(at::kFloat).div_(255.0);  // as DetectionModelImpl::forward made it
+        values[i] = Scaled(leaf(0));
         break;
       case kConvBatchNormSilu:
         values[i] = BatchNormSiluOutput(

@@ -16,7 +16,7 @@
 namespace yolo {
 
 // Recording, called by the producing operations with their (blocked) output; the model's input
-// (RecordScaledBytes below) is the one NCHW tensor recorded. An output whose inputs are not all
+// (ScaleBytes below) is the one NCHW tensor recorded. An output whose inputs are not all
 // recorded is not recorded either.
 void RecordBatchNormSilu(const at::Tensor& y, const at::Tensor& xhat, const at::Tensor& gamma,
                          const at::Tensor& beta);
@@ -31,9 +31,9 @@ void RecordConvBatchNormSilu(const at::Tensor& y, const at::Tensor& x, const at:
                              const at::Tensor& stats, const at::Tensor& gamma,
                              const at::Tensor& beta, int64_t stride, int64_t padding);
 
-// x = bytes / 255 in float: the model's input, scaled from a uint8 batch
-// (DetectionModelImpl::forward), rebuilt from the bytes, a quarter of its size.
-void RecordScaledBytes(const at::Tensor& x, const at::Tensor& bytes);
+// A uint8 image batch as the model's float input, bytes / 255, recorded so that a convolution
+// taking it rebuilds it from the bytes, a quarter of its size (DetectionModelImpl::forward).
+at::Tensor ScaleBytes(const at::Tensor& bytes);
 
 // Whether recipes are recorded on this thread: RecomputeEnabled() and no NoRecomputeScope.
 bool RecomputeActive();

@@ -165,8 +165,7 @@ TEST(RecomputeTest, ConvolutionOutputsAreRebuiltByRunningTheConvolutionAgain) {
     at::Tensor loss;
     std::optional<WeakTensor> stem, input;
     {
-      const at::Tensor image = bytes.to(at::kFloat).div_(255.0);
-      RecordScaledBytes(image, bytes);
+      const at::Tensor image = ScaleBytes(bytes);
       input.emplace(image.getIntrusivePtr());
       const at::Tensor y0 = BlockedConvBatchNormSilu(image, w0, n0.gamma, n0.beta, n0.mean, n0.var,
                                                      /*stride=*/2, /*padding=*/1, 0.03, 1e-3);

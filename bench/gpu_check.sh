@@ -10,7 +10,8 @@
 # Usage: bench/gpu_check.sh [build dir (default build-cuda)]
 # Environment: TORCH_PREFIX (LibTorch's CMake prefix; default: the one of python3's torch),
 #   YOLO_DEPS_PREFIX (an extra prefix holding the other dependencies, if not in /usr),
-#   EPOCHS (default 3), JOBS (default: all CPUs), SKIP_TESTS (set: skip ctest).
+#   EPOCHS (default 3), JOBS (default: all CPUs), SKIP_TESTS (set: skip ctest),
+#   ONLY_BUILD (set: stop once built; bench/gpu_vs_peer.sh builds this way).
 #
 # Seen with pip's torch 2.11.0+cu130 (which exports its own copy of std::filesystem from
 # libtorch.so): tests that call std::filesystem::remove_all crash in it when the build uses a
@@ -45,6 +46,7 @@ cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DYOLO_WITH_CUDA=ON \
 ninja -C "$BUILD" -j"$JOBS" -k 0 >"$BUILD.build.log" 2>&1 ||
   { grep -E -A6 "error|Error" "$BUILD.build.log" | head -120; exit 1; }
 echo "built in $(($(date +%s) - start)) s"
+[[ -n ${ONLY_BUILD:-} ]] && exit 0
 
 echo "== tests"
 if [[ -z ${SKIP_TESTS:-} ]]; then

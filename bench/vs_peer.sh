@@ -7,20 +7,39 @@
 #   SRC=IMGSZ (side of the generated source images; e.g. SRC=640 trains 640 px images at 320)
 #   DEVICE=cpu AMP=0 PY=/usr/bin/python3 (the peer's; on a GPU machine: DEVICE=0 AMP=1 PY=python3)
 #   PEER_SCRIPTS=../shared/peer   LOADER=1 (0: skip the loader rows)   KEEP=DIR (keep the files)
+#   BUILD=build (yolod's build folder; e.g. build-cuda from bench/gpu_check.sh)
 # Training images/s: epochs after the first, training only (both sides count data loading and
 # exclude validation). Peak RSS: yolod's process (ru_maxrss); the peer's process tree sampled
-# every 0.2 s by run.sh, the whole run including the final validation for both.
+# every 0.2 s by run.sh, the whole run including the final validation for both. On a GPU
+# (DEVICE=N), nvidia-smi samples GPU N every 0.2 s during each run, the same way for both: the
+# peak of its used memory above what was used before the run, and the mean utilisation over the
+# run's samples (start-up and the last validation included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODEL=${MODEL:-yolov8n} IMGSZ=${IMGSZ:-320} BATCH=${BATCH:-16} EPOCHS=${EPOCHS:-3}
 THREADS=${THREADS:-2} WORKERS=${WORKERS:-2} TRAIN=${TRAIN:-256} SRC=${SRC:-$IMGSZ}
 DEVICE=${DEVICE:-cpu} AMP=${AMP:-0} LOADER=${LOADER:-1}
 PEER_SCRIPTS=$(realpath "${PEER_SCRIPTS:-../shared/peer}")
-WORKER=build/server/worker/yolo-worker LOADER_BIN=build/bench/loader_throughput
-[[ -x $WORKER && -x $LOADER_BIN ]] || ninja -C build yolo-worker loader_throughput >/dev/null
+BUILD=${BUILD:-build}
+WORKER=$BUILD/server/worker/yolo-worker LOADER_BIN=$BUILD/bench/loader_throughput
+[[ -x $WORKER && -x $LOADER_BIN ]] || ninja -C "$BUILD" yolo-worker loader_throughput >/dev/null
 [[ -x $PEER_SCRIPTS/run.sh ]] || { echo "no peer at $PEER_SCRIPTS (PEER_SCRIPTS=...)" >&2; exit 1; }
-if [[ -n ${KEEP:-} ]]; then T=$KEEP; mkdir -p "$T"; else T=$(mktemp -d); trap 'rm -rf "$T"' EXIT; fi
+if [[ -n ${KEEP:-} ]]; then T=$KEEP; mkdir -p "$T"; else T=$(mktemp -d); fi
+trap 'gpu_stop; [[ -n ${KEEP:-} ]] || rm -rf "$T"' EXIT
 log() { echo "[vs_peer] $*" >&2; }
+# GPU sampling: gpu_watch NAME starts it, gpu_stop ends it; nothing on the CPU.
+GPU_PID=
+gpu_watch() {
+  [[ $DEVICE == cpu ]] && return 0
+  nvidia-smi -i "$DEVICE" --query-gpu=memory.used --format=csv,noheader,nounits >"$T/gpu.$1.base"
+  nvidia-smi -i "$DEVICE" --query-gpu=memory.used,utilization.gpu --format=csv,noheader,nounits \
+    -lms 200 >"$T/gpu.$1.csv" &
+  GPU_PID=$!
+}
+gpu_stop() {
+  if [[ -n $GPU_PID ]]; then kill "$GPU_PID" 2>/dev/null; wait "$GPU_PID" 2>/dev/null || true; fi
+  GPU_PID=
+}
 
 "$WORKER" make-dataset shapes out="$T/data" train="$TRAIN" val=64 imgsz="$IMGSZ" \
   width="$SRC" height="$SRC" seed=0 >/dev/null
@@ -28,14 +47,18 @@ DATA=$T/data/data.yaml
 amp=False; [[ $AMP == 1 ]] && amp=True
 
 log "yolod: $MODEL imgsz=$IMGSZ batch=$BATCH epochs=$EPOCHS threads=$THREADS workers=$WORKERS device=$DEVICE"
+gpu_watch yolod
 /usr/bin/time -f "%M" -o "$T/yolod.maxrss" "$WORKER" train data="$DATA" model="$MODEL" \
   imgsz="$IMGSZ" batch="$BATCH" epochs="$EPOCHS" workers="$WORKERS" threads="$THREADS" \
   device="$DEVICE" amp="$amp" val=False plots=False project="$T/runs" name=yolod \
   >"$T/yolod.log" 2>&1 || { tail -30 "$T/yolod.log" >&2; exit 1; }
+gpu_stop
 log "peer: the same"
+gpu_watch peer
 EPOCHS=$EPOCHS BATCH=$BATCH IMGSZ=$IMGSZ MODEL=$MODEL.yaml THREADS=$THREADS VAL=0 \
   DEVICE=$DEVICE AMP=$AMP NAME=vs_peer "$PEER_SCRIPTS/run.sh" "$DATA" >"$T/peer.json" 2>"$T/peer.log" ||
   { tail -30 "$T/peer.log" >&2; exit 1; }
+gpu_stop
 
 : >"$T/loader.txt"
 if [[ $LOADER == 1 ]]; then
@@ -61,6 +84,19 @@ print(f"{'':<28}{'yolod':>10}{'peer':>10}{'yolod/peer':>12}")
 print(f"{'training images/s':<28}{y_ips:>10.2f}{p_ips:>10.2f}{y_ips / p_ips:>12.2f}")
 print(f"{'seconds per epoch':<28}{y_epoch:>10.1f}{p_epoch:>10.1f}{y_epoch / p_epoch:>12.2f}")
 print(f"{'peak RSS MB':<28}{y_rss:>10.0f}{p_rss:>10.0f}{y_rss / p_rss:>12.2f}")
+def gpu(name):
+    try:
+        base = float(open(f"{t}/gpu.{name}.base").read().split()[0])
+        rows = [l.split(",") for l in open(f"{t}/gpu.{name}.csv") if "," in l]
+        used = [float(m) for m, _ in rows]
+        util = [float(u) for _, u in rows]
+        return max(used) - base, sum(util) / len(util)
+    except (OSError, ValueError, IndexError, ZeroDivisionError):
+        return None
+y_g, p_g = gpu("yolod"), gpu("peer")
+if y_g and p_g:
+    print(f"{'GPU memory peak MiB':<28}{y_g[0]:>10.0f}{p_g[0]:>10.0f}{y_g[0] / max(p_g[0], 1):>12.2f}")
+    print(f"{'GPU utilisation %':<28}{y_g[1]:>10.1f}{p_g[1]:>10.1f}{y_g[1] / max(p_g[1], 1e-9):>12.2f}")
 line = open(f"{t}/loader.txt").read().split(maxsplit=1)
 if line:
     y_l, p_l = float(line[0]), json.loads(line[1])["images_per_s"]

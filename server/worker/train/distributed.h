@@ -1,7 +1,8 @@
 // Data-parallel training across processes on PyTorch's own distributed engine, c10d: a TCPStore
-// rendezvous at master_addr:master_port, a Gloo process group on CPUs (NCCL on GPUs in a CUDA
-// build), and c10d's Reducer, the engine under PyTorch's DistributedDataParallel, which
-// all-reduces gradients in buckets while the backward pass is still running.
+// rendezvous at master_addr:master_port, a Gloo process group on CPUs (on GPUs, NCCL for the
+// device's tensors beside Gloo for host-side values, in a CUDA LibTorch 2.x), and c10d's Reducer,
+// the engine under PyTorch's DistributedDataParallel, which all-reduces gradients in buckets while
+// the backward pass is still running.
 //
 // The ranks: `yolo-worker train` with world_size > 1 (device=cpu) or several GPUs (device=0,1)
 // is local rank 0 of its node; it starts the node's other ranks as child processes of the same

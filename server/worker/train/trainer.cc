@@ -720,9 +720,9 @@ absl::Status TrainRun::JoinRanks() {
     }
     ASSIGN_OR_RETURN(dist_.master_port, hooks_.launch_ranks(dist_));
   }
-  spdlog::info("DDP: rank {} of {} (node {} of {}), rendezvous {}:{}, Gloo on the CPU", dist_.rank,
+  spdlog::info("DDP: rank {} of {} (node {} of {}), rendezvous {}:{}, {}", dist_.rank,
                dist_.world_size, dist_.node_rank, dist_.nnodes, dist_.master_addr,
-               dist_.master_port);
+               dist_.master_port, dist_.gpus.empty() ? "Gloo" : "NCCL");
   // The rendezvous waits this long for every rank; collectives wait as long as Ultralytics
   // lets them (3 hours), since rank 0 validates while the others wait.
   ASSIGN_OR_RETURN(group_, DistributedGroup::Join(dist_, std::chrono::seconds(10800)));

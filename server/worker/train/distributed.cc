@@ -25,6 +25,9 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 #endif
+#if defined(YOLO_EXPECT_NCCL) && !defined(YOLO_HAS_NCCL)  // bench/libtorch2_check.sh
+#error "YOLO_EXPECT_NCCL: c10d's NCCL header is not usable with these flags and include paths"
+#endif
 
 namespace yolo {
 

@@ -18,7 +18,7 @@ DIR=$(realpath -m "${1:-/tmp/yolod-libtorch2}")
 SUITE=${SUITE:-trixie} JOBS=${JOBS:-2}
 mkdir -p "$DIR"/{apt/lists/partial,apt/cache/archives/partial,debs,root}
 [[ -x build/server/daemon/yolod && -x build/client/yoloctl ]] || scripts/build.sh
-command -v patchelf >/dev/null || { echo "needs patchelf (apt-get install patchelf)" >&2; exit 1; }
+command -v patchelf >/dev/null || { echo "needs patchelf (scripts/setup.sh installs it)" >&2; exit 1; }
 
 echo "== Debian $SUITE's LibTorch into $DIR/root"
 KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg

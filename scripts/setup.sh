@@ -26,8 +26,8 @@ PACKAGES=(
   # tests and benchmarks; clang and its runtime for the fuzz targets (libFuzzer, sanitizers)
   googletest libgtest-dev libgmock-dev libbenchmark-dev clang libclang-rt-14-dev
   prometheus python3-grpcio python3-protobuf stress-ng openssl
-  # scripts
-  python3 time
+  # scripts; patchelf for bench/libtorch2_check.sh (the worker on a private LibTorch 2.x)
+  python3 time patchelf
 )
 
 missing=()

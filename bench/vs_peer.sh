@@ -102,4 +102,7 @@ if line:
     y_l, p_l = float(line[0]), json.loads(line[1])["images_per_s"]
     print(f"{'loader alone, 1 core, img/s':<28}{y_l:>10.1f}{p_l:>10.1f}{y_l / p_l:>12.2f}")
 PY
-echo "(training: epochs 2..$EPOCHS of $TRAIN images, validation excluded; $(nproc) cores)"
+# The lead depends on the vector unit: oneDNN's Winograd convolutions need AVX-512.
+isa=AVX2; grep -qw avx512f /proc/cpuinfo && isa=AVX-512
+grep -qw avx2 /proc/cpuinfo || isa="no AVX2"
+echo "(training: epochs 2..$EPOCHS of $TRAIN images, validation excluded; $(nproc) cores, $isa)"

@@ -22,6 +22,12 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #endif
 
+// at::parallel_for splits the channels over threads only where this file is compiled with
+// OpenMP (CMakeLists.txt); without it every kernel here would run on one thread.
+#if AT_PARALLEL_OPENMP && !defined(_OPENMP)
+#error "compile this file with OpenMP: LibTorch's parallel_for is OpenMP here"
+#endif
+
 namespace yolo {
 namespace {
 
